@@ -1,0 +1,54 @@
+"""`advseg` command line: thin click wrappers over the SDK's Python API (no torch)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from . import assets as _assets
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="advseg")
+def main() -> None:
+    """advseg: photo -> sketch -> colour, on ONNX Runtime or TensorRT."""
+
+
+@main.group("assets")
+def assets_group() -> None:
+    """List and fetch offline assets (weights, photos) into $ADVSEG_HOME."""
+
+
+@assets_group.command("list")
+def assets_list() -> None:
+    """Show every known asset and whether it is cached."""
+    for row in _assets.list_assets():
+        mark = "yes" if row["present"] else "no "
+        click.echo(f"{row['name']:<16} present={mark}  {row['path']}\n    {row['description']}\n    licence: {row['licence']}")
+
+
+@assets_group.command("fetch")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--force", is_flag=True, help="Fetch again even if cached.")
+def assets_fetch(names: tuple[str, ...], force: bool) -> None:
+    """Fetch NAMES (or 'all') into the cache, verifying sha256."""
+    wanted = list(_assets.ASSETS) if names == ("all",) else list(names)
+    failed = False
+    for name in wanted:
+        try:
+            path = _assets.fetch(name, force=force)
+            click.echo(f"{name}: {path}")
+        except (_assets.AssetError, OSError) as exc:
+            click.echo(f"{name}: FAILED: {exc}", err=True)
+            failed = True
+    sys.exit(1 if failed else 0)
+
+
+# Subcommands that live in their own modules register here.
+from .cli_sketch import sketch  # noqa: E402
+
+main.add_command(sketch)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""advseg package."""
