@@ -1,1 +1,42 @@
-"""advseg package."""
+"""advseg SDK: run exported sketch-colorization bundles on ONNX Runtime or TensorRT, without torch.
+
+>>> from advseg_sdk import Colorizer, Pipeline, SketchExtractor, load_bundle
+>>> Colorizer("sketch2color.advseg").colorize("sketch.png")          # uint8 RGB (H, W, 3)
+>>> Pipeline("sketch2color.advseg", sketch="xdog").run("photo.jpg")   # (sketch, color)
+
+The public names are imported lazily, so ``import advseg_sdk`` stays cheap (and never imports
+torch: the SDK does not depend on it).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["Colorizer", "Pipeline", "SketchExtractor", "load_bundle", "BundleError"]
+
+_EXPORTS = {
+    "Colorizer": "advseg_sdk.colorizer",
+    "Pipeline": "advseg_sdk.colorizer",
+    "SketchExtractor": "advseg_sdk.sketcher",
+    "load_bundle": "advseg_sdk.bundle",
+    "BundleError": "advseg_sdk.bundle",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .bundle import BundleError, load_bundle
+    from .colorizer import Colorizer, Pipeline
+    from .sketcher import SketchExtractor
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'advseg_sdk' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

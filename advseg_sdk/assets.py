@@ -82,11 +82,18 @@ class atomic_path:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None and self.tmp.exists() and self.tmp.stat().st_size > 0:
+            os.chmod(self.tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; behave like open()
             os.replace(self.tmp, self.target)
         else:
             self.tmp.unlink(missing_ok=True)
             if exc_type is None:
                 raise AssetError(f"nothing was written to {self.target}")
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> Path:

@@ -49,6 +49,10 @@ def assets_fetch(names: tuple[str, ...], force: bool) -> None:
 from .cli_sketch import sketch  # noqa: E402
 
 main.add_command(sketch)
+from .cli_colorize import colorize, info  # noqa: E402
+
+main.add_command(colorize)
+main.add_command(info)
 
 if __name__ == "__main__":
     main()

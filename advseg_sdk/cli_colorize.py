@@ -1,0 +1,272 @@
+"""`advseg colorize` (sketches or photos → colour images) and `advseg info` (bundle summary).
+
+The work is done by :func:`colorize_files` and :func:`bundle_summary` (callable from Python); the
+click commands are thin wrappers mapping results to exit codes (0 ok, 1 something failed,
+2 usage error).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import click
+
+__all__ = ["ColorizeReport", "colorize_files", "bundle_summary", "colorize", "info"]
+
+PRECISION_CHOICES = ("auto", "fp32", "fp16", "bf16", "int8", "trt")
+
+
+@dataclass
+class ColorizeReport:
+    """What a batch did: outputs written, inputs skipped (output existed), failures with reasons."""
+
+    written: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def _output_names(files: Sequence[Path], out_dir: Path, suffix: str) -> list[Path]:
+    """``<stem><suffix>`` per input; repeated stems get ``<stem>_<n><suffix>``."""
+    counts: dict[str, int] = {}
+    names = []
+    for f in files:
+        n = counts.get(f.stem.lower(), 0)
+        counts[f.stem.lower()] = n + 1
+        names.append(out_dir / (f"{f.stem}{suffix}" if n == 0 else f"{f.stem}_{n}{suffix}"))
+    return names
+
+
+def colorize_files(
+    inputs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    bundle: str | os.PathLike | None = None,
+    from_photo: bool = False,
+    sketch_method: str = "hed",
+    sketch_bundle: str | os.PathLike | None = None,
+    save_sketch: bool = False,
+    tile: int | None = None,
+    tile_overlap: int = 32,
+    precision: str = "auto",
+    providers: Sequence[str] | None = None,
+    strict: bool = False,
+    overwrite: bool = False,
+    max_pixels: int | None = None,
+    progress: bool = True,
+    err: Any = None,
+) -> ColorizeReport:
+    """Colour every input image into ``out_dir/<stem>.png`` (atomic writes).
+
+    With ``from_photo`` the inputs are photos: they are sketched first (``sketch_method``), and
+    with ``save_sketch`` the sketch is written too (``<stem>.sketch.png``). A failing input is
+    recorded in ``report.failed`` (and printed to ``err``) and the batch goes on; errors that
+    concern the whole batch (missing or corrupt bundle) raise.
+    """
+    from tqdm import tqdm
+
+    from .cli_sketch import collect_inputs
+    from .colorizer import Colorizer, Pipeline
+    from .imageio import read_image, write_image
+
+    err = err if err is not None else sys.stderr
+    out_dir = Path(out_dir)
+    files = collect_inputs(inputs, exclude=out_dir)  # never re-colour our own outputs
+    targets = _output_names(files, out_dir, ".png")
+    report = ColorizeReport()
+    todo = []
+    for f, t in zip(files, targets):
+        if t.exists() and not overwrite:
+            report.skipped.append(f)
+        else:
+            todo.append((f, t))
+    if not todo:
+        return report
+
+    opts: dict[str, Any] = dict(providers=providers, precision=precision, tile=tile,
+                                tile_overlap=tile_overlap, strict=strict)
+    if from_photo:
+        model: Any = Pipeline(bundle, sketch=sketch_method, sketch_bundle=sketch_bundle, **opts)
+    else:
+        model = Colorizer(bundle, **opts)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    read_kw = {} if max_pixels is None else {"max_pixels": max_pixels}
+    bar = tqdm(todo, desc="colorize", unit="img", disable=not progress, file=err)
+    for f, t in bar:
+        try:
+            rgb = read_image(f, **read_kw)
+            if from_photo:
+                result = model.run(rgb)
+                if save_sketch:
+                    write_image(t.with_name(t.stem + ".sketch.png"), result.sketch)
+                colour = result.color
+            else:
+                colour = model.colorize(rgb)
+            write_image(t, colour)
+            report.written.append(t)
+        except Exception as exc:  # one bad input must not stop the batch
+            reason = str(exc) if isinstance(exc, (ValueError, OSError)) else f"{type(exc).__name__}: {exc}"
+            report.failed.append((f, reason))
+            tqdm.write(f"error: {reason}" if str(f) in reason else f"error: {f}: {reason}", file=err)
+    return report
+
+
+@click.command("colorize")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the <stem>.png colour images (created if missing).")
+@click.option("--bundle", type=click.Path(path_type=Path), default=None,
+              help="sketch2color bundle (.advseg dir or .zip); default: "
+                   "$ADVSEG_HOME/bundles/demo-sketch2color.advseg.")
+@click.option("--from-photo", is_flag=True, help="Inputs are photos: sketch them first, then colour.")
+@click.option("--sketch-method", type=click.Choice(["hed", "xdog", "canny"]), default="hed", show_default=True,
+              help="With --from-photo: how photos become sketches.")
+@click.option("--sketch-bundle", type=click.Path(path_type=Path), default=None,
+              help="With --from-photo --sketch-method hed: the HED bundle (default $ADVSEG_HOME/bundles/hed.advseg).")
+@click.option("--save-sketch", is_flag=True, help="With --from-photo: also write <stem>.sketch.png.")
+@click.option("--tile", type=click.IntRange(min=8), default=None,
+              help="Run in overlapping N x N tiles (bounded memory; fixed-size nets: each tile is resized to the net).")
+@click.option("--tile-overlap", type=click.IntRange(min=0), default=32, show_default=True,
+              help="Minimum overlap of neighbouring tiles, in pixels.")
+@click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="auto", show_default=True,
+              help="Bundle artefact: auto = matching TensorRT engine, else fp16 on CUDA / fp32 on CPU.")
+@click.option("--providers", default=None, metavar="LIST",
+              help="Comma-separated ONNX Runtime providers in order, e.g. CUDAExecutionProvider,CPUExecutionProvider.")
+@click.option("--strict", is_flag=True, help="Refuse a TensorRT engine built for another GPU/TensorRT instead of falling back.")
+@click.option("--overwrite", is_flag=True, help="Recompute inputs whose output already exists.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=None,
+              help="Refuse images with more pixels than this (default 64 MP or $ADVSEG_MAX_PIXELS).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def colorize(inputs: tuple[Path, ...], out_dir: Path, bundle: Path | None, from_photo: bool, sketch_method: str,
+             sketch_bundle: Path | None, save_sketch: bool, tile: int | None, tile_overlap: int, precision: str,
+             providers: str | None, strict: bool, overwrite: bool, max_pixels: int | None, quiet: bool) -> None:
+    """Colour sketches (or, with --from-photo, photos) given as files or folders (recursive)."""
+    if (save_sketch or sketch_bundle) and not from_photo:
+        raise click.UsageError("--save-sketch and --sketch-bundle need --from-photo")
+    if tile is not None and tile_overlap >= tile:
+        raise click.UsageError(f"--tile-overlap ({tile_overlap}) must be smaller than --tile ({tile})")
+    provider_list = [p.strip() for p in providers.split(",") if p.strip()] if providers else None
+    try:
+        report = colorize_files(
+            inputs, out_dir, bundle=bundle, from_photo=from_photo, sketch_method=sketch_method,
+            sketch_bundle=sketch_bundle, save_sketch=save_sketch, tile=tile, tile_overlap=tile_overlap,
+            precision=precision, providers=provider_list, strict=strict, overwrite=overwrite,
+            max_pixels=max_pixels, progress=not quiet,
+        )
+    except click.UsageError:
+        raise
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    if report.skipped:
+        click.echo(f"skipped {len(report.skipped)} input(s) whose output exists in {out_dir} (use --overwrite)",
+                   err=True)
+    click.echo(f"wrote {len(report.written)} image(s) to {out_dir}")
+    if report.failed:
+        click.echo(f"{len(report.failed)} input(s) failed:", err=True)
+        for f, reason in report.failed:
+            click.echo(f"  {reason}" if str(f) in reason else f"  {f}: {reason}", err=True)
+        sys.exit(1)
+
+
+# --------------------------------------------------------------------------- info
+
+
+def _mb(n: int | None) -> str:
+    return "?" if n is None else (f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB")
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def bundle_summary(bundle: Any) -> str:
+    """A human-readable multi-line summary of a loaded bundle's manifest."""
+    b = bundle
+    spec = b.input_spec
+    lines = [f"bundle     {b.source}" + (f"  (extracted to {b.path})" if b.source != b.path else ""),
+             f"format     {b.format_version}",
+             f"name       {b.name}",
+             f"task       {b.task}"]
+    args = b.architecture.get("args") or {}
+    args = {k: v for k, v in args.items() if not (k == "arch" and v == b.arch_name)}
+    lines.append(f"arch       {b.arch_name}" + ("  " + " ".join(f"{k}={_fmt(v)}" for k, v in args.items()) if args else ""))
+    size = (f"fixed {spec.fixed_size[0]}x{spec.fixed_size[1]}" if spec.fixed_size
+            else f"size multiple {spec.size_multiple}" + (f", min {spec.min_size}" if spec.min_size > 1 else ""))
+    lines.append(f"input      {spec.name or '-'}: {spec.layout} {spec.channels}ch {spec.color} "
+                 f"range [{_fmt(spec.range[0])}, {_fmt(spec.range[1])}], {size}")
+    out = b.output_spec
+    if out:
+        lines.append("output     " + ", ".join(f"{k}={_fmt(v)}" for k, v in out.items()))
+    lines.append("artefacts")
+    for a in b.artefacts:
+        row = f"  {a.label:<9} {a.format:<6} {a.file:<28} {_mb(a.bytes):>9}  sha256 {a.sha256[:16]}…"
+        if a.opset is not None:
+            row += f"  opset {a.opset}"
+        if a.io_dtype:
+            row += f"  io {a.io_dtype}"
+        lines.append(row)
+        if a.engine is not None:
+            e = a.engine
+            lines.append(f"            built for {e.describe()}" + (f", CUDA {e.cuda_version}" if e.cuda_version else ""))
+            for p in e.profiles:
+                lines.append(f"            profile {p.get('input', '')}: min {p.get('min')} opt {p.get('opt')} max {p.get('max')}")
+    if b.parity:
+        lines.append("parity")
+        for file, p in b.parity.items():
+            if not isinstance(p, dict):
+                continue
+            bits = []
+            if "max_abs" in p:
+                bits.append(f"max_abs {_fmt(p['max_abs'])}")
+            if "psnr" in p:  # null = identical outputs (infinite PSNR)
+                bits.append("PSNR inf (identical)" if p["psnr"] is None else f"PSNR {_fmt(p['psnr'])} dB")
+            ref = p.get("reference")
+            inputs = p.get("inputs")
+            n_in = len(inputs) if isinstance(inputs, (list, tuple)) else inputs
+            ctx = ", ".join(x for x in (f"vs {ref}" if ref else "", f"{n_in} inputs" if n_in else "") if x)
+            extra = {k: v for k, v in p.items() if k not in ("max_abs", "psnr", "reference", "inputs")}
+            bits += [f"{k} {_fmt(v)}" for k, v in extra.items() if not isinstance(v, (dict, list))]
+            lines.append(f"  {file:<28} " + "  ".join(bits) + (f"  ({ctx})" if ctx else ""))
+    if b.manifest.get("degraded"):
+        reasons = b.manifest.get("degraded_reasons") or {}
+        lines.append("DEGRADED   written with --allow-degraded: "
+                     + ("; ".join(f"{f}: {', '.join(map(str, r))}" for f, r in reasons.items()) or "below a parity threshold"))
+    if b.provenance:
+        lines.append("provenance")
+        for k, v in b.provenance.items():
+            if isinstance(v, dict):
+                v = ", ".join(f"{kk}={_fmt(vv)}" for kk, vv in v.items() if not isinstance(vv, (dict, list)))
+            lines.append(f"  {k:<26} {_fmt(v)}")
+    return "\n".join(lines)
+
+
+@click.command("info")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--no-verify", is_flag=True, help="Skip the sha256 check of the artefacts.")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw manifest as JSON.")
+def info(bundle: Path, no_verify: bool, as_json: bool) -> None:
+    """Summarise a bundle: task, architecture, artefacts (precision, sha256, size), parity, provenance."""
+    import json
+
+    from .bundle import BundleError, load_bundle
+
+    try:
+        b = load_bundle(bundle, verify=not no_verify)
+    except BundleError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(b.manifest, indent=2))
+        return
+    click.echo(bundle_summary(b))
+    if not no_verify:
+        click.echo(f"verified   sha256 of {len(b.artefacts)} artefact(s) OK")

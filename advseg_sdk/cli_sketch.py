@@ -1,0 +1,185 @@
+"""`advseg sketch`: photos (files or folders) -> line drawings, one PNG per input.
+
+The work is done by :func:`sketch_files` (callable from Python and tests); the click command
+is a thin wrapper that maps its result to an exit code (0 all ok, 1 some failed, 2 usage).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence, TextIO
+
+import click
+
+__all__ = ["IMAGE_SUFFIXES", "SketchReport", "collect_inputs", "sketch_files", "sketch"]
+
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm"}
+)
+
+
+#: Above this many pixels, HED without --size gets a one-time note about speed and memory.
+HED_BIG_PIXELS = 4_000_000
+
+
+@dataclass
+class SketchReport:
+    """What a batch did: outputs written, inputs skipped (output existed), failures with reasons."""
+
+    written: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def collect_inputs(inputs: Iterable[str | os.PathLike], exclude: str | os.PathLike | None = None) -> list[Path]:
+    """Expand files and folders (recursively, image suffixes only) into a sorted, unique file list.
+
+    Files found in folders under ``exclude`` (the output folder) are skipped, so sketching a
+    folder into a subfolder of itself does not pick up earlier outputs.
+
+    Files named explicitly are kept whatever their suffix (so a bad file is reported, not ignored).
+    A path that does not exist raises ``FileNotFoundError``.
+    """
+    out: list[Path] = []
+    seen: set[Path] = set()
+    skip = Path(exclude).resolve() if exclude is not None else None
+    for raw in inputs:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(
+                f for f in p.rglob("*")
+                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+                and not (skip is not None and f.resolve().is_relative_to(skip))
+            )
+        elif p.is_file():
+            found = [p]
+        else:
+            raise FileNotFoundError(f"no such file or folder: {p}")
+        for f in found:
+            key = f.resolve()
+            if key not in seen:
+                seen.add(key)
+                out.append(f)
+    return out
+
+
+def _output_names(files: Sequence[Path], out_dir: Path) -> list[Path]:
+    """``<stem>.png`` per input; inputs sharing a stem get ``<stem>_<n>.png`` so none is overwritten."""
+    counts: dict[str, int] = {}
+    names = []
+    for f in files:
+        stem = f.stem
+        n = counts.get(stem.lower(), 0)
+        counts[stem.lower()] = n + 1
+        names.append(out_dir / (f"{stem}.png" if n == 0 else f"{stem}_{n}.png"))
+    return names
+
+
+def sketch_files(
+    inputs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    method: str = "hed",
+    size: int | None = None,
+    overwrite: bool = False,
+    bundle: str | os.PathLike | None = None,
+    max_pixels: int | None = None,
+    providers: Sequence[str] | None = None,
+    progress: bool = True,
+    err: TextIO | None = None,
+) -> SketchReport:
+    """Sketch every input image into ``out_dir/<stem>.png`` (atomic writes).
+
+    Inputs that fail (unreadable, too large, ...) are recorded in ``report.failed`` and printed
+    to ``err`` (default stderr), and the batch goes on; nothing is written for them. Existing
+    outputs are skipped unless ``overwrite``.
+    Errors that concern the whole batch (bad method, missing HED bundle) raise.
+    """
+    from tqdm import tqdm
+
+    from .imageio import ImageReadError, read_image, write_image
+    from .sketcher import SketchExtractor
+
+    err = err if err is not None else sys.stderr
+    out_dir = Path(out_dir)
+    files = collect_inputs(inputs, exclude=out_dir)
+    targets = _output_names(files, out_dir)
+    report = SketchReport()
+    todo = []
+    for f, t in zip(files, targets):
+        if t.exists() and not overwrite:
+            report.skipped.append(f)
+        else:
+            todo.append((f, t))
+    if not todo:
+        return report
+    extractor = SketchExtractor(method=method, bundle=bundle, providers=providers, size=size)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    read_kw = {} if max_pixels is None else {"max_pixels": max_pixels}
+    bar = tqdm(todo, desc=f"sketch ({method})", unit="img", disable=not progress, file=err)
+    warned_big = False
+    for f, t in bar:
+        try:
+            rgb = read_image(f, **read_kw)
+            if method == "hed" and size is None and rgb.shape[0] * rgb.shape[1] > HED_BIG_PIXELS and not warned_big:
+                warned_big = True
+                tqdm.write(f"note: {f} is {rgb.shape[1]}x{rgb.shape[0]}; HED at full size is slow and needs "
+                           "several GB of memory: --size 1024 sketches at a 1024-px long side instead", file=err)
+            write_image(t, extractor.extract(rgb))
+            report.written.append(t)
+        except ImageReadError as exc:  # its message names the file
+            report.failed.append((f, str(exc)))
+            tqdm.write(f"error: {exc}", file=err)
+        except Exception as exc:  # one bad file must not stop the batch
+            reason = f"{type(exc).__name__}: {exc}"
+            report.failed.append((f, reason))
+            tqdm.write(f"error: {f}: {reason}", file=err)
+    return report
+
+
+@click.command("sketch")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the <stem>.png sketches (created if missing).")
+@click.option("--method", type=click.Choice(["hed", "xdog", "canny"]), default="hed", show_default=True,
+              help="hed: HED network (ONNX bundle) + official post-processing; xdog/canny: weight-free.")
+@click.option("--size", type=click.IntRange(min=16), default=None,
+              help="Work at long side N (faster on big photos, e.g. 1024); the output keeps the input size.")
+@click.option("--overwrite", is_flag=True, help="Re-sketch inputs whose output already exists.")
+@click.option("--bundle", type=click.Path(path_type=Path), default=None,
+              help="HED bundle (.advseg dir or .zip); default: the one in $ADVSEG_HOME/bundles.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=None,
+              help="Refuse images with more pixels than this (default 64 MP or $ADVSEG_MAX_PIXELS).")
+def sketch(inputs: tuple[Path, ...], out_dir: Path, method: str, size: int | None, overwrite: bool,
+           bundle: Path | None, max_pixels: int | None) -> None:
+    """Turn photos (files or folders, recursive) into black-on-white line drawings."""
+    if bundle is not None and method != "hed":
+        raise click.UsageError(f"--bundle is only used by --method hed, not {method}")
+    try:
+        files = collect_inputs(inputs, exclude=out_dir)
+    except FileNotFoundError as exc:
+        raise click.BadParameter(str(exc), param_hint="INPUTS") from None
+    if not files:
+        raise click.BadParameter(
+            f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {', '.join(map(str, inputs))}",
+            param_hint="INPUTS")
+    try:
+        report = sketch_files(files, out_dir, method=method, size=size, overwrite=overwrite,
+                              bundle=bundle, max_pixels=max_pixels)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    if report.skipped:
+        click.echo(f"skipped {len(report.skipped)} input(s) whose output exists in {out_dir} (use --overwrite)", err=True)
+    click.echo(f"wrote {len(report.written)} sketch(es) to {out_dir}")
+    if report.failed:
+        click.echo(f"{len(report.failed)} input(s) failed (nothing written for them):", err=True)
+        for f, _reason in report.failed:
+            click.echo(f"  {f}", err=True)
+        sys.exit(1)

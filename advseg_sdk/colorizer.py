@@ -1,0 +1,332 @@
+"""Colour sketches with a ``sketch2color`` bundle, and photos through photo → sketch → colour.
+
+>>> from advseg_sdk import Colorizer
+>>> col = Colorizer("sketch2color-resnet9.advseg")       # or a .zip; precision="auto"
+>>> rgb = col.colorize("sketch.png")                      # uint8 (H, W, 3), the input's size
+>>> rgbs = col.colorize([arr_bgr, pil_img], bgr=True)     # lists of mixed sizes work
+
+Inputs are a path, a ``PIL.Image``, an (H, W, 3) uint8 array (RGB, or BGR with ``bgr=True``), an
+(H, W) grayscale sketch, or a list of these (normalised by :func:`advseg_sdk.imageio.to_rgb_uint8`).
+Sizes follow the bundle's input spec: fully convolutional generators (``size_multiple``) get
+reflect padding to the multiple and are cropped back; fixed-size ones (``fixed_size``, e.g.
+unet_256) are resized to that size and back, or tiled when ``tile`` is given. Images over
+``max_pixels`` (or any image when ``tile`` is given) run in overlapping tiles with feathered
+blending (:mod:`advseg_sdk.tiling`), so the network never sees more than one tile at a time.
+Inputs of the same network shape are batched, up to ``max_batch``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, NamedTuple, Sequence
+
+import cv2
+import numpy as np
+
+from .bundle import Bundle, BundleError, default_bundle_path, load_bundle
+from .imageio import ImageReadError, to_rgb_uint8
+from .runtime import ProviderSpec, Runner, open_runner
+from .tiling import TileBlender, iter_chunks, tile_grid
+
+__all__ = ["Colorizer", "Pipeline", "PipelineResult", "DEFAULT_BUNDLE_NAME", "DEFAULT_MAX_PIXELS",
+           "DEFAULT_AUTO_TILE"]
+
+DEFAULT_BUNDLE_NAME = "demo-sketch2color"
+#: Fully convolutional inputs with more padded pixels than this run tiled (1 MP).
+DEFAULT_MAX_PIXELS = 1024 * 1024
+#: Tile size used when an image is tiled because of ``max_pixels``.
+DEFAULT_AUTO_TILE = 512
+
+
+def _round_up(v: int, m: int) -> int:
+    return -(-v // m) * m
+
+
+def _resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Resize (H, W, C) to (h, w, C): area averaging when shrinking, bicubic when enlarging."""
+    if img.shape[:2] == (h, w):
+        return img
+    shrinking = h * w < img.shape[0] * img.shape[1]
+    out = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
+    return out.reshape(h, w, -1)
+
+
+def _reflect_pad(img: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Pad (H, W, C) at the bottom/right to (h, w) by reflection (edge copy for 1-pixel sides)."""
+    ph, pw = h - img.shape[0], w - img.shape[1]
+    if ph == 0 and pw == 0:
+        return img
+    mode = "reflect" if min(img.shape[:2]) > 1 else "edge"
+    return np.pad(img, ((0, ph), (0, pw), (0, 0)), mode=mode)
+
+
+class Colorizer:
+    """Runs a ``sketch2color`` bundle on ONNX Runtime or TensorRT; no torch needed.
+
+    Args:
+        bundle: bundle directory/zip, or a loaded :class:`~advseg_sdk.bundle.Bundle`; ``None``
+            uses ``default_bundle_path("demo-sketch2color")``.
+        providers: ONNX Runtime providers in order of preference (default TensorRT → CUDA → CPU,
+            whatever this onnxruntime offers).
+        precision: ``auto``, ``fp32``, ``fp16``, ``bf16``, ``int8`` or ``trt`` (see
+            :func:`advseg_sdk.runtime.open_runner`).
+        tile: run in tiles of this many input pixels per side (fixed-size networks: each tile is
+            resized to the network size). ``None``: tile only images over ``max_pixels``.
+        tile_overlap: minimum overlap of neighbouring tiles in pixels.
+        max_batch: most images/tiles per network call.
+        strict: refuse (instead of warn and fall back) a TensorRT engine built for another GPU.
+        max_pixels: fully convolutional inputs over this many pixels are tiled automatically...
+        auto_tile: ...in tiles of this size.
+        session_options: passed to :class:`~advseg_sdk.runtime.OnnxRunner`
+            (``intra_op_threads``, ``inter_op_threads``, ``graph_optimization``).
+    """
+
+    def __init__(
+        self,
+        bundle: Bundle | str | os.PathLike | None = None,
+        providers: Sequence[ProviderSpec] | None = None,
+        precision: str = "auto",
+        tile: int | None = None,
+        tile_overlap: int = 32,
+        max_batch: int = 8,
+        strict: bool = False,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        auto_tile: int = DEFAULT_AUTO_TILE,
+        **session_options: Any,
+    ):
+        if bundle is None:
+            bundle = default_bundle_path(DEFAULT_BUNDLE_NAME)
+            zipped = bundle.with_name(bundle.name + ".zip")
+            if not bundle.exists() and zipped.exists():
+                bundle = zipped
+        self.bundle = load_bundle(bundle, task="sketch2color")
+        if tile is not None and (not isinstance(tile, int) or tile < 1):
+            raise ValueError(f"tile must be a positive number of pixels, got {tile!r}")
+        if not isinstance(tile_overlap, int) or tile_overlap < 0:
+            raise ValueError(f"tile_overlap must be a non-negative integer, got {tile_overlap!r}")
+        if tile is not None and tile_overlap >= tile:
+            raise ValueError(f"tile_overlap ({tile_overlap}) must be smaller than tile ({tile})")
+        if not isinstance(max_batch, int) or max_batch < 1:
+            raise ValueError(f"max_batch must be a positive integer, got {max_batch!r}")
+        self.spec = self.bundle.input_spec
+        out = self.bundle.output_spec
+        rng = out.get("range", (-1.0, 1.0))
+        self.out_range = (float(rng[0]), float(rng[1]))
+        self.out_bgr = str(out.get("color", "RGB")).upper() == "BGR"
+        self.tile = tile
+        self.tile_overlap = tile_overlap
+        self.max_batch = max_batch
+        self.max_pixels = max_pixels
+        self.auto_tile = auto_tile
+        self.runner: Runner = open_runner(self.bundle, providers=providers, precision=precision,
+                                          strict=strict, **session_options)
+
+    def __repr__(self) -> str:
+        return f"Colorizer({str(self.bundle.source)!r}, runner={self.runner.label!r})"
+
+    # ------------------------------------------------------------------ public
+    def colorize(self, x: Any, bgr: bool = False) -> np.ndarray | list[np.ndarray]:
+        """Colour one sketch (or a list): returns uint8 RGB (H, W, 3) at each input's size."""
+        if isinstance(x, (list, tuple)):
+            imgs = [self._load(item, bgr, f"input {i}") for i, item in enumerate(x)]
+            return self.colorize_arrays(imgs)
+        return self.colorize_arrays([self._load(x, bgr, None)])[0]
+
+    __call__ = colorize
+
+    def colorize_arrays(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Colour uint8 RGB (H, W, 3) arrays; same-shape work is batched."""
+        results: list[np.ndarray | None] = [None] * len(images)
+        groups: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}
+        for i, img in enumerate(images):
+            tile = self._tile_for(img.shape[0], img.shape[1])
+            if tile is not None:
+                results[i] = self._run_tiled(img, tile)
+            else:
+                net_in = self._fit(img)
+                groups.setdefault(net_in.shape[:2], []).append((i, net_in))
+        for items in groups.values():
+            for chunk in iter_chunks(items, self._batch_limit()):
+                outs = self._run_net([a for _, a in chunk])
+                for (i, _), out in zip(chunk, outs):
+                    results[i] = self._to_uint8(self._restore(out, images[i].shape[:2]))
+        return results  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def fully_convolutional(self) -> bool:
+        return self.spec.fixed_size is None
+
+    def _padded_size(self, h: int, w: int) -> tuple[int, int]:
+        m, lo = self.spec.size_multiple, self.spec.min_size
+        lo_h, lo_w = getattr(self.runner, "min_hw", None) or (lo, lo)  # e.g. an engine's profile minimum
+        return _round_up(max(h, lo, lo_h), m), _round_up(max(w, lo, lo_w), m)
+
+    def _tile_for(self, h: int, w: int) -> int | None:
+        """Tile size in input pixels for an (h, w) image, or None to run it whole."""
+        if not self.fully_convolutional:
+            return self.tile
+        limit_hw = getattr(self.runner, "max_hw", None)
+        ph, pw = self._padded_size(h, w)
+        tile = self.tile
+        if tile is None and ph * pw > self.max_pixels:
+            tile = self.auto_tile
+        if limit_hw and (ph > limit_hw[0] or pw > limit_hw[1]):
+            tile = min(tile or 10**9, limit_hw[0], limit_hw[1])
+        if tile is None:
+            return None
+        m = self.spec.size_multiple
+        lo = max(self.spec.min_size, *(getattr(self.runner, "min_hw", None) or (1,)))
+        tile = max((tile // m) * m, _round_up(lo, m), m)
+        if tile <= self.tile_overlap:
+            raise ValueError(
+                f"tile {tile} (rounded to the network's size multiple {m}) must be larger than "
+                f"tile_overlap {self.tile_overlap}"
+            )
+        return tile
+
+    def _fit(self, img: np.ndarray) -> np.ndarray:
+        """uint8 (H, W, 3) → network-sized float32 (h, w, C) in the input range."""
+        if self.fully_convolutional:
+            ph, pw = self._padded_size(*img.shape[:2])
+            return self._to_net(_reflect_pad(img, ph, pw))
+        fh, fw = self.spec.fixed_size
+        return self._to_net(_resize(img, fh, fw))
+
+    def _restore(self, out: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+        """Network output (h, w, C) in [0, 255] float → (H, W, C): crop padding or resize back."""
+        if self.fully_convolutional:
+            return out[: hw[0], : hw[1]]
+        return _resize(out, hw[0], hw[1])
+
+    # ------------------------------------------------------------------ values
+    def _to_net(self, img: np.ndarray) -> np.ndarray:
+        """uint8 RGB (H, W, 3) → float32 (H, W, C) in the spec's range, channel order and count."""
+        if self.spec.channels == 1:
+            img = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY)[..., None]
+        elif self.spec.channels != 3:
+            raise BundleError(f"bundle input spec has {self.spec.channels} channels; only 1 or 3 are supported")
+        elif self.spec.color.upper() == "BGR":
+            img = img[..., ::-1]
+        lo, hi = self.spec.range
+        return img.astype(np.float32) * np.float32((hi - lo) / 255.0) + np.float32(lo)
+
+    def _from_net(self, y: np.ndarray) -> np.ndarray:
+        """Network output (C, H, W) → float32 (H, W, 3) in [0, 255]."""
+        lo, hi = self.out_range
+        y = (np.transpose(y, (1, 2, 0)) - lo) * np.float32(255.0 / (hi - lo))
+        if y.shape[2] == 1:
+            y = np.repeat(y, 3, axis=2)
+        elif self.out_bgr:
+            y = y[..., ::-1]
+        return y
+
+    @staticmethod
+    def _to_uint8(y: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(np.clip(np.rint(y), 0, 255).astype(np.uint8))
+
+    # ------------------------------------------------------------------ running
+    def _batch_limit(self) -> int:
+        rb = getattr(self.runner, "max_batch", None)
+        return min(self.max_batch, rb) if rb else self.max_batch
+
+    def _run_net(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """(h, w, C) float32 inputs of one shape → list of (h, w, 3) float32 outputs in [0, 255]."""
+        batch = np.ascontiguousarray(np.stack(inputs).transpose(0, 3, 1, 2))
+        y = self.runner.run(batch)
+        if y.ndim != 4 or y.shape[0] != batch.shape[0] or y.shape[2:] != batch.shape[2:]:
+            raise BundleError(
+                f"{self.runner.label}: output shape {tuple(y.shape)} does not match input shape "
+                f"{tuple(batch.shape)} (expected (N, C, H, W) with the input's N, H, W)"
+            )
+        return [self._from_net(o) for o in y]
+
+    def _run_tiled(self, img: np.ndarray, tile: int) -> np.ndarray:
+        h, w = img.shape[:2]
+        if self.fully_convolutional:
+            ph, pw = self._padded_size(h, w)
+            src = _reflect_pad(img, ph, pw)
+            align = self.spec.size_multiple
+        else:
+            src, align = img, 1
+        tiles = tile_grid(src.shape[0], src.shape[1], tile, self.tile_overlap, align)
+        blender = TileBlender(src.shape[0], src.shape[1], 3, self.tile_overlap)
+        for chunk in iter_chunks(tiles, self._batch_limit()):
+            crops = [src[t.slices] for t in chunk]
+            for t, out in zip(chunk, self._run_net([self._fit(c) for c in crops])):
+                blender.add(t, self._restore(out, (t.h, t.w)))
+        return self._to_uint8(blender.result()[:h, :w])
+
+    # ------------------------------------------------------------------ inputs
+    @staticmethod
+    def _load(x: Any, bgr: bool, name: str | None) -> np.ndarray:
+        try:
+            return to_rgb_uint8(x, bgr=bgr)
+        except ImageReadError as exc:
+            if name is None:
+                raise
+            raise ImageReadError(f"{name}: {exc}") from None
+
+
+class PipelineResult(NamedTuple):
+    """A photo's sketch (uint8 (H, W), black lines on white) and its colouring (uint8 (H, W, 3))."""
+
+    sketch: np.ndarray
+    color: np.ndarray
+
+
+class Pipeline:
+    """Photo → sketch (:class:`~advseg_sdk.sketcher.SketchExtractor`) → colour (:class:`Colorizer`).
+
+    ``sketch`` is ``"hed"`` (an HED bundle, ``sketch_bundle`` or the default ``hed`` bundle),
+    ``"xdog"`` or ``"canny"``. ``sketch_options`` go to the extractor (e.g. ``{"size": 512}``);
+    other keyword arguments go to :class:`Colorizer`.
+    """
+
+    def __init__(
+        self,
+        colorizer_bundle: Bundle | str | os.PathLike | None = None,
+        sketch: str = "hed",
+        sketch_bundle: Bundle | str | os.PathLike | None = None,
+        providers: Sequence[ProviderSpec] | None = None,
+        precision: str = "auto",
+        sketch_options: dict[str, Any] | None = None,
+        **colorizer_options: Any,
+    ):
+        from .sketcher import SketchExtractor
+
+        self.sketcher = SketchExtractor(method=sketch, bundle=sketch_bundle, providers=providers,
+                                        **(sketch_options or {}))
+        self.colorizer = Colorizer(colorizer_bundle, providers=providers, precision=precision,
+                                   **colorizer_options)
+
+    def __repr__(self) -> str:
+        return f"Pipeline(sketcher={self.sketcher!r}, colorizer={self.colorizer!r})"
+
+    def run(self, x: Any, bgr: bool = False) -> PipelineResult | list[PipelineResult]:
+        """Sketch and colour one photo (or a list): :class:`PipelineResult` (sketch, color)."""
+        if isinstance(x, (list, tuple)):
+            photos = [Colorizer._load(item, bgr, f"input {i}") for i, item in enumerate(x)]
+            sketches = [self._sketch(p) for p in photos]
+            colours = self.colorizer.colorize_arrays([self._as_rgb(s) for s in sketches])
+            return [PipelineResult(s, c) for s, c in zip(sketches, colours)]
+        photo = Colorizer._load(x, bgr, None)
+        sketch = self._sketch(photo)
+        return PipelineResult(sketch, self.colorizer.colorize_arrays([self._as_rgb(sketch)])[0])
+
+    __call__ = run
+
+    def colorize(self, x: Any, bgr: bool = False) -> np.ndarray | list[np.ndarray]:
+        """Only the colour images of :meth:`run`."""
+        r = self.run(x, bgr=bgr)
+        return [p.color for p in r] if isinstance(r, list) else r.color
+
+    def _sketch(self, rgb: np.ndarray) -> np.ndarray:
+        s = np.asarray(self.sketcher.extract(rgb))
+        if s.ndim == 3:
+            s = s[..., 0]
+        return s
+
+    @staticmethod
+    def _as_rgb(sketch: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(np.repeat(sketch[..., None], 3, axis=2))

@@ -1,0 +1,569 @@
+"""Generator and discriminator networks of the CycleGAN / pix2pix / AdvSegLoss family.
+
+Written from the architecture descriptions (see ``shared/reference/official-behaviour.md`` §1–2);
+they compute the same functions as the official modules and load their checkpoints through
+:mod:`advseg_train.checkpoints`.
+
+Architectures
+-------------
+Generators (``GeneratorConfig.arch``):
+
+* ``resnet_9blocks`` / ``resnet_6blocks`` – ResnetGenerator: 7×7 stem, two stride-2 convs,
+  n residual blocks (reflect padding, optional Dropout(0.5)), two transposed convs, 7×7 head, tanh.
+  Fully convolutional; height and width must be multiples of 4.
+  The official AdvSegLoss class also runs an unused ``model_fc_prep``/``model_fc`` branch on every
+  forward and throws its result away; ours does not build or compute it.
+* ``unet_128`` / ``unet_256`` – UnetGenerator with 7 / 8 down-samplings; inputs must be
+  128×128 / 256×256 (more generally a multiple of ``2**num_downs``). Dropout(0.5), if enabled,
+  sits in the ``num_downs - 5`` inner ngf·8 blocks.
+
+Discriminators (``DiscriminatorConfig.arch``): ``basic`` (PatchGAN, 3 layers), ``n_layers``
+(PatchGAN with ``n_layers``), ``pixel`` (1×1 PixelGAN).
+
+Norms: ``instance`` = ``InstanceNorm2d(affine=False, track_running_stats=False)``;
+``batch`` = ``BatchNorm2d(affine=True)``; ``none`` = identity. Convolutions that feed a norm
+carry a bias unless the norm is ``batch`` (the official rule; for ``none`` a bias is the only
+sensible choice).
+
+State-dict key layout ("ours")
+------------------------------
+Our modules use the stock pytorch-CycleGAN-and-pix2pix layout, which is the one most other
+tools understand:
+
+* ResnetGenerator: one flat ``nn.Sequential`` named ``model``; for n blocks the stem convs are
+  ``model.1/4/7``, blocks ``model.10 … model.(9+n)`` (``conv_block.1`` and ``conv_block.5``, or
+  ``conv_block.6`` when dropout is on), transposed convs ``model.(10+n)`` / ``model.(13+n)`` and
+  the head ``model.(17+n)`` (``model.26`` for 9 blocks). Norms follow their conv (index + 1).
+* UnetGenerator: the nested ``model.model.<i>`` layout shared by both official codebases.
+* NLayerDiscriminator: ``model.<i>``; PixelDiscriminator: ``net.<i>``.
+
+Norm positions always hold a module (``nn.Identity`` for ``none``), so indices never depend
+on the norm. Our saved files are safetensors (:func:`save_generator`); the loaders accept
+official ``.pth`` files as well (:func:`load_generator`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = [
+    "GENERATOR_ARCHS",
+    "DISCRIMINATOR_ARCHS",
+    "NORMS",
+    "INIT_TYPES",
+    "GeneratorConfig",
+    "DiscriminatorConfig",
+    "ResnetBlock",
+    "ResnetGenerator",
+    "UnetSkipBlock",
+    "UnetGenerator",
+    "NLayerDiscriminator",
+    "PixelDiscriminator",
+    "make_norm",
+    "build_generator",
+    "build_discriminator",
+    "init_weights",
+    "count_parameters",
+    "set_dropout",
+    "load_generator",
+    "load_discriminator",
+    "save_generator",
+    "save_discriminator",
+    "CheckpointError",
+]
+
+GENERATOR_ARCHS = ("resnet_9blocks", "resnet_6blocks", "unet_128", "unet_256")
+DISCRIMINATOR_ARCHS = ("basic", "n_layers", "pixel")
+NORMS = ("instance", "batch", "none")
+INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal")
+
+_RESNET_BLOCKS = {"resnet_9blocks": 9, "resnet_6blocks": 6}
+_UNET_DOWNS = {"unet_128": 7, "unet_256": 8}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be read or does not match the network it is loaded into."""
+
+
+# --------------------------------------------------------------------------- configs
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not supported; choose one of {list(choices)}")
+
+
+def _check_positive(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _from_dict(cls, d: Mapping[str, Any]):
+    if not isinstance(d, Mapping):
+        raise ValueError(f"{cls.__name__}.from_dict needs a mapping, got {type(d).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; known: {sorted(names)}")
+    return cls(**dict(d))
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Architecture of a generator. ``arch`` picks the family and depth."""
+
+    arch: str = "resnet_9blocks"
+    input_nc: int = 3
+    output_nc: int = 3
+    ngf: int = 64
+    norm: str = "instance"
+    use_dropout: bool = False
+
+    def __post_init__(self) -> None:
+        _check_choice("arch", self.arch, GENERATOR_ARCHS)
+        _check_choice("norm", self.norm, NORMS)
+        for name in ("input_nc", "output_nc", "ngf"):
+            _check_positive(name, getattr(self, name))
+        if not isinstance(self.use_dropout, bool):
+            raise ValueError(f"use_dropout must be a bool, got {self.use_dropout!r}")
+
+    @property
+    def is_resnet(self) -> bool:
+        return self.arch in _RESNET_BLOCKS
+
+    @property
+    def n_blocks(self) -> int | None:
+        """Residual blocks of a resnet_* generator (None for U-Nets)."""
+        return _RESNET_BLOCKS.get(self.arch)
+
+    @property
+    def num_downs(self) -> int | None:
+        """Down-samplings of a unet_* generator (None for ResNets)."""
+        return _UNET_DOWNS.get(self.arch)
+
+    @property
+    def size_multiple(self) -> int:
+        """Input height and width must be multiples of this."""
+        return 4 if self.is_resnet else 2 ** self.num_downs
+
+    @property
+    def fixed_size(self) -> tuple[int, int] | None:
+        """The input size a U-Net is made for (None: any multiple of ``size_multiple``)."""
+        return None if self.is_resnet else (2 ** self.num_downs, 2 ** self.num_downs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> GeneratorConfig:
+        return _from_dict(cls, d)
+
+    def replace(self, **changes: Any) -> GeneratorConfig:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    """Architecture of a discriminator. ``basic`` always has 3 layers; ``n_layers`` uses it."""
+
+    arch: str = "basic"
+    input_nc: int = 3
+    ndf: int = 64
+    n_layers: int = 3
+    norm: str = "instance"
+    use_sigmoid: bool = False
+
+    def __post_init__(self) -> None:
+        _check_choice("arch", self.arch, DISCRIMINATOR_ARCHS)
+        _check_choice("norm", self.norm, NORMS)
+        for name in ("input_nc", "ndf", "n_layers"):
+            _check_positive(name, getattr(self, name))
+        if not isinstance(self.use_sigmoid, bool):
+            raise ValueError(f"use_sigmoid must be a bool, got {self.use_sigmoid!r}")
+
+    @property
+    def effective_n_layers(self) -> int:
+        """Layers actually built: 3 for ``basic`` (as officially), ``n_layers`` otherwise."""
+        return 3 if self.arch == "basic" else self.n_layers
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DiscriminatorConfig:
+        return _from_dict(cls, d)
+
+    def replace(self, **changes: Any) -> DiscriminatorConfig:
+        return dataclasses.replace(self, **changes)
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def make_norm(norm: str, channels: int) -> nn.Module:
+    """The norm layer for ``norm`` in {"instance", "batch", "none"}."""
+    if norm == "instance":
+        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+    if norm == "batch":
+        return nn.BatchNorm2d(channels, affine=True)
+    if norm == "none":
+        return nn.Identity()
+    raise ValueError(f"norm={norm!r} is not supported; choose one of {list(NORMS)}")
+
+
+def _conv_bias(norm: str) -> bool:
+    """Convs feeding a norm have a bias unless BatchNorm (which has its own shift) follows."""
+    return norm != "batch"
+
+
+class ResnetBlock(nn.Module):
+    """``x + [pad, conv3, norm, ReLU, (Dropout), pad, conv3, norm](x)`` with reflect padding."""
+
+    def __init__(self, dim: int, norm: str, use_dropout: bool):
+        super().__init__()
+        bias = _conv_bias(norm)
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(dim, dim, kernel_size=3, bias=bias),
+            make_norm(norm, dim),
+            nn.ReLU(inplace=True),
+        ]
+        if use_dropout:
+            layers.append(nn.Dropout(0.5))
+        layers += [
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(dim, dim, kernel_size=3, bias=bias),
+            make_norm(norm, dim),
+        ]
+        self.conv_block = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv_block(x)
+
+
+class ResnetGenerator(nn.Module):
+    """Johnson-style ResNet generator (CycleGAN's G), without AdvSegLoss's unused fc branch."""
+
+    n_downsampling = 2
+
+    def __init__(
+        self,
+        input_nc: int = 3,
+        output_nc: int = 3,
+        ngf: int = 64,
+        norm: str = "instance",
+        use_dropout: bool = False,
+        n_blocks: int = 9,
+    ):
+        super().__init__()
+        bias = _conv_bias(norm)
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(input_nc, ngf, kernel_size=7, bias=bias),
+            make_norm(norm, ngf),
+            nn.ReLU(inplace=True),
+        ]
+        channels = ngf
+        for _ in range(self.n_downsampling):
+            layers += [
+                nn.Conv2d(channels, channels * 2, kernel_size=3, stride=2, padding=1, bias=bias),
+                make_norm(norm, channels * 2),
+                nn.ReLU(inplace=True),
+            ]
+            channels *= 2
+        layers += [ResnetBlock(channels, norm, use_dropout) for _ in range(n_blocks)]
+        for _ in range(self.n_downsampling):
+            layers += [
+                nn.ConvTranspose2d(
+                    channels, channels // 2, kernel_size=3, stride=2, padding=1,
+                    output_padding=1, bias=bias,
+                ),
+                make_norm(norm, channels // 2),
+                nn.ReLU(inplace=True),
+            ]
+            channels //= 2
+        layers += [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(channels, output_nc, kernel_size=7),
+            nn.Tanh(),
+        ]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class UnetSkipBlock(nn.Module):
+    """One U-Net level: ``cat([x, up(sub(down(x)))])``; the outermost level returns no skip."""
+
+    def __init__(
+        self,
+        outer_nc: int,
+        inner_nc: int,
+        norm: str,
+        input_nc: int | None = None,
+        submodule: nn.Module | None = None,
+        outermost: bool = False,
+        use_dropout: bool = False,
+    ):
+        super().__init__()
+        self.outermost = outermost
+        innermost = submodule is None
+        bias = _conv_bias(norm)
+        input_nc = outer_nc if input_nc is None else input_nc
+        down_conv = nn.Conv2d(input_nc, inner_nc, kernel_size=4, stride=2, padding=1, bias=bias)
+        up_in = inner_nc if innermost else inner_nc * 2
+        if outermost:
+            up_conv = nn.ConvTranspose2d(up_in, outer_nc, kernel_size=4, stride=2, padding=1)
+            layers = [down_conv, submodule, nn.ReLU(inplace=True), up_conv, nn.Tanh()]
+        elif innermost:
+            up_conv = nn.ConvTranspose2d(
+                up_in, outer_nc, kernel_size=4, stride=2, padding=1, bias=bias
+            )
+            layers = [nn.LeakyReLU(0.2), down_conv, nn.ReLU(inplace=True), up_conv,
+                      make_norm(norm, outer_nc)]
+        else:
+            up_conv = nn.ConvTranspose2d(
+                up_in, outer_nc, kernel_size=4, stride=2, padding=1, bias=bias
+            )
+            layers = [nn.LeakyReLU(0.2), down_conv, make_norm(norm, inner_nc), submodule,
+                      nn.ReLU(inplace=True), up_conv, make_norm(norm, outer_nc)]
+            if use_dropout:
+                layers.append(nn.Dropout(0.5))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.outermost:
+            return self.model(x)
+        return torch.cat([x, self.model(x)], dim=1)
+
+
+class UnetGenerator(nn.Module):
+    """pix2pix U-Net: ``num_downs`` stride-2 levels (7 → 128², 8 → 256² inputs)."""
+
+    def __init__(
+        self,
+        input_nc: int = 3,
+        output_nc: int = 3,
+        num_downs: int = 8,
+        ngf: int = 64,
+        norm: str = "batch",
+        use_dropout: bool = False,
+    ):
+        super().__init__()
+        if num_downs < 5:
+            raise ValueError(f"num_downs must be >= 5, got {num_downs}")
+        self.num_downs = num_downs
+        block = UnetSkipBlock(ngf * 8, ngf * 8, norm)  # innermost
+        for _ in range(num_downs - 5):
+            block = UnetSkipBlock(ngf * 8, ngf * 8, norm, submodule=block, use_dropout=use_dropout)
+        block = UnetSkipBlock(ngf * 4, ngf * 8, norm, submodule=block)
+        block = UnetSkipBlock(ngf * 2, ngf * 4, norm, submodule=block)
+        block = UnetSkipBlock(ngf, ngf * 2, norm, submodule=block)
+        self.model = UnetSkipBlock(output_nc, ngf, norm, input_nc=input_nc, submodule=block,
+                                   outermost=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        multiple = 2 ** self.num_downs
+        if x.shape[-1] % multiple or x.shape[-2] % multiple:
+            raise ValueError(
+                f"UnetGenerator with {self.num_downs} down-samplings needs height and width that "
+                f"are multiples of {multiple}, got {tuple(x.shape[-2:])}"
+            )
+        return self.model(x)
+
+
+class NLayerDiscriminator(nn.Module):
+    """PatchGAN: n stride-2/1 4×4 convs; 70×70 receptive field for n_layers=3."""
+
+    def __init__(
+        self,
+        input_nc: int = 3,
+        ndf: int = 64,
+        n_layers: int = 3,
+        norm: str = "instance",
+        use_sigmoid: bool = False,
+    ):
+        super().__init__()
+        bias = _conv_bias(norm)
+        layers: list[nn.Module] = [
+            nn.Conv2d(input_nc, ndf, kernel_size=4, stride=2, padding=1),
+            nn.LeakyReLU(0.2, inplace=True),
+        ]
+        mult = 1
+        for n in range(1, n_layers + 1):
+            prev, mult = mult, min(2**n, 8)
+            stride = 2 if n < n_layers else 1
+            layers += [
+                nn.Conv2d(ndf * prev, ndf * mult, kernel_size=4, stride=stride, padding=1,
+                          bias=bias),
+                make_norm(norm, ndf * mult),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
+        layers.append(nn.Conv2d(ndf * mult, 1, kernel_size=4, stride=1, padding=1))
+        if use_sigmoid:
+            layers.append(nn.Sigmoid())
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class PixelDiscriminator(nn.Module):
+    """1×1 PixelGAN discriminator: judges each pixel independently."""
+
+    def __init__(
+        self, input_nc: int = 3, ndf: int = 64, norm: str = "instance", use_sigmoid: bool = False
+    ):
+        super().__init__()
+        bias = _conv_bias(norm)
+        layers: list[nn.Module] = [
+            nn.Conv2d(input_nc, ndf, kernel_size=1),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(ndf, ndf * 2, kernel_size=1, bias=bias),
+            make_norm(norm, ndf * 2),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(ndf * 2, 1, kernel_size=1, bias=bias),
+        ]
+        if use_sigmoid:
+            layers.append(nn.Sigmoid())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+# --------------------------------------------------------------------------- init and factories
+
+
+def init_weights(net: nn.Module, init_type: str = "normal", gain: float = 0.02) -> nn.Module:
+    """The official init: conv/linear weights from ``init_type`` (normal: N(0, gain)), biases 0;
+    BatchNorm weights N(1, gain), biases 0. Modules are visited in ``nn.Module.apply`` order."""
+    _check_choice("init_type", init_type, INIT_TYPES)
+
+    def init_module(m: nn.Module) -> None:
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            if init_type == "normal":
+                nn.init.normal_(m.weight, 0.0, gain)
+            elif init_type == "xavier":
+                nn.init.xavier_normal_(m.weight, gain=gain)
+            elif init_type == "kaiming":
+                nn.init.kaiming_normal_(m.weight, a=0, mode="fan_in")
+            else:
+                nn.init.orthogonal_(m.weight, gain=gain)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, gain)
+            nn.init.zeros_(m.bias)
+
+    with torch.no_grad():
+        net.apply(init_module)
+    return net
+
+
+def _as_config(cfg: Any, cls: type) -> Any:
+    if isinstance(cfg, cls):
+        return cfg
+    if isinstance(cfg, Mapping):
+        return cls.from_dict(cfg)
+    raise TypeError(f"expected {cls.__name__} or a dict, got {type(cfg).__name__}")
+
+
+def build_generator(
+    cfg: GeneratorConfig | Mapping[str, Any],
+    init_type: str | None = "normal",
+    init_gain: float = 0.02,
+) -> nn.Module:
+    """Build the generator described by ``cfg`` and apply the official init
+    (``init_type=None`` skips it, e.g. before loading weights). The module gets ``.config``."""
+    cfg = _as_config(cfg, GeneratorConfig)
+    if cfg.is_resnet:
+        net: nn.Module = ResnetGenerator(cfg.input_nc, cfg.output_nc, cfg.ngf, cfg.norm,
+                                         cfg.use_dropout, cfg.n_blocks)
+    else:
+        net = UnetGenerator(cfg.input_nc, cfg.output_nc, cfg.num_downs, cfg.ngf, cfg.norm,
+                            cfg.use_dropout)
+    if init_type is not None:
+        init_weights(net, init_type, init_gain)
+    net.config = cfg
+    return net
+
+
+def build_discriminator(
+    cfg: DiscriminatorConfig | Mapping[str, Any],
+    init_type: str | None = "normal",
+    init_gain: float = 0.02,
+) -> nn.Module:
+    """Build the discriminator described by ``cfg`` (official init unless ``init_type=None``)."""
+    cfg = _as_config(cfg, DiscriminatorConfig)
+    if cfg.arch == "pixel":
+        net: nn.Module = PixelDiscriminator(cfg.input_nc, cfg.ndf, cfg.norm, cfg.use_sigmoid)
+    else:
+        net = NLayerDiscriminator(cfg.input_nc, cfg.ndf, cfg.effective_n_layers, cfg.norm,
+                                  cfg.use_sigmoid)
+    if init_type is not None:
+        init_weights(net, init_type, init_gain)
+    net.config = cfg
+    return net
+
+
+def count_parameters(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+def set_dropout(net: nn.Module, active: bool) -> nn.Module:
+    """Switch every ``nn.Dropout`` to train (``active``) or eval mode, leaving the rest alone.
+    ``net.train(); set_dropout(net, False)`` is the fixtures' ``trainbn_nodropout`` mode."""
+    for m in net.modules():
+        if isinstance(m, nn.Dropout):
+            m.train(active)
+    return net
+
+
+# --------------------------------------------------------------------------- loading / saving
+# The formats live in advseg_train.checkpoints; these wrappers keep one import place.
+
+
+def load_generator(source: Any, *, key: str | None = None, **overrides: Any) -> nn.Module:
+    """Load a generator from our safetensors, a stock pytorch-CycleGAN-and-pix2pix ``.pth``, an
+    AdvSegLoss ``.pth``, a training checkpoint dict, or a state dict. The architecture is inferred
+    where the weights tell it; ``overrides`` (GeneratorConfig fields) fix the rest. Returns the
+    module in eval mode with ``.config`` and ``.source_layout`` (the key layout that was read).
+    Raises :class:`CheckpointError` (a ValueError) on a mismatch, naming keys and shapes."""
+    from .checkpoints import load_generator as _load
+
+    return _load(source, key=key, **overrides)
+
+
+def load_discriminator(source: Any, *, key: str | None = None, **overrides: Any) -> nn.Module:
+    """Like :func:`load_generator` for discriminators (``use_sigmoid`` is not in the weights:
+    pass it as an override; default False)."""
+    from .checkpoints import load_discriminator as _load
+
+    return _load(source, key=key, **overrides)
+
+
+def save_generator(
+    net: nn.Module, path: str | os.PathLike, extra_metadata: Mapping[str, Any] | None = None
+) -> None:
+    """Write ``net`` (which must have ``.config``) as our safetensors format, atomically."""
+    from .checkpoints import save_generator as _save
+
+    _save(net, path, extra_metadata)
+
+
+def save_discriminator(
+    net: nn.Module, path: str | os.PathLike, extra_metadata: Mapping[str, Any] | None = None
+) -> None:
+    """Write a discriminator as our safetensors format, atomically."""
+    from .checkpoints import save_discriminator as _save
+
+    _save(net, path, extra_metadata)
