@@ -1,1 +1,52 @@
-"""advseg package."""
+"""Evaluation metrics: FID/KID (pytorch-fid Inception-v3), the offline imgsim-ResNet50 feature
+distance (never called FID), PSNR/SSIM, cached set statistics and reports. CLI: ``advseg-eval``."""
+
+from .features import EXTRACTORS, FeatureExtractor, ImgsimResNet50Extractor, InceptionFIDExtractor, get_extractor
+from .fid import KIDResult, frechet_distance, frechet_distance_from_features, frechet_distance_lowrank, gaussian_stats, kid
+from .inception import (
+    FID_WEIGHTS_FILENAME,
+    FID_WEIGHTS_SHA256,
+    FIDInceptionV3,
+    InceptionWeightsError,
+    StateDictLayoutError,
+    default_inception_weights_path,
+    load_fid_inception,
+)
+from .paired import paired_scores, psnr, ssim
+from .report import EvalReport, load_report, markdown_table
+from .score import METRICS, score_folders
+from .stats import EvalInputError, FeatureStats, SmallSampleWarning, folder_stats, list_images
+
+__all__ = [
+    "EXTRACTORS",
+    "FID_WEIGHTS_FILENAME",
+    "FID_WEIGHTS_SHA256",
+    "METRICS",
+    "EvalInputError",
+    "EvalReport",
+    "FIDInceptionV3",
+    "FeatureExtractor",
+    "FeatureStats",
+    "ImgsimResNet50Extractor",
+    "InceptionFIDExtractor",
+    "InceptionWeightsError",
+    "KIDResult",
+    "SmallSampleWarning",
+    "StateDictLayoutError",
+    "default_inception_weights_path",
+    "folder_stats",
+    "frechet_distance",
+    "frechet_distance_from_features",
+    "frechet_distance_lowrank",
+    "gaussian_stats",
+    "get_extractor",
+    "kid",
+    "list_images",
+    "load_fid_inception",
+    "load_report",
+    "markdown_table",
+    "paired_scores",
+    "psnr",
+    "score_folders",
+    "ssim",
+]

@@ -1,0 +1,170 @@
+"""``advseg-eval``: score generated images against real ones, and compare runs.
+
+    advseg-eval score GEN_DIR REAL_DIR [--metric fid|kid|imgsim|imgsim-kid|psnr|ssim ...]
+                      [--inception-weights PATH] [--resize pytorch-fid|clean] [--json OUT]
+    advseg-eval compare RUN... --out DIR [--real REAL_DIR] [--metric ...]
+
+A thin click layer over :func:`advseg_train.metrics.score_folders` and
+:mod:`advseg_train.metrics.report`.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import click
+
+from .metrics.inception import FID_WEIGHTS_FILENAME, InceptionWeightsError, StateDictLayoutError
+from .metrics.report import EvalReport, comparison_columns, image_grid, load_report, write_comparison
+from .metrics.score import METRICS, score_folders
+from .metrics.stats import RESIZE_MODES, EvalInputError, list_images
+
+_USER_ERRORS: tuple[type[BaseException], ...] = (
+    InceptionWeightsError,
+    StateDictLayoutError,
+    EvalInputError,
+    FileNotFoundError,  # includes AssetMissingError, whose message names the fetch command
+    ValueError,
+)
+
+
+def _fail(exc: BaseException) -> None:
+    click.echo(f"advseg-eval: error: {exc}", err=True)
+    sys.exit(2)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    click.echo(f"advseg-eval: warning: {message}", err=True)
+
+
+_SCORE_OPTIONS = (
+    click.option("--metric", "metrics", multiple=True, type=click.Choice(list(METRICS)),
+                 help="Metric to compute (repeatable). Default: fid and kid."),
+    click.option("--inception-weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                 help=f"pytorch-fid's {FID_WEIGHTS_FILENAME} (default: $ADVSEG_HOME/weights/)."),
+    click.option("--resize", type=click.Choice(RESIZE_MODES), default="pytorch-fid", show_default=True,
+                 help="pytorch-fid: raw image, bilinear resize inside the network (as the paper); "
+                      "clean: clean-fid-style antialiased PIL bicubic resize first."),
+    click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True),
+    click.option("--device", default=None, help="torch device (default: cuda if available, else cpu)."),
+    click.option("--no-cache", is_flag=True, help="Do not read or write cached real-set statistics."),
+    click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                 help="Where real-set statistics are cached (default: $ADVSEG_HOME/eval-cache)."),
+    click.option("--kid-subsets", type=click.IntRange(1), default=100, show_default=True),
+    click.option("--kid-subset-size", type=click.IntRange(2), default=1000, show_default=True),
+    click.option("--fd-method", type=click.Choice(["auto", "sqrtm", "lowrank"]), default="auto", show_default=True,
+                 help="Fréchet trace term: scipy sqrtm (reference), exact low-rank form, or auto."),
+    click.option("--imgsim-size", type=click.IntRange(32), default=224, show_default=True,
+                 help="Input side of the imgsim ResNet-50."),
+    click.option("--paired-resize", is_flag=True, help="PSNR/SSIM: resize real images to the generated size."),
+    click.option("--threads", type=click.IntRange(1), default=None,
+                 help="torch intra-op CPU threads (default: torch's choice; 1 is fastest on a busy machine)."),
+)
+
+
+def _score_options(f):
+    """The scoring options shared by ``score`` and ``compare`` (shown in this order)."""
+    for option in reversed(_SCORE_OPTIONS):
+        f = option(f)
+    return f
+
+
+def _run_score(gen_dir: Path, real_dir: Path, opts: dict) -> EvalReport:
+    if opts["threads"]:
+        import torch
+
+        torch.set_num_threads(opts["threads"])
+    return score_folders(
+        gen_dir,
+        real_dir,
+        metrics=tuple(dict.fromkeys(opts["metrics"] or ("fid", "kid"))),
+        inception_weights=opts["inception_weights"],
+        resize=opts["resize"],
+        cache=not opts["no_cache"],
+        cache_dir=opts["cache_dir"],
+        batch_size=opts["batch_size"],
+        device=opts["device"],
+        kid_subsets=opts["kid_subsets"],
+        kid_subset_size=opts["kid_subset_size"],
+        fd_method=opts["fd_method"],
+        imgsim_size=opts["imgsim_size"],
+        paired_resize=opts["paired_resize"],
+        extractors=opts.setdefault("_extractors", {}),  # networks loaded once across compare's runs
+        progress=sys.stderr.isatty(),
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Evaluate colorization outputs: FID/KID, an offline imgsim feature distance, PSNR/SSIM."""
+    warnings.showwarning = _show_warning
+
+
+@main.command("score")
+@click.argument("gen_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("real_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_score_options
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the report as JSON here (atomically).")
+def score_cmd(gen_dir: Path, real_dir: Path, json_out: Path | None, **opts) -> None:
+    """Score the images in GEN_DIR against those in REAL_DIR."""
+    try:
+        report = _run_score(gen_dir, real_dir, opts)
+    except _USER_ERRORS as exc:
+        _fail(exc)
+    click.echo(report.summary())
+    if json_out is not None:
+        report.write_json(json_out)
+        click.echo(f"report: {json_out}")
+
+
+def _resolve_run(run: Path, real: Path | None, opts: dict) -> tuple[EvalReport | None, Path, Path | None]:
+    """(report or None, images dir, real dir) for a report JSON, a dir with eval.json, or an image dir."""
+    if run.is_file() or (run / "eval.json").is_file():
+        rep = load_report(run)
+        return rep, Path(rep.gen_dir), Path(rep.real_dir)
+    list_images(run)  # a plain image folder: fails clearly if it holds none
+    if opts["metrics"]:
+        if real is None:
+            raise EvalInputError(f"{run}: an image folder without eval.json needs --real to compute --metric")
+        return _run_score(run, real, opts), run, real
+    return None, run, real
+
+
+@main.command("compare")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder: metrics.md, metrics.json, grid.png.")
+@click.option("--name", "names", multiple=True, help="Display name per RUN, in order (default: folder/file names).")
+@click.option("--real", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Real images: first grid column, and the reference for RUNs given as image folders.")
+@click.option("--n-images", type=click.IntRange(1), default=6, show_default=True, help="Grid rows.")
+@click.option("--thumb", type=click.IntRange(16), default=128, show_default=True, help="Grid tile side in pixels.")
+@_score_options
+def compare_cmd(runs, out_dir: Path, names, real: Path | None, n_images: int, thumb: int, **opts) -> None:
+    """Table of metrics across RUNs and a side-by-side image grid.
+
+    Each RUN is an `advseg-eval score --json` report, a folder holding `eval.json`, or a folder of
+    generated images (scored against --real when --metric is given, else shown in the grid only).
+    """
+    if names and len(names) != len(runs):
+        _fail(ValueError(f"--name given {len(names)} times for {len(runs)} runs"))
+    labels = list(names) or [r.stem if r.is_file() else r.name for r in runs]
+    if len(set(labels)) != len(labels):
+        _fail(ValueError(f"run names are not unique ({', '.join(labels)}); give one --name per RUN"))
+    try:
+        resolved = [_resolve_run(Path(r), real, opts) for r in runs]
+        real_dir = real or next((rd for _, _, rd in resolved if rd is not None and rd.is_dir()), None)
+        columns = comparison_columns([img_dir for _, img_dir, _ in resolved], labels, real_dir, n_images)
+        written = write_comparison(out_dir, [(lab, rep) for lab, (rep, _, _) in zip(labels, resolved)],
+                                   image_grid(columns, thumb=thumb))
+    except _USER_ERRORS as exc:
+        _fail(exc)
+    click.echo(written["metrics.md"].read_text(), nl=False)
+    click.echo("wrote " + ", ".join(str(p) for p in written.values()))
+
+
+if __name__ == "__main__":
+    main()
