@@ -1,0 +1,84 @@
+"""``advseg-train``: a thin click wrapper over :func:`advseg_train.trainer.train`.
+
+Examples::
+
+    advseg-train --preset official-cyclegan --data.root datasets/bedroom --out runs/bedroom
+    advseg-train --config my.yaml --set model.ngf=32 --set seg.variant=binary --resume --out runs/x
+    torchrun --nproc_per_node 4 -m advseg_train.cli --preset paper --data.root D --out runs/ddp
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+__all__ = ["main"]
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML config file.")
+@click.option("--preset", type=str, default=None,
+              help="official-cyclegan | official-pix2pix | paper | paper-pix2pix | demo.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config key, e.g. --set model.ngf=32 (repeatable).")
+@click.option("--data.root", "data_root", type=click.Path(file_okay=False), default=None,
+              help="Dataset folder (same as --set data.root=DIR).")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Run directory (run.out).")
+@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoints/latest.pt if it exists.")
+@click.option("--seg-grad", type=click.Choice(["soft", "hard"]), default=None,
+              help="soft: the generator gets the segmentation gradient (default); hard: official, none.")
+@click.option("--device", type=str, default=None, help="auto | cpu | cuda | cuda:N.")
+@click.option("--max-steps", type=int, default=None, help="Stop after this many steps.")
+@click.option("--print-config", is_flag=True, help="Print the resolved config as YAML and exit.")
+def main(config_file, preset, overrides, data_root, out, resume, seg_grad, device, max_steps, print_config) -> None:
+    """Train a sketch→colour generator (CycleGAN / Pix2Pix) with the adversarial segmentation loss."""
+    from .config import ConfigError, dump_yaml, resolve_config
+
+    extra = list(overrides)
+    if data_root is not None:
+        extra.append(f"data.root={data_root}")
+    if out is not None:
+        extra.append(f"run.out={out}")
+    if resume:
+        extra.append("run.resume=true")
+    if seg_grad is not None:
+        extra.append(f"seg.grad={seg_grad}")
+    if device is not None:
+        extra.append(f"run.device={device}")
+    if max_steps is not None:
+        extra.append(f"run.max_steps={max_steps}")
+    try:
+        cfg = resolve_config(config_file, preset, extra)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    if print_config:
+        click.echo(dump_yaml(cfg), nl=False)
+        return
+
+    from advseg_sdk.assets import AssetMissingError
+
+    from .checkpointing import CheckpointLoadError
+    from .data import DataError
+    from .trainer import TrainingDivergedError, train
+
+    try:
+        result = train(cfg)
+    except TrainingDivergedError as exc:
+        click.echo(f"advseg-train: {exc}", err=True)
+        sys.exit(3)
+    except ImportError as exc:  # an optional backend (detectron2, transformers) is missing
+        click.echo(f"advseg-train: error: {exc}\nOr choose another segmenter: --set seg.segmenter="
+                   "isnet (fg/bg, offline weights) | tiny (tests) | mask2former | oneformer, "
+                   "or --set seg.variant=none.", err=True)
+        sys.exit(2)
+    except (DataError, CheckpointLoadError, AssetMissingError, ConfigError, ValueError) as exc:
+        click.echo(f"advseg-train: error: {exc}", err=True)
+        sys.exit(2)
+    if result.generator is not None:
+        click.echo(f"generator: {result.generator}")
+        click.echo(f"checkpoint: {result.checkpoint}")
+
+
+if __name__ == "__main__":
+    main()

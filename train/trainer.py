@@ -1,0 +1,381 @@
+"""The training loop: ``train(config) -> RunResult``.
+
+Read top to bottom: set up (device, DDP, seeds, data, model), maybe resume, then epochs of
+steps with logging, sample grids, periodic checkpoints, and the final generator.
+
+Run directory (``run.out``)::
+
+    config.yaml                 resolved configuration
+    checkpoints/latest.pt       every run.checkpoint_every steps, each epoch end, at the end
+    checkpoints/epoch_NNNN.pt   every run.save_epoch_freq epochs
+    checkpoints/nonfinite.pt    last good state when a loss turned NaN/Inf (run stopped)
+    tb/                         TensorBoard scalars: every loss term, lr, images/s
+    samples/step_NNNNNNN.png    sketch | fake | real | seg(real) | seg(fake)
+    generator.safetensors       the final A→B generator (feeds ``advseg-export``)
+
+Distributed: launched by ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) the loop uses
+DDP (gloo on CPU, nccl on CUDA) with a :class:`~advseg_train.data.ResumableSampler`; rank 0
+alone logs and writes files.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+
+from advseg_sdk.assets import atomic_path, atomic_write_bytes
+
+from .checkpointing import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .config import TrainConfig, dump_yaml, to_dict
+from .data import ResumableSampler, build_dataset
+from .models import GANModel, NonFiniteLossError, build_model
+
+__all__ = ["RunResult", "TrainingDivergedError", "train", "write_sample_grid"]
+
+
+class TrainingDivergedError(RuntimeError):
+    """A loss became NaN/Inf; ``checkpoint`` holds the last good state."""
+
+    def __init__(self, message: str, checkpoint: Path | None, terms: dict[str, float]) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint
+        self.terms = terms
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    global_step: int
+    epoch: int  # epoch the run stopped in (or the last one it finished)
+    checkpoint: Path | None  # latest.pt (None on ranks > 0)
+    generator: Path | None  # generator.safetensors (None on ranks > 0)
+    history: list[dict[str, float]] = field(default_factory=list)  # logged loss terms per log step
+    images_per_s: float = 0.0
+    resumed_from: int | None = None  # global step of the checkpoint the run resumed from
+    model: GANModel | None = field(default=None, repr=False)  # the trained model (in-process use)
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    owns_group: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _setup_distributed(device_name: str) -> tuple[_Dist, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    want_cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
+    if device_name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"run.device={device_name} but CUDA is not available (torch {torch.__version__}); use run.device=cpu")
+    d = _Dist()
+    if world > 1 or dist.is_initialized():
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if want_cuda else "gloo")
+            d.owns_group = True
+        d.rank, d.world = dist.get_rank(), dist.get_world_size()
+        d.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if want_cuda:
+        if d.world > 1:
+            device = torch.device("cuda", d.local_rank)
+        else:
+            device = torch.device(device_name if device_name.startswith("cuda") else "cuda")
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    return d, device
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# --------------------------------------------------------------------------- sample grids
+
+_BASE_COLOURS = [(0, 0, 0), (230, 120, 20), (60, 140, 230), (60, 190, 75), (220, 40, 60), (240, 210, 40),
+                 (150, 80, 200), (70, 210, 210), (240, 110, 190), (130, 130, 130), (140, 90, 40), (0, 100, 90)]
+
+
+def _palette(n: int) -> np.ndarray:
+    """n colours: channel 0 (official "no segment") black, then distinct ones, then random."""
+    rng = np.random.default_rng(12345)
+    pal = rng.integers(40, 256, size=(max(n, len(_BASE_COLOURS)), 3)).astype(np.uint8)
+    pal[: len(_BASE_COLOURS)] = _BASE_COLOURS
+    return pal[: max(n, 1)]
+
+
+def _to_uint8(img: torch.Tensor) -> np.ndarray:
+    return ((img.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def write_sample_grid(path: str | os.PathLike, images: dict[str, torch.Tensor]) -> Path:
+    """PNG grid, one row per sample: sketch | fake | real [| seg(real) | seg(fake)]."""
+    cols = []
+    for key in ("sketch", "fake", "real"):
+        cols.append([_to_uint8(x) for x in images[key]])
+    for key in ("seg_real", "seg_fake"):
+        if key in images:
+            maps = images[key]
+            pal = _palette(maps.shape[1])
+            labels = maps.argmax(1).cpu().numpy()
+            cols.append([pal[lab] for lab in labels])
+    rows = [np.concatenate([c[i] for c in cols], axis=1) for i in range(len(cols[0]))]
+    grid = np.concatenate(rows, axis=0)
+    from io import BytesIO
+
+    from PIL import Image
+
+    buf = BytesIO()
+    Image.fromarray(grid).save(buf, format="PNG")
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+# --------------------------------------------------------------------------- the loop
+
+def _gather_rng(dd: _Dist) -> dict[str, Any]:
+    """This rank's RNG state; under DDP also every rank's (``"ranks"``), gathered to all."""
+    state = rng_state()
+    if dd.world > 1:
+        gathered: list[Any] = [None] * dd.world
+        dist.all_gather_object(gathered, state)
+        state = {**state, "ranks": gathered}
+    return state
+
+
+def _checkpoint_state(cfg: TrainConfig, model: GANModel, epoch: int, it: int, step: int,
+                      rng: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "config": to_dict(cfg),
+        "position": {"epoch": epoch, "iter": it, "global_step": step},
+        "model": model.train_state(),
+        "rng": rng if rng is not None else rng_state(),
+        "generator": {"name": model.generator_name, "config": model.generator.config.to_dict()},
+    }
+
+
+def _save_generator(model: GANModel, path: Path, cfg: TrainConfig, step: int) -> Path:
+    from .networks import save_generator
+
+    save_generator(model.generator, path, extra_metadata={
+        "advseg_train": {"global_step": step, "model": cfg.model.kind, "seg_variant": cfg.seg.variant,
+                         "seg_grad": cfg.seg.grad, "preset": cfg.preset}})
+    return path
+
+
+def train(cfg: TrainConfig) -> RunResult:
+    """Train per ``cfg`` (validated here); see the module docstring for what is written."""
+    cfg.validate()
+    r = cfg.run
+    if r.threads:
+        torch.set_num_threads(r.threads)
+    dd, device = _setup_distributed(r.device)
+    run_dir = Path(r.out)
+    ckpt_dir = run_dir / "checkpoints"
+    log = _Logger(dd.is_main)
+    try:
+        return _train(cfg, dd, device, run_dir, ckpt_dir, log)
+    finally:
+        log.close()
+        if dd.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+class _Logger:
+    def __init__(self, active: bool) -> None:
+        self.active = active
+        self.writer = None
+        self.bar = None
+
+    def open(self, tb_dir: Path, purge_step: int | None) -> None:
+        if self.active:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(tb_dir), purge_step=purge_step)
+
+    def message(self, text: str) -> None:
+        if self.active:
+            from tqdm import tqdm
+
+            tqdm.write(text)
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        if self.writer is not None:
+            for k, v in values.items():
+                self.writer.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _train(cfg: TrainConfig, dd: _Dist, device: torch.device, run_dir: Path, ckpt_dir: Path, log: _Logger) -> RunResult:
+    r, o = cfg.run, cfg.optim
+    latest = ckpt_dir / "latest.pt"
+    if dd.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(run_dir / "config.yaml", dump_yaml(cfg).encode())
+        for stale in ckpt_dir.glob(".*.part*"):  # temp files of a write that was killed
+            stale.unlink(missing_ok=True)
+
+    # ---- data (first: a wrong folder fails fast, before any model is loaded)
+    dataset = build_dataset(cfg.data, paired=cfg.model.kind == "pix2pix", seed=r.seed)
+    sampler = ResumableSampler(dataset, num_replicas=dd.world, rank=dd.rank,
+                               shuffle=not cfg.data.serial_batches, seed=r.seed)
+    loader = DataLoader(dataset, batch_size=r.batch_size, sampler=sampler, num_workers=cfg.data.num_workers,
+                        drop_last=False, pin_memory=device.type == "cuda",
+                        generator=torch.Generator().manual_seed(r.seed))
+    steps_per_epoch = math.ceil(sampler.num_samples / r.batch_size)
+    first_epoch, last_epoch = o.epoch_count, o.niter + o.niter_decay
+
+    # ---- model (identical init on every rank), then per-rank randomness
+    _seed_all(r.seed)
+    model = build_model(cfg, device=device)
+    model.train()
+    _seed_all(r.seed + dd.rank)
+
+    # ---- resume
+    epoch, it, step, resumed_from, restored_rng = first_epoch, 0, 0, None, None
+    if r.resume:
+        if latest.is_file():
+            state = load_checkpoint(latest)
+            model.load_train_state(state["model"])
+            pos = state["position"]
+            epoch, it, step = int(pos["epoch"]), int(pos["iter"]), int(pos["global_step"])
+            resumed_from, restored_rng = step, state["rng"]
+            log.message(f"resumed from {latest} at epoch {epoch}, iteration {it}, step {step}")
+        else:
+            log.message(f"run.resume: no checkpoint at {latest}; starting a new run")
+
+    model.wrap(ddp=dd.world > 1, compile=r.compile,
+               device_ids=[device.index] if device.type == "cuda" and dd.world > 1 else None)
+    if restored_rng is not None:
+        ranks = restored_rng.get("ranks") or []
+        if len(ranks) == dd.world:
+            set_rng_state(ranks[dd.rank])
+        else:  # other world size than the saving run: rank 0's streams, offset per rank
+            set_rng_state(restored_rng)
+            if dd.rank:
+                torch.manual_seed(int(torch.randint(0, 2**62, (1,))) + dd.rank)
+
+    # ---- logging, fixed sample batch
+    log.open(run_dir / "tb", purge_step=step + 1 if resumed_from is not None else None)
+    sample_batch = None
+    if dd.is_main:
+        n = min(r.num_samples, len(dataset))
+        items = [dataset[(0, i)] for i in range(n)]
+        sample_batch = (torch.stack([x["A"] for x in items]), torch.stack([x["B"] for x in items]))
+    total = (last_epoch - first_epoch + 1) * steps_per_epoch
+    if r.max_steps is not None:
+        total = min(total, r.max_steps)
+    log.message(
+        f"advseg-train: {cfg.model.kind} {cfg.model.netG} seg={cfg.seg.variant}/{cfg.seg.grad} "
+        f"({cfg.seg.segmenter if cfg.seg.variant != 'none' else '-'}) on {device}"
+        f"{f' x{dd.world} ranks' if dd.world > 1 else ''}; {len(dataset)} items, "
+        f"{steps_per_epoch} steps/epoch, epochs {first_epoch}..{last_epoch}, run dir {run_dir}"
+    )
+
+    if dd.is_main and r.progress:
+        from tqdm import tqdm
+
+        log.bar = tqdm(total=total, initial=min(step, total), unit="it", dynamic_ncols=True, desc="train")
+
+    def save_latest(e: int, i: int, s: int) -> None:
+        rng = _gather_rng(dd)  # collective: every rank calls save_latest at the same steps
+        if dd.is_main:
+            save_checkpoint(latest, _checkpoint_state(cfg, model, e, i, s, rng), sleep_s=cfg.debug.save_sleep_s)
+
+    def samples(s: int) -> None:
+        if dd.is_main and sample_batch is not None:
+            write_sample_grid(run_dir / "samples" / f"step_{s:07d}.png", model.sample(*sample_batch))
+
+    history: list[dict[str, float]] = []
+    t0, steps_timed, images_per_s = time.perf_counter(), 0, 0.0
+    done = r.max_steps is not None and step >= r.max_steps
+
+    while epoch <= last_epoch and not done:
+        sampler.set_epoch(epoch, skip=it * r.batch_size)
+        for batch in loader:
+            if r.max_steps is not None and step >= r.max_steps:
+                done = True
+                break
+            snap_rng, snap = rng_state(), model.snapshot_volatile()
+            try:
+                terms = model.train_step(batch, inject_nan=cfg.debug.inject_nan_step == step + 1)
+            except NonFiniteLossError as exc:
+                model.restore_volatile(snap)
+                set_rng_state(snap_rng)
+                path = ckpt_dir / "nonfinite.pt"
+                if dd.is_main:
+                    save_checkpoint(path, _checkpoint_state(cfg, model, epoch, it, step, rng=snap_rng))
+                if dd.world > 1:
+                    dist.barrier()
+                raise TrainingDivergedError(
+                    f"training stopped: {exc} at epoch {epoch}, iteration {it + 1}, global step {step + 1}. "
+                    f"The last good state (before this step) was saved to {path}; "
+                    f"{latest} holds the last periodic checkpoint. Lower optim.lr or check the data, then "
+                    f"resume from it (copy it to latest.pt and pass --resume).",
+                    path if dd.is_main else None, exc.terms,
+                ) from None
+            step += 1
+            it += 1
+            steps_timed += 1
+            if log.bar is not None:
+                log.bar.update(1)
+            if r.log_every and step % r.log_every == 0:
+                values = {k: float(v) for k, v in terms.items()}
+                dt = time.perf_counter() - t0
+                images_per_s = steps_timed * r.batch_size * dd.world / max(dt, 1e-9)
+                history.append({"step": step, "epoch": epoch, **values})
+                log.scalars({f"loss/{k}": v for k, v in values.items()}, step)
+                log.scalars({"lr": model.lr, "images_per_s": images_per_s}, step)
+                if log.bar is not None:
+                    log.bar.set_postfix({k: f"{values[k]:.3g}" for k in ("G_total", "D_A", "D") if k in values})
+                t0, steps_timed = time.perf_counter(), 0
+            if r.checkpoint_every and step % r.checkpoint_every == 0:
+                save_latest(epoch, it, step)
+            if r.sample_every and step % r.sample_every == 0:
+                samples(step)
+        else:
+            # the epoch finished: official per-epoch schedule step, checkpoints
+            lr = model.update_learning_rate()
+            log.scalars({"lr_epoch": lr}, epoch)
+            finished = epoch
+            epoch, it = epoch + 1, 0
+            save_latest(epoch, it, step)
+            if dd.is_main and r.save_epoch_freq and finished % r.save_epoch_freq == 0:
+                with atomic_path(ckpt_dir / f"epoch_{finished:04d}.pt") as tmp:
+                    shutil.copyfile(latest, tmp)
+            if r.max_steps is not None and step >= r.max_steps:
+                done = True
+
+    # ---- the end: final checkpoint, samples, generator
+    save_latest(epoch, it, step)
+    samples(step)
+    gen_path = None
+    if dd.is_main:
+        gen_path = _save_generator(model, run_dir / "generator.safetensors", cfg, step)
+        log.message(f"finished at step {step}: {latest}, {gen_path}")
+    if dd.world > 1:
+        dist.barrier()
+    return RunResult(run_dir=run_dir, global_step=step, epoch=epoch, checkpoint=latest if dd.is_main else None,
+                     generator=gen_path, history=history, images_per_s=images_per_s, resumed_from=resumed_from,
+                     model=model)
