@@ -107,9 +107,22 @@ def default_bundle_dir() -> Path:
     return advseg_home() / "bundles"
 
 
+def packaged_bundle_dir() -> Path:
+    """Bundles shipped inside the package (the embedded demo model)."""
+    return Path(__file__).resolve().parent / "data"
+
+
 def default_bundle_path(name: str) -> Path:
-    """``default_bundle_dir()/f"{name}.advseg"``, e.g. ``default_bundle_path("hed")``."""
-    return default_bundle_dir() / f"{name}.advseg"
+    """``default_bundle_dir()/f"{name}.advseg"``, e.g. ``default_bundle_path("hed")``.
+
+    When the cache has no such bundle but the package ships one (``advseg_sdk/data/``), the
+    shipped one is returned: a bundle the user exports into the cache always wins.
+    """
+    cached = default_bundle_dir() / f"{name}.advseg"
+    packaged = packaged_bundle_dir() / f"{name}.advseg"
+    if not cached.exists() and (packaged / "manifest.json").is_file():
+        return packaged
+    return cached
 
 
 def _cache_dir() -> Path:

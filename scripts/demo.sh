@@ -16,10 +16,33 @@ if [ ! -f "$HED_BUNDLE/manifest.json" ]; then
   advseg-export hed -o "$HED_BUNDLE"
 fi
 
-# The embedded default input: the first 8 real photos of the cached set (scikit-image + scikit-learn).
-mapfile -t PHOTOS < <("$PY" -c 'from advseg_sdk.assets import photo_paths; print("\n".join(map(str, photo_paths(8))))')
-mkdir -p "$OUT/photos"
-for p in "${PHOTOS[@]}"; do ln -sf "$p" "$OUT/photos/"; done
+# The embedded default input: the first 8 real photos of the cached set (scikit-image and
+# scikit-learn), scaled to 256 px on the long side, the scale the embedded demo model was trained at.
+"$PY" - "$OUT/photos" <<'PYEOF'
+import sys
+from pathlib import Path
+import cv2
+from advseg_sdk.assets import photo_paths
+from advseg_sdk.imageio import read_image, write_image
+out = Path(sys.argv[1]); out.mkdir(parents=True, exist_ok=True)
+for path in photo_paths(8):
+    target = out / (path.stem + ".png")
+    if target.exists():
+        continue
+    rgb = read_image(path)
+    scale = 256 / max(rgb.shape[:2])
+    size = (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale))
+    write_image(target, cv2.resize(rgb, size, interpolation=cv2.INTER_AREA))
+PYEOF
 
-echo "[advseg] photo -> sketch (HED + official post-processing)"
-advseg sketch "$OUT/photos" -o "$OUT/sketches" --method hed --size 512 --bundle "$HED_BUNDLE"
+echo "[advseg] photo -> sketch (real HED weights + the official post-processing)"
+advseg sketch "$OUT/photos" -o "$OUT/sketches" --method hed --bundle "$HED_BUNDLE"
+
+echo "[advseg] sketch -> colour (embedded demo bundle: advseg_sdk/data/demo-sketch2color.advseg)"
+advseg colorize "$OUT/sketches" -o "$OUT/colour"
+
+echo
+echo "[advseg] done. Results:"
+echo "  photos    $OUT/photos"
+echo "  sketches  $OUT/sketches"
+echo "  colour    $OUT/colour"
