@@ -1,1 +1,50 @@
-"""advseg package."""
+"""advseg export: PyTorch generators / HED -> ONNX fp32, fp16, int8 and TensorRT model bundles.
+
+>>> from advseg_export import export_generator, export_hed
+>>> export_generator("latest_net_G.pth", "sketch2color.advseg", precisions=("fp32", "fp16", "int8"))
+>>> export_hed("hed.advseg")
+
+Modules: :mod:`~advseg_export.onnx_export` (torch -> checked, simplified fp32 ONNX),
+:mod:`~advseg_export.precision` (fp16 with fp32 norms, int8 QDQ), :mod:`~advseg_export.calibration`
+(real parity/calibration inputs), :mod:`~advseg_export.parity` (max |error|, PSNR, thresholds),
+:mod:`~advseg_export.tensorrt_build` (TensorRT engines), :mod:`~advseg_export.api` (bundles),
+:mod:`~advseg_export.cli` (``advseg-export``). Names below are imported lazily.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__all__ = [
+    "export_generator",
+    "export_hed",
+    "ExportError",
+    "DegradedExportError",
+    "ShapeProfile",
+    "build_engine",
+    "TensorRTUnavailableError",
+]
+
+_EXPORTS = {
+    "export_generator": "advseg_export.api",
+    "export_hed": "advseg_export.api",
+    "ExportError": "advseg_export.api",
+    "DegradedExportError": "advseg_export.api",
+    "ShapeProfile": "advseg_export.tensorrt_build",
+    "build_engine": "advseg_export.tensorrt_build",
+    "TensorRTUnavailableError": "advseg_export.tensorrt_build",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'advseg_export' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

@@ -92,18 +92,27 @@ def test_from_photo_end_to_end(bundle, photo_paths, tmp_path):
     assert sk.shape == (72, 96) and set(np.unique(sk)) <= set(range(256)) and sk.min() < 128 < sk.max()
 
 
-def test_default_bundle_and_missing_bundle(bundle, tmp_path):
+def test_default_bundle_embedded_then_cached_then_missing(bundle, tmp_path):
     img = tmp_path / "in.png"
     Image.fromarray(np.full((20, 28), 255, np.uint8)).save(img)
     home = tmp_path / "home"
-    r = run("colorize", img, "-o", tmp_path / "o1", env={"ADVSEG_HOME": str(home)})
-    assert r.returncode == 1
-    assert "bundle not found" in r.stderr and "demo-sketch2color.advseg" in r.stderr
-    assert "advseg-export" in r.stderr and "Traceback" not in r.stderr
-    shutil.copytree(bundle, home / "bundles" / "demo-sketch2color.advseg")
-    r = run("colorize", img, "-o", tmp_path / "o2", "-q", env={"ADVSEG_HOME": str(home)})
+    env = {"ADVSEG_HOME": str(home)}
+    # Empty cache: the demo bundle shipped inside the package serves.
+    r = run("colorize", img, "-o", tmp_path / "o1", "-q", env=env)
     assert r.returncode == 0, r.stderr
-    assert Image.open(tmp_path / "o2" / "in.png").size == (28, 20)
+    embedded = np.asarray(Image.open(tmp_path / "o1" / "in.png"))
+    assert embedded.shape == (20, 28, 3)
+    # A bundle the user puts in the cache wins over the embedded one.
+    shutil.copytree(bundle, home / "bundles" / "demo-sketch2color.advseg")
+    r = run("colorize", img, "-o", tmp_path / "o2", "-q", env=env)
+    assert r.returncode == 0, r.stderr
+    cached = np.asarray(Image.open(tmp_path / "o2" / "in.png"))
+    assert cached.shape == (20, 28, 3) and not np.array_equal(cached, embedded)
+    # An explicit bundle that does not exist: a clear error naming the command that makes one.
+    r = run("colorize", img, "-o", tmp_path / "o3", "--bundle", tmp_path / "nope.advseg", env=env)
+    assert r.returncode == 1
+    assert "bundle not found" in r.stderr and "nope.advseg" in r.stderr
+    assert "advseg-export" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_usage_errors(bundle, tmp_path):

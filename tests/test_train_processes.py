@@ -93,6 +93,11 @@ def test_cli_trains_from_yaml_with_overrides(tmp_path, aligned_root):
     with torch.no_grad():
         assert torch.equal(gen(x), same(x))
     assert gen.config.arch == "resnet_6blocks" and gen.config.ngf == 4
+    # The resolved training config travels with the weights (advseg-export records it as provenance).
+    from advseg_train.checkpoints import read_metadata
+
+    stored = json.loads(read_metadata(run / "generator.safetensors")["training_config"])
+    assert stored["model"]["ngf"] == 4 and stored["model"]["netG"] == "resnet_6blocks"
 
     bad = subprocess.run([_cli(), "--set", "model.ngff=1"], capture_output=True, text=True, env=ENV, timeout=120)
     assert bad.returncode == 2 and "unknown config key 'model.ngff'" in bad.stderr

@@ -173,9 +173,13 @@ def _checkpoint_state(cfg: TrainConfig, model: GANModel, epoch: int, it: int, st
 def _save_generator(model: GANModel, path: Path, cfg: TrainConfig, step: int) -> Path:
     from .networks import save_generator
 
+    from .config import to_dict
+
+    # The resolved training config travels with the weights: advseg-export records it as provenance.
     save_generator(model.generator, path, extra_metadata={
         "advseg_train": {"global_step": step, "model": cfg.model.kind, "seg_variant": cfg.seg.variant,
-                         "seg_grad": cfg.seg.grad, "preset": cfg.preset}})
+                         "seg_grad": cfg.seg.grad, "preset": cfg.preset},
+        "training_config": to_dict(cfg)})
     return path
 
 

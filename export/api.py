@@ -1,0 +1,569 @@
+"""Export a generator or HED to a model bundle (DESIGN §3): the Python API behind ``advseg-export``.
+
+>>> export_generator("latest_net_G.pth", "sketch2color.advseg", precisions=("fp32", "fp16", "int8"))
+>>> export_hed("hed.advseg")
+
+Every bundle holds ``model.fp32.onnx`` plus the requested ``model.fp16.onnx`` / ``model.int8.onnx``
+(and a TensorRT engine with ``trt=True``). Each artefact is compared with the PyTorch fp32
+network on fixed real inputs, and the figures go into the manifest (``parity``). An artefact
+below its threshold (:data:`~advseg_export.parity.DEFAULT_THRESHOLDS`) stops the export with
+:class:`DegradedExportError` unless ``allow_degraded`` (then ``"degraded": true`` is recorded).
+The bundle is built in a temporary directory beside ``out_dir`` and renamed into place at the
+end, so a failed export leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from .calibration import ArrayCalibrationReader, InputSet, calibration_inputs, parity_inputs
+from .onnx_export import MIN_OPSET, ExportError, export_onnx
+from .parity import DEFAULT_THRESHOLDS, PARITY_CONVENTION, ParityResult, Threshold, compare
+from .precision import Int8Options, convert_fp16, norm_nodes, op_block_summary, quantize_int8
+from .tensorrt_build import ShapeProfile, build_engine, engine_file_name, require_tensorrt
+
+__all__ = [
+    "EXPORT_PRECISIONS",
+    "ARTEFACT_FILES",
+    "ExportError",
+    "DegradedExportError",
+    "export_generator",
+    "export_hed",
+    "export_module",
+    "ExportTarget",
+    "GENERATOR_INT8",
+    "HED_INT8",
+]
+
+EXPORT_PRECISIONS = ("fp32", "fp16", "int8")
+ARTEFACT_FILES = {p: f"model.{p}.onnx" for p in EXPORT_PRECISIONS}
+
+Log = Callable[[str], None]
+
+#: int8 defaults (see :mod:`advseg_export.precision` for the measurements behind them).
+GENERATOR_INT8 = Int8Options(calibrate_method="Percentile", percentile=99.99, exclude_op_types=("ConvTranspose",))
+HED_INT8 = Int8Options(calibrate_method="MinMax")
+
+
+class DegradedExportError(ExportError):
+    """An artefact misses its parity threshold; ``failures`` maps artefact file -> reasons."""
+
+    def __init__(self, message: str, failures: Mapping[str, list[str]]):
+        super().__init__(message)
+        self.failures = dict(failures)
+
+
+@dataclass
+class ExportTarget:
+    """What to export: the torch module and everything the manifest says about it."""
+
+    module: nn.Module
+    task: str  # "sketch2color" | "photo2sketch"
+    architecture: dict[str, Any]
+    input_spec: dict[str, Any]
+    output_spec: dict[str, Any]
+    size: tuple[int, int]  # export/parity/calibration size (H, W)
+    dynamic_hw: bool
+    name: str
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def channels(self) -> int:
+        return int(self.input_spec.get("channels", 3))
+
+    @property
+    def in_range(self) -> tuple[float, float]:
+        lo, hi = self.input_spec["range"]
+        return float(lo), float(hi)
+
+    @property
+    def out_range(self) -> tuple[float, float]:
+        lo, hi = self.output_spec["range"]
+        return float(lo), float(hi)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def export_generator(
+    source: Any,
+    out_dir: str | os.PathLike,
+    precisions: Sequence[str] = ("fp32",),
+    opset: int = MIN_OPSET,
+    calib: str | os.PathLike | None = None,
+    allow_degraded: bool = False,
+    trt: bool = False,
+    trt_profile: ShapeProfile | None = None,
+    timing_cache: str | os.PathLike | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    name: str | None = None,
+    thresholds: Mapping[str, Threshold | Mapping[str, float]] | None = None,
+    calib_count: int = 16,
+    sketch_method: str = "xdog",
+    int8_options: Int8Options | None = None,
+    instance_norm: str = "decomposed",
+    trt_hardware_compatible: bool = False,
+    log: Log | None = None,
+) -> Path:
+    """Export a sketch->colour generator to the bundle directory ``out_dir``; returns its path.
+
+    Args:
+        source: anything :func:`advseg_train.networks.load_generator` accepts (our safetensors,
+            stock pytorch-CycleGAN-and-pix2pix or AdvSegLoss ``.pth``, a state dict).
+        precisions: among ``fp32`` (always included), ``fp16``, ``int8``.
+        opset: ONNX opset (>= 17).
+        calib: folder of calibration sketches for int8 (default: sketches made from the cached
+            real photos with ``sketch_method``).
+        allow_degraded: write the bundle even when an artefact misses its parity threshold.
+        trt: also build a TensorRT engine (needs TensorRT and an NVIDIA GPU), from the fp16
+            graph when built, else fp32; ``trt_profile`` defaults to
+            :meth:`ShapeProfile.default`; ``timing_cache`` is loaded/saved.
+        overrides: GeneratorConfig fields the weights cannot tell (e.g. ``{"ngf": 64}``).
+        thresholds: per-precision :class:`~advseg_export.parity.Threshold` overriding the defaults.
+        instance_norm: ``"decomposed"`` (default; accurate on ONNX Runtime CPU) or ``"fused"``
+            (one InstanceNormalization op per norm), see :mod:`advseg_export.onnx_export`.
+    """
+    from advseg_train.networks import load_generator
+
+    net = load_generator(source, **dict(overrides or {}))
+    cfg = net.config
+    fixed = cfg.fixed_size
+    size = tuple(fixed) if fixed is not None else (256, 256)
+    input_spec: dict[str, Any] = {
+        "name": "input", "layout": "NCHW", "channels": cfg.input_nc, "color": "RGB", "range": [-1, 1],
+    }
+    if fixed is not None:
+        input_spec.update(fixed_size=list(fixed), size_multiple=cfg.size_multiple)
+    else:
+        input_spec.update(size_multiple=cfg.size_multiple, min_size=2 * cfg.size_multiple)
+    target = ExportTarget(
+        module=net,
+        task="sketch2color",
+        architecture={"name": cfg.arch, "args": cfg.to_dict()},
+        input_spec=input_spec,
+        output_spec={"name": "output", "layout": "NCHW", "channels": cfg.output_nc, "color": "RGB",
+                     "range": [-1, 1]},
+        size=size,  # type: ignore[arg-type]
+        dynamic_hw=fixed is None,
+        name=name or f"sketch2color-{cfg.arch}",
+        provenance=_source_provenance(source, getattr(net, "source_layout", None)),
+    )
+    return export_module(
+        target, out_dir, precisions=precisions, opset=opset, calib=calib, allow_degraded=allow_degraded,
+        trt=trt, trt_profile=trt_profile, timing_cache=timing_cache, thresholds=thresholds,
+        calib_count=calib_count, sketch_method=sketch_method, int8_options=int8_options or GENERATOR_INT8,
+        instance_norm=instance_norm, trt_hardware_compatible=trt_hardware_compatible, log=log,
+    )
+
+
+def export_hed(
+    out_dir: str | os.PathLike,
+    precisions: Sequence[str] = ("fp32",),
+    opset: int = MIN_OPSET,
+    calib: str | os.PathLike | None = None,
+    allow_degraded: bool = False,
+    trt: bool = False,
+    trt_profile: ShapeProfile | None = None,
+    timing_cache: str | os.PathLike | None = None,
+    *,
+    weights: str | os.PathLike | None = None,
+    name: str = "hed",
+    thresholds: Mapping[str, Threshold | Mapping[str, float]] | None = None,
+    calib_count: int = 16,
+    int8_options: Int8Options | None = None,
+    trt_hardware_compatible: bool = False,
+    log: Log | None = None,
+) -> Path:
+    """Export the HED edge detector (real BSDS500 weights, asset ``hed-bsds500``, or ``weights``)
+    to a ``photo2sketch`` bundle: input RGB in [0, 1] (B,3,H,W) of any size, output the fused edge
+    probability (B,1,H,W). Other arguments as :func:`export_generator` (``calib``: photos)."""
+    from advseg_train.hed import load_hed
+
+    from advseg_sdk.assets import asset_path, sha256_file
+
+    wpath = Path(weights) if weights is not None else asset_path("hed-bsds500")
+    net = load_hed(wpath)
+    prov = {"source": str(wpath), "source_checkpoint_sha256": sha256_file(wpath) if wpath.is_file() else None,
+            "source_layout": "keras-hed-bsds500", "training_config": None}
+    target = ExportTarget(
+        module=net,
+        task="photo2sketch",
+        architecture={"name": "hed", "args": {"backbone": "vgg16", "weights": wpath.name,
+                                              "preprocessing": "inside the graph: RGB->BGR, x255, minus Caffe mean"}},
+        input_spec={"name": "input", "layout": "NCHW", "channels": 3, "color": "RGB", "range": [0, 1],
+                    "size_multiple": 1},
+        output_spec={"name": "output", "layout": "NCHW", "channels": 1, "range": [0, 1],
+                     "kind": "edge_probability"},
+        size=(256, 256),
+        dynamic_hw=True,
+        name=name,
+        provenance=prov,
+    )
+    return export_module(
+        target, out_dir, precisions=precisions, opset=opset, calib=calib, allow_degraded=allow_degraded,
+        trt=trt, trt_profile=trt_profile, timing_cache=timing_cache, thresholds=thresholds,
+        calib_count=calib_count, int8_options=int8_options or HED_INT8,
+        trt_hardware_compatible=trt_hardware_compatible, log=log,
+    )
+
+
+def export_module(
+    target: ExportTarget,
+    out_dir: str | os.PathLike,
+    precisions: Sequence[str] = ("fp32",),
+    opset: int = MIN_OPSET,
+    calib: str | os.PathLike | None = None,
+    allow_degraded: bool = False,
+    trt: bool = False,
+    trt_profile: ShapeProfile | Mapping[str, Any] | None = None,
+    timing_cache: str | os.PathLike | None = None,
+    thresholds: Mapping[str, Threshold | Mapping[str, float]] | None = None,
+    calib_count: int = 16,
+    sketch_method: str = "xdog",
+    int8_options: Int8Options | None = None,
+    instance_norm: str = "decomposed",
+    trt_hardware_compatible: bool = False,
+    log: Log | None = None,
+) -> Path:
+    """Export ``target`` into a bundle at ``out_dir`` (the shared engine of the two functions above).
+
+    ``trt_profile`` may be a :class:`ShapeProfile` or a mapping with any of ``min``/``opt``/``max``
+    (shapes or ``"1x3x256x256"`` strings); missing ones come from :meth:`ShapeProfile.default`.
+    """
+    say = log or (lambda _msg: None)
+    precs = _normalise_precisions(precisions)
+    limits = _merge_thresholds(thresholds)
+    out = Path(out_dir).expanduser().absolute()
+    _check_out_dir(out)
+    profile = None
+    if trt:
+        require_tensorrt()  # fail before any slow work
+        fixed = target.input_spec.get("fixed_size")
+        profile = _resolve_profile(trt_profile, target)
+        profile.check_for(tuple(fixed) if fixed else None, int(target.input_spec.get("size_multiple", 1)),
+                          target.channels)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the bundle gets normal permissions
+    try:
+        manifest = _build(target, tmp, precs, opset, calib, calib_count, sketch_method,
+                          int8_options or Int8Options(), limits, allow_degraded, profile, timing_cache,
+                          trt_hardware_compatible, instance_norm, say)
+        from advseg_sdk.bundle import write_manifest
+
+        write_manifest(tmp, manifest)
+        _replace_dir(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    say(f"bundle written: {out}")
+    return out
+
+
+# --------------------------------------------------------------------------- the build
+
+
+def _build(
+    target: ExportTarget, tmp: Path, precs: list[str], opset: int, calib, calib_count: int,
+    sketch_method: str, int8_options: Int8Options, limits: dict[str, Threshold], allow_degraded: bool,
+    profile: ShapeProfile | None, timing_cache, hw_compat: bool, instance_norm: str, say: Log,
+) -> dict[str, Any]:
+    from advseg_sdk.bundle import describe_artefact
+
+    h, w = target.size
+    say(f"exporting {target.architecture['name']} to ONNX fp32 (opset {opset}, "
+        f"{'dynamic' if target.dynamic_hw else f'fixed {h}x{w}'} H/W, dynamic batch)")
+    fp32_path = tmp / ARTEFACT_FILES["fp32"]
+    fp32_model = export_onnx(target.module, fp32_path, (1, target.channels, h, w), opset=opset,
+                             dynamic_hw=target.dynamic_hw, instance_norm=instance_norm)
+
+    say(f"preparing parity inputs ({target.task}, {h}x{w})")
+    pin = parity_inputs(target.task, (h, w), target.in_range, sketch_method=sketch_method)
+    reference = _torch_forward(target.module, pin.array)
+
+    artefacts: list[dict[str, Any]] = []
+    parity: dict[str, dict[str, Any]] = {}
+    failures: dict[str, list[str]] = {}
+
+    def record(path: Path, precision: str, result: ParityResult, **extra: Any) -> None:
+        entry = describe_artefact(path, precision, "onnx", opset=_opset_of(path), io_dtype="float32", **extra)
+        artefacts.append(entry)
+        lim = limits.get(precision, Threshold())
+        bad = lim.failures(result)
+        parity[path.name] = {"reference": "torch-fp32", **result.to_dict(), "threshold": lim.to_dict(),
+                             "passed": not bad, "inputs": pin.names, "input_shape": list(pin.array.shape)}
+        if bad:
+            failures[path.name] = bad
+        say(f"  {path.name}: {result.describe()}" + (f"  BELOW THRESHOLD ({'; '.join(bad)})" if bad else ""))
+
+    record(fp32_path, "fp32", compare(reference, _ort_forward(fp32_path, pin.array), target.out_range))
+
+    if "fp16" in precs:
+        say("converting to fp16 (normalisation kept in fp32)")
+        kept = norm_nodes(fp32_model)
+        fp16_model = convert_fp16(fp32_model, keep_norm_fp32=True)
+        path = tmp / ARTEFACT_FILES["fp16"]
+        onnx.save(fp16_model, str(path))
+        record(path, "fp16", compare(reference, _ort_forward(path, pin.array), target.out_range),
+               fp32_nodes=op_block_summary(fp32_model, kept))
+
+    if "int8" in precs:
+        say(f"calibrating int8 on {'images in ' + str(calib) if calib else 'the cached real photos'}")
+        cin = calibration_inputs(target.task, (h, w), target.in_range, calib_dir=calib, count=calib_count,
+                                 sketch_method=sketch_method)
+        path = tmp / ARTEFACT_FILES["int8"]
+        quantize_int8(fp32_path, path, ArrayCalibrationReader(cin.array), int8_options)
+        record(path, "int8", compare(reference, _ort_forward(path, pin.array), target.out_range),
+               quantization={**int8_options.to_dict(), "calibration": _calib_info(cin, calib, target.task,
+                                                                                  sketch_method)})
+
+    if failures and not allow_degraded:
+        raise DegradedExportError(_failure_message(failures, parity), failures)
+
+    if profile is not None:
+        src = tmp / ARTEFACT_FILES["fp16" if "fp16" in precs else "fp32"]
+        say(f"building TensorRT engine from {src.name} (profile {profile.to_dict()})")
+        engine_meta = _engine_build(src, tmp, profile, timing_cache, hw_compat)
+        epath = tmp / engine_meta.pop("_file")
+        entry = describe_artefact(epath, "fp16" if "fp16" in precs else "fp32", "engine", engine=engine_meta)
+        artefacts.append(entry)
+        result, why = _engine_parity(epath, pin.array, reference, target.out_range)
+        if result is None:
+            say(f"  {epath.name}: parity not measured ({why})")
+        else:
+            say(f"  {epath.name}: {result.describe()}")
+            lim = limits.get(entry["precision"], Threshold())
+            bad = lim.failures(result)
+            parity[epath.name] = {"reference": "torch-fp32", **result.to_dict(), "threshold": lim.to_dict(),
+                                  "passed": not bad, "inputs": pin.names, "input_shape": list(pin.array.shape)}
+            if bad:
+                failures[epath.name] = bad
+                if not allow_degraded:
+                    raise DegradedExportError(_failure_message(failures, parity), failures)
+
+    manifest: dict[str, Any] = {
+        "name": target.name,
+        "task": target.task,
+        "architecture": target.architecture,
+        "input": target.input_spec,
+        "output": target.output_spec,
+        "artefacts": artefacts,
+        "parity": parity,
+        "parity_convention": PARITY_CONVENTION,
+        "export_options": {"opset": int(opset),
+                           "instance_norm": instance_norm if _has_instance_norm(target.module) else None,
+                           "onnx_exporter": "torch.onnx.export(dynamo=False) + onnxslim",
+                           "dynamic_axes": ["batch", "height", "width"] if target.dynamic_hw else ["batch"]},
+        "provenance": {**target.provenance, **_tool_provenance(opset)},
+    }
+    if failures:
+        manifest["degraded"] = True
+        manifest["degraded_reasons"] = {k: v for k, v in failures.items()}
+    return manifest
+
+
+def _engine_build(src: Path, tmp: Path, profile: ShapeProfile, timing_cache, hw_compat: bool) -> dict[str, Any]:
+    trt, dev = require_tensorrt()
+    fname = engine_file_name(dev.gpu_name or "gpu", trt.__version__)
+    meta = build_engine(src, tmp / fname, profile, timing_cache=timing_cache, hardware_compatible=hw_compat)
+    meta["_file"] = fname
+    return meta
+
+
+def _engine_parity(
+    engine: Path, x: np.ndarray, reference: np.ndarray, out_range
+) -> tuple[ParityResult | None, str]:
+    """Run the fresh engine on the parity inputs through the SDK's TensorRT runner (which needs
+    cuda-python); ``(None, reason)`` when it cannot run here."""
+    try:
+        from advseg_sdk.runtime import TensorRTRunner
+
+        runner = TensorRTRunner(engine)
+        try:
+            y = runner.run(x)
+        finally:
+            runner.close()
+    except Exception as exc:  # missing cuda-python, profile too small for the parity batch, ...
+        return None, f"{type(exc).__name__}: {exc}"
+    return compare(reference, y, out_range), ""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _resolve_profile(profile: ShapeProfile | Mapping[str, Any] | None, target: ExportTarget) -> ShapeProfile:
+    if isinstance(profile, ShapeProfile):
+        return profile
+    fixed = target.input_spec.get("fixed_size")
+    default = ShapeProfile.default(target.channels, tuple(fixed) if fixed else None,
+                                   int(target.input_spec.get("size_multiple", 1)), input="input")
+    given = dict(profile or {})
+    unknown = set(given) - {"min", "opt", "max"}
+    if unknown:
+        raise ValueError(f"trt_profile keys must be min/opt/max, got {sorted(unknown)}")
+    return ShapeProfile(min=given.get("min", default.min), opt=given.get("opt", default.opt),
+                        max=given.get("max", default.max), input="input")
+
+
+def _normalise_precisions(precisions: Sequence[str]) -> list[str]:
+    if isinstance(precisions, str):
+        precisions = [precisions]
+    bad = [p for p in precisions if p not in EXPORT_PRECISIONS]
+    if bad:
+        raise ValueError(f"unsupported precision(s) {bad}; choose from {list(EXPORT_PRECISIONS)}")
+    return [p for p in EXPORT_PRECISIONS if p == "fp32" or p in precisions]
+
+
+def _merge_thresholds(thresholds: Mapping[str, Any] | None) -> dict[str, Threshold]:
+    out = dict(DEFAULT_THRESHOLDS)
+    for k, v in (thresholds or {}).items():
+        if k not in out:
+            raise ValueError(f"threshold for unknown precision {k!r}; known: {sorted(out)}")
+        out[k] = Threshold.from_any(v)
+    return out
+
+
+def _check_out_dir(out: Path) -> None:
+    """Refuse to replace something that is not a bundle (a non-empty folder without a manifest)."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ExportError(f"output path {out} exists and is not a directory; choose another -o")
+    if any(out.iterdir()) and not (out / "manifest.json").is_file():
+        raise ExportError(
+            f"output directory {out} exists, is not empty and is not an advseg bundle "
+            "(no manifest.json); refusing to replace it, choose another -o"
+        )
+
+
+def _replace_dir(new: Path, out: Path) -> None:
+    """Move the finished bundle ``new`` to ``out``; an old bundle there is swapped out then removed."""
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old / "bundle")
+    try:
+        os.replace(new, out)
+    except OSError:
+        if old is not None:
+            os.replace(old / "bundle", out)  # put the previous bundle back
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _has_instance_norm(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.InstanceNorm2d) for m in module.modules())
+
+
+def _torch_forward(module: nn.Module, x: np.ndarray) -> np.ndarray:
+    module.eval()
+    with torch.no_grad():
+        y = module(torch.from_numpy(np.ascontiguousarray(x)))
+    if isinstance(y, (tuple, list)):
+        y = y[0]
+    return y.float().numpy()
+
+
+def _ort_forward(path: Path, x: np.ndarray) -> np.ndarray:
+    from advseg_sdk.runtime import OnnxRunner
+
+    return OnnxRunner(path, providers=["CPUExecutionProvider"]).run(x)
+
+
+def _opset_of(path: Path) -> int | None:
+    m = onnx.load(str(path), load_external_data=False)
+    for imp in m.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return int(imp.version)
+    return None
+
+
+def _failure_message(failures: Mapping[str, list[str]], parity: Mapping[str, Any]) -> str:
+    lines = ["export refused: artefact(s) below the parity threshold vs PyTorch fp32:"]
+    for f, reasons in failures.items():
+        p = parity.get(f, {})
+        lines.append(f"  {f}: {'; '.join(reasons)} (max_abs={p.get('max_abs')}, psnr={p.get('psnr')} dB)")
+    lines.append("no bundle was written; pass --allow-degraded (allow_degraded=True) to write it anyway, "
+                 "marked \"degraded\": true")
+    return "\n".join(lines)
+
+
+def _calib_info(cin: InputSet, calib, task: str, sketch_method: str) -> dict[str, Any]:
+    if calib is not None:
+        src = f"folder {Path(calib).name} (used as given)"
+    elif task == "sketch2color":
+        src = f"cached real photos (asset 'photos') turned into {sketch_method} sketches"
+    else:
+        src = "cached real photos (asset 'photos')"
+    return {"source": src, "count": len(cin), "images": cin.names, "size": list(cin.array.shape[2:])}
+
+
+def _source_provenance(source: Any, layout: str | None) -> dict[str, Any]:
+    from advseg_sdk.assets import sha256_file
+
+    prov: dict[str, Any] = {"source": None, "source_checkpoint_sha256": None, "source_layout": layout,
+                            "training_config": None}
+    if isinstance(source, (str, os.PathLike)):
+        p = Path(source)
+        prov["source"] = p.name
+        if p.is_file():
+            prov["source_checkpoint_sha256"] = sha256_file(p)
+        if p.suffix == ".safetensors":
+            prov["training_config"] = _training_config(p)
+    else:
+        prov["source"] = f"<in-memory {type(source).__name__}>"
+    return prov
+
+
+def _training_config(path: Path) -> Any:
+    """The training config stored in one of our safetensors files, if any."""
+    import json
+
+    try:
+        from advseg_train.checkpoints import read_metadata
+
+        meta = read_metadata(path)
+    except Exception:
+        return None
+    raw = meta.get("training_config") or meta.get("train_config")
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except (TypeError, ValueError):
+        return raw
+
+
+def _tool_provenance(opset: int) -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def v(pkg: str) -> str | None:
+        try:
+            return version(pkg)
+        except PackageNotFoundError:
+            return None
+
+    return {
+        "package_version": v("advseg"),
+        "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "exporter": "advseg-export",
+        "opset": int(opset),
+        "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": v("onnxruntime"),
+                     "onnxslim": v("onnxslim")},
+    }
