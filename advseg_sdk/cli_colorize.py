@@ -9,39 +9,16 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import click
 
-__all__ = ["ColorizeReport", "colorize_files", "bundle_summary", "colorize", "info"]
+from .batch import BatchReport, collect_inputs, output_names
+
+__all__ = ["colorize_files", "bundle_summary", "colorize", "info"]
 
 PRECISION_CHOICES = ("auto", "fp32", "fp16", "bf16", "int8", "trt")
-
-
-@dataclass
-class ColorizeReport:
-    """What a batch did: outputs written, inputs skipped (output existed), failures with reasons."""
-
-    written: list[Path] = field(default_factory=list)
-    skipped: list[Path] = field(default_factory=list)
-    failed: list[tuple[Path, str]] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-
-def _output_names(files: Sequence[Path], out_dir: Path, suffix: str) -> list[Path]:
-    """``<stem><suffix>`` per input; repeated stems get ``<stem>_<n><suffix>``."""
-    counts: dict[str, int] = {}
-    names = []
-    for f in files:
-        n = counts.get(f.stem.lower(), 0)
-        counts[f.stem.lower()] = n + 1
-        names.append(out_dir / (f"{f.stem}{suffix}" if n == 0 else f"{f.stem}_{n}{suffix}"))
-    return names
 
 
 def colorize_files(
@@ -61,7 +38,7 @@ def colorize_files(
     max_pixels: int | None = None,
     progress: bool = True,
     err: Any = None,
-) -> ColorizeReport:
+) -> BatchReport:
     """Colour every input image into ``out_dir/<stem>.png`` (atomic writes).
 
     With ``from_photo`` the inputs are photos: they are sketched first (``sketch_method``), and
@@ -71,15 +48,14 @@ def colorize_files(
     """
     from tqdm import tqdm
 
-    from .cli_sketch import collect_inputs
     from .colorizer import Colorizer, Pipeline
     from .imageio import read_image, write_image
 
     err = err if err is not None else sys.stderr
     out_dir = Path(out_dir)
     files = collect_inputs(inputs, exclude=out_dir)  # never re-colour our own outputs
-    targets = _output_names(files, out_dir, ".png")
-    report = ColorizeReport()
+    targets = output_names(files, out_dir, ".png")
+    report = BatchReport()
     todo = []
     for f, t in zip(files, targets):
         if t.exists() and not overwrite:

@@ -8,78 +8,19 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence, TextIO
+from typing import Sequence, TextIO
 
 import click
 
-__all__ = ["IMAGE_SUFFIXES", "SketchReport", "collect_inputs", "sketch_files", "sketch"]
+from .batch import IMAGE_SUFFIXES, BatchReport, collect_inputs, output_names
 
-IMAGE_SUFFIXES = frozenset(
-    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm"}
-)
+__all__ = ["sketch_files", "sketch"]
+
 
 
 #: Above this many pixels, HED without --size gets a one-time note about speed and memory.
 HED_BIG_PIXELS = 4_000_000
-
-
-@dataclass
-class SketchReport:
-    """What a batch did: outputs written, inputs skipped (output existed), failures with reasons."""
-
-    written: list[Path] = field(default_factory=list)
-    skipped: list[Path] = field(default_factory=list)
-    failed: list[tuple[Path, str]] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-
-def collect_inputs(inputs: Iterable[str | os.PathLike], exclude: str | os.PathLike | None = None) -> list[Path]:
-    """Expand files and folders (recursively, image suffixes only) into a sorted, unique file list.
-
-    Files found in folders under ``exclude`` (the output folder) are skipped, so sketching a
-    folder into a subfolder of itself does not pick up earlier outputs.
-
-    Files named explicitly are kept whatever their suffix (so a bad file is reported, not ignored).
-    A path that does not exist raises ``FileNotFoundError``.
-    """
-    out: list[Path] = []
-    seen: set[Path] = set()
-    skip = Path(exclude).resolve() if exclude is not None else None
-    for raw in inputs:
-        p = Path(raw)
-        if p.is_dir():
-            found = sorted(
-                f for f in p.rglob("*")
-                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-                and not (skip is not None and f.resolve().is_relative_to(skip))
-            )
-        elif p.is_file():
-            found = [p]
-        else:
-            raise FileNotFoundError(f"no such file or folder: {p}")
-        for f in found:
-            key = f.resolve()
-            if key not in seen:
-                seen.add(key)
-                out.append(f)
-    return out
-
-
-def _output_names(files: Sequence[Path], out_dir: Path) -> list[Path]:
-    """``<stem>.png`` per input; inputs sharing a stem get ``<stem>_<n>.png`` so none is overwritten."""
-    counts: dict[str, int] = {}
-    names = []
-    for f in files:
-        stem = f.stem
-        n = counts.get(stem.lower(), 0)
-        counts[stem.lower()] = n + 1
-        names.append(out_dir / (f"{stem}.png" if n == 0 else f"{stem}_{n}.png"))
-    return names
 
 
 def sketch_files(
@@ -93,7 +34,7 @@ def sketch_files(
     providers: Sequence[str] | None = None,
     progress: bool = True,
     err: TextIO | None = None,
-) -> SketchReport:
+) -> BatchReport:
     """Sketch every input image into ``out_dir/<stem>.png`` (atomic writes).
 
     Inputs that fail (unreadable, too large, ...) are recorded in ``report.failed`` and printed
@@ -109,8 +50,8 @@ def sketch_files(
     err = err if err is not None else sys.stderr
     out_dir = Path(out_dir)
     files = collect_inputs(inputs, exclude=out_dir)
-    targets = _output_names(files, out_dir)
-    report = SketchReport()
+    targets = output_names(files, out_dir)
+    report = BatchReport()
     todo = []
     for f, t in zip(files, targets):
         if t.exists() and not overwrite:
