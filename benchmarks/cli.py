@@ -1,0 +1,254 @@
+"""``advseg-bench``: thin click wrappers over :mod:`advseg_bench.runner`, ``compare``, ``scale``.
+
+    advseg-bench run [--model resnet_9blocks,unet_256,hed,pipeline] [--backends all]
+                     [--precisions fp32,fp16,bf16,int8] [--batch 1,8,32] [--sizes 256,512,1024]
+                     [--threads N] [-o DIR] [--name STEM]
+    advseg-bench compare A.json B.json
+    advseg-bench scale [--model resnet_9blocks] [--sizes 256,512,1024,1536,2048] [--tile-limit 1024]
+    advseg-bench report RESULTS.json        # re-render the markdown and plots
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import sys
+from pathlib import Path
+
+import click
+
+from . import schema
+from .backends import BACKENDS, PRECISIONS
+from .environment import cpu_count, machine_slug
+
+__all__ = ["main"]
+
+
+def _ints(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        out = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+    if not out or any(v < 1 for v in out):
+        raise click.BadParameter(f"expected positive integers, got {value!r}")
+    return sorted(set(out))
+
+
+def _choices(allowed: tuple[str, ...], all_word: str = "all"):
+    def cb(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
+        items = [v.strip() for v in value.split(",") if v.strip()]
+        if items == [all_word]:
+            return list(allowed)
+        bad = [v for v in items if v not in allowed]
+        if bad or not items:
+            raise click.BadParameter(f"unknown {param.name} {bad or value!r}; choose from {', '.join(allowed)} or '{all_word}'")
+        return list(dict.fromkeys(items))
+    return cb
+
+
+def _stem(name: str | None, kind: str) -> str:
+    if name:
+        return name
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{machine_slug()}-{kind}-{stamp}"
+
+
+def _fail(msg: str) -> None:
+    click.echo(f"advseg-bench: error: {msg}", err=True)
+    sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Latency and throughput of advseg models across backends, precisions, batches and sizes.
+
+    Each backend x precision runs in its own process; results go to JSON (schema advseg-bench/1),
+    a markdown table and PNG plots."""
+
+
+@main.command("run")
+@click.option("-m", "--model", "models", default="resnet_9blocks,unet_256,hed,pipeline", show_default=True,
+              help="Comma-separated: generator architectures (random init), hed, pipeline, checkpoint:PATH, bundle:PATH.")
+@click.option("--ngf", default=64, show_default=True, type=click.IntRange(1), help="Generator width for random-init architectures.")
+@click.option("--norm", default="instance", show_default=True, type=click.Choice(["instance", "batch", "none"]))
+@click.option("--backends", default="all", show_default=True, callback=_choices(tuple(BACKENDS)),
+              help=f"Comma-separated from: {', '.join(BACKENDS)}.")
+@click.option("--precisions", default="all", show_default=True, callback=_choices(PRECISIONS))
+@click.option("--batch", "batches", default="1,8,32", show_default=True, callback=_ints)
+@click.option("--sizes", default="256,512,1024", show_default=True, callback=_ints, help="Square resolutions in px.")
+@click.option("--threads", default=None, type=click.IntRange(1), help="Threads per backend (default: all cores).")
+@click.option("--device", default="auto", type=click.Choice(["auto", "cpu"]), show_default=True,
+              help="Where torch backends run (auto: CUDA when present).")
+@click.option("--warmup", default=2, show_default=True, type=click.IntRange(0))
+@click.option("--repeats", default=10, show_default=True, type=click.IntRange(1), help="Timed calls at least ...")
+@click.option("--min-time", default=1.0, show_default=True, type=float, help="... and at least this many seconds ...")
+@click.option("--max-time", default=30.0, show_default=True, type=float,
+              help="... but stop after this many seconds once --min-repeats calls are done.")
+@click.option("--min-repeats", default=3, show_default=True, type=click.IntRange(1))
+@click.option("--max-call-s", default=60.0, show_default=True, type=float,
+              help="Skip combinations whose one call would take longer, judged from FLOPs at the measured peak.")
+@click.option("--memory-budget-gb", default=None, type=float, help="Skip combinations estimated above this (default: 80% of free RAM).")
+@click.option("--combo-timeout-s", default=900.0, show_default=True, type=float)
+@click.option("--compile-mode", default="default", show_default=True,
+              type=click.Choice(["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]))
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of random-init weights.")
+@click.option("--peak-seconds", default=1.0, show_default=True, type=click.FloatRange(0.05),
+              help="Time spent measuring each dtype's matrix-product peak.")
+@click.option("-o", "--out", "out_dir", default="advseg-bench-results", show_default=True, type=click.Path(file_okay=False))
+@click.option("--name", default=None, help="File stem (default: <machine>-matrix-<time>).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def run_cmd(models, ngf, norm, backends, precisions, batches, sizes, threads, device, warmup, repeats, min_time,
+            max_time, min_repeats, max_call_s, memory_budget_gb, combo_timeout_s, compile_mode, seed, peak_seconds,
+            out_dir, name, no_progress) -> None:
+    """Measure the matrix and write JSON, markdown and PNG plots."""
+    from .models import parse_models
+    from .plots import write_plots
+    from .report import write_markdown
+    from .runner import RunConfig, run_matrix
+    from .timing import TimingPolicy
+
+    try:
+        specs = parse_models(models, ngf, norm)
+        policy = TimingPolicy(warmup=warmup, repeats=repeats, min_time_s=min_time, max_time_s=max_time,
+                              min_repeats=min_repeats)
+    except Exception as exc:
+        _fail(str(exc))
+    cfg = RunConfig(models=specs, backends=backends, precisions=precisions, batches=batches, sizes=sizes,
+                    threads=threads or cpu_count(), device=device, policy=policy,
+                    memory_budget_gb=memory_budget_gb, max_call_s=max_call_s or None,
+                    combo_timeout_s=combo_timeout_s, compile_mode=compile_mode, seed=seed,
+                    peak_seconds=peak_seconds, progress=not no_progress, command=["advseg-bench", *sys.argv[1:]])
+    try:
+        doc = run_matrix(cfg)
+    except RuntimeError as exc:
+        _fail(str(exc))
+    stem = _stem(name, "matrix")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [schema.write(out / f"{stem}.json", doc), write_markdown(doc, out / f"{stem}.md"),
+             *write_plots(doc, out, stem)]
+    counts = {s: sum(r["status"] == s for r in doc["results"]) for s in schema.STATUSES}
+    click.echo(f"{counts['ok']} measured, {counts['skipped']} skipped, {counts['error']} errors")
+    for t in doc.get("targets") or []:
+        met = {True: "met", False: "NOT met", None: "not measured"}[t["met"]]
+        val = f"{t['value']:.2f}x" if t["value"] is not None else "–"
+        click.echo(f"target {t['name']}: {val} (>= {t['target']}x) {met}")
+    for p in paths:
+        click.echo(f"wrote {p}")
+
+
+@main.command("compare")
+@click.argument("a", type=click.Path())
+@click.argument("b", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+def compare_cmd(a: str, b: str, as_json: bool) -> None:
+    """Ratios between two result files: speedup = A median latency / B median latency."""
+    import json
+
+    from .compare import compare_docs, format_comparison
+
+    try:
+        da, db = schema.load(a), schema.load(b)
+    except schema.ResultsError as exc:
+        _fail(str(exc))
+    cmp = compare_docs(da, db)
+    if as_json:
+        click.echo(schema.dumps(cmp) if cmp else json.dumps({}))
+    else:
+        click.echo(format_comparison(cmp, Path(a).stem, Path(b).stem))
+
+
+@main.command("report")
+@click.argument("results", type=click.Path())
+@click.option("-o", "--out", "out_dir", default=None, type=click.Path(file_okay=False),
+              help="Where to write (default: beside the JSON).")
+def report_cmd(results: str, out_dir: str | None) -> None:
+    """Re-render the markdown and PNG plots of a results JSON."""
+    from .plots import write_plots
+    from .report import write_markdown
+    from .scale import render_scale_markdown, write_scale_plot
+
+    try:
+        doc = schema.load(results)
+    except schema.ResultsError as exc:
+        _fail(str(exc))
+    src = Path(results)
+    out = Path(out_dir) if out_dir else src.parent
+    out.mkdir(parents=True, exist_ok=True)
+    if doc["kind"] == "scale":
+        from advseg_sdk.assets import atomic_write_bytes
+
+        paths = [atomic_write_bytes(out / f"{src.stem}.md", render_scale_markdown(doc).encode()),
+                 write_scale_plot(doc, out / f"{src.stem}.png")]
+    else:
+        paths = [write_markdown(doc, out / f"{src.stem}.md"), *write_plots(doc, out, src.stem)]
+    for p in paths:
+        if p:
+            click.echo(f"wrote {p}")
+
+
+@main.command("scale")
+@click.option("-m", "--model", "model", default="resnet_9blocks", show_default=True,
+              help="A generator architecture (random init), checkpoint:PATH or bundle:PATH.")
+@click.option("--ngf", default=64, show_default=True, type=click.IntRange(1))
+@click.option("--backend", default="ort-cpu", show_default=True, type=click.Choice(["ort-cpu", "ort-cuda", "ort-trt"]))
+@click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "fp16", "int8"]))
+@click.option("--sizes", default="256,512,1024,1536,2048", show_default=True, callback=_ints)
+@click.option("--tile-limit", default=1024, show_default=True, type=click.IntRange(8),
+              help="Sizes above this run tiled.")
+@click.option("--tile", default=512, show_default=True, type=click.IntRange(8))
+@click.option("--overlap", default=32, show_default=True, type=click.IntRange(0))
+@click.option("--untiled-too", is_flag=True, help="Also run the tiled sizes whole (memory permitting).")
+@click.option("--threads", default=None, type=click.IntRange(1))
+@click.option("--warmup", default=1, show_default=True, type=click.IntRange(0))
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(1))
+@click.option("--max-time", default=60.0, show_default=True, type=float)
+@click.option("--timeout-s", default=1800.0, show_default=True, type=float)
+@click.option("--memory-budget-gb", default=None, type=float)
+@click.option("-o", "--out", "out_dir", default="advseg-bench-results", show_default=True, type=click.Path(file_okay=False))
+@click.option("--name", default=None)
+def scale_cmd(model, ngf, backend, precision, sizes, tile_limit, tile, overlap, untiled_too, threads, warmup,
+              repeats, max_time, timeout_s, memory_budget_gb, out_dir, name) -> None:
+    """Latency per megapixel from small to large images, tiled above --tile-limit."""
+    from advseg_sdk.assets import atomic_write_bytes
+
+    from .models import parse_models
+    from .scale import ScaleConfig, render_scale_markdown, run_scale, write_scale_plot
+
+    try:
+        specs = parse_models(model, ngf)
+    except Exception as exc:
+        _fail(str(exc))
+    if len(specs) != 1 or specs[0].kind != "generator":
+        _fail("scale takes exactly one generator (an architecture, checkpoint:PATH or bundle:PATH)")
+    if overlap >= tile:
+        _fail(f"--overlap ({overlap}) must be smaller than --tile ({tile})")
+    cfg = ScaleConfig(model=specs[0], backend=backend, precision=precision, sizes=sizes, tile_limit=tile_limit,
+                      tile=tile, overlap=overlap, untiled_too=untiled_too, threads=threads or cpu_count(),
+                      warmup=warmup, repeats=repeats, max_time_s=max_time, timeout_s=timeout_s,
+                      memory_budget_gb=memory_budget_gb, command=["advseg-bench", *sys.argv[1:]])
+    try:
+        doc = run_scale(cfg)
+    except RuntimeError as exc:
+        _fail(str(exc))
+    stem = _stem(name, "scale")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [schema.write(out / f"{stem}.json", doc),
+             atomic_write_bytes(out / f"{stem}.md", render_scale_markdown(doc).encode("utf-8")),
+             write_scale_plot(doc, out / f"{stem}.png")]
+    for r in doc["results"]:
+        if r["status"] == "ok":
+            d = r["details"]
+            click.echo(f"{r['size']:>5}px {'tiled' if d['tiled'] else 'whole'}: p50 {r['latency_ms']['p50']:.0f} ms, "
+                       f"{d['ms_per_megapixel']:.0f} ms/MP, peak RSS {r['peak_rss_mb']:.0f} MB")
+        else:
+            click.echo(f"{r['size']:>5}px: {r['status']}: {r['reason']}")
+    for p in paths:
+        if p:
+            click.echo(f"wrote {p}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""PNG plots of a results document (matplotlib, Agg backend, no display needed).
+
+- ``<stem>-latency-vs-batch.png``: median latency per image vs batch, one panel per model at its
+  smallest measured size, one line per backend/precision.
+- ``<stem>-throughput-vs-size.png``: images/s vs resolution at batch 1 (or the smallest batch).
+- ``<stem>-backends.png``: backends side by side: throughput at the reference size and batch, one
+  panel per model, bars per backend/precision, labelled with the speed-up over torch eager fp32.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["write_plots"]
+
+
+def _ok(doc: dict[str, Any]) -> list[dict]:
+    return [r for r in doc.get("results", []) if r["status"] == "ok"]
+
+
+def _series_key(r: dict) -> str:
+    dev = (r.get("details") or {}).get("device")
+    return f"{r['backend']} {r['precision']}" + (f" ({dev})" if dev == "cuda" else "")
+
+
+def _models(rs: list[dict]) -> list[str]:
+    seen: list[str] = []
+    for r in rs:
+        if r["model"] not in seen:
+            seen.append(r["model"])
+    return seen
+
+
+def _save(fig, path: Path) -> Path:
+    from advseg_sdk.assets import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    return path
+
+
+def _grid(n: int):
+    import matplotlib.pyplot as plt
+
+    cols = min(n, 3)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.9 * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    return fig, list(axes.flat[:n])
+
+
+def _latency_vs_batch(rs: list[dict], title: str, path: Path) -> Path | None:
+    import matplotlib.pyplot as plt
+
+    panels = []
+    for model in _models(rs):
+        mine = [r for r in rs if r["model"] == model]
+        size = min(r["size"] for r in mine)
+        panels.append((model, size, [r for r in mine if r["size"] == size]))
+    if not panels:
+        return None
+    fig, axes = _grid(len(panels))
+    for ax, (model, size, mine) in zip(axes, panels):
+        series: dict[str, list[tuple[int, float]]] = {}
+        for r in mine:
+            series.setdefault(_series_key(r), []).append((r["batch"], r["latency_ms"]["p50"] / r["batch"]))
+        for key, pts in sorted(series.items()):
+            pts.sort()
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=key)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("batch")
+        ax.set_ylabel("median latency per image (ms)")
+        ax.set_title(f"{model} @ {size}²", fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{title}: latency vs batch")
+    out = _save(fig, path)
+    plt.close(fig)
+    return out
+
+
+def _throughput_vs_size(rs: list[dict], title: str, path: Path) -> Path | None:
+    import matplotlib.pyplot as plt
+
+    models = _models(rs)
+    if not models:
+        return None
+    fig, axes = _grid(len(models))
+    for ax, model in zip(axes, models):
+        mine = [r for r in rs if r["model"] == model]
+        batch = min(r["batch"] for r in mine)
+        series: dict[str, list[tuple[int, float]]] = {}
+        for r in mine:
+            if r["batch"] == batch:
+                series.setdefault(_series_key(r), []).append((r["size"], r["throughput_ips"]))
+        for key, pts in sorted(series.items()):
+            pts.sort()
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=key)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("resolution (px, square)")
+        ax.set_ylabel("images / s")
+        ax.set_title(f"{model}, batch {batch}", fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{title}: throughput vs resolution")
+    out = _save(fig, path)
+    plt.close(fig)
+    return out
+
+
+def _backends_side_by_side(rs: list[dict], title: str, path: Path) -> Path | None:
+    import matplotlib.pyplot as plt
+
+    models = _models(rs)
+    if not models:
+        return None
+    fig, axes = _grid(len(models))
+    for ax, model in zip(axes, models):
+        mine = [r for r in rs if r["model"] == model]
+        size = min(r["size"] for r in mine)
+        batch = min(r["batch"] for r in mine if r["size"] == size)
+        sel = [r for r in mine if r["size"] == size and r["batch"] == batch]
+        base = next((r for r in sel if r["backend"] == "torch-eager" and r["precision"] == "fp32"), None)
+        labels = [_series_key(r) for r in sel]
+        vals = [r["throughput_ips"] for r in sel]
+        bars = ax.bar(range(len(sel)), vals, color=["C%d" % (i % 10) for i in range(len(sel))])
+        for bar, r in zip(bars, sel):
+            if base:
+                ax.annotate(f"{base['latency_ms']['p50'] / r['latency_ms']['p50']:.2f}×",
+                            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                            ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(range(len(sel)))
+        ax.set_xticklabels(labels, rotation=35, ha="right", fontsize=8)
+        ax.set_ylabel("images / s")
+        ax.set_title(f"{model} @ {size}², batch {batch}" + (" (× = vs torch eager fp32)" if base else ""),
+                     fontsize=9)
+        ax.grid(True, axis="y", alpha=0.3)
+    fig.suptitle(f"{title}: backends side by side")
+    out = _save(fig, path)
+    plt.close(fig)
+    return out
+
+
+def write_plots(doc: dict[str, Any], out_dir: str | Path, stem: str) -> list[Path]:
+    """Write the three PNGs (those with data); returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    rs = _ok(doc)
+    d = Path(out_dir)
+    title = doc["machine"]["slug"]
+    made = [
+        _latency_vs_batch(rs, title, d / f"{stem}-latency-vs-batch.png"),
+        _throughput_vs_size(rs, title, d / f"{stem}-throughput-vs-size.png"),
+        _backends_side_by_side(rs, title, d / f"{stem}-backends.png"),
+    ]
+    return [p for p in made if p is not None]

@@ -1,0 +1,235 @@
+"""Markdown report of a results document, and the issue-3 speed targets computed from it.
+
+Targets (CPU, 256², batch 1, each backend in its own process), as speed-ups over torch eager fp32
+by median latency:
+
+- resnet_9blocks: ONNX Runtime fp32 >= 1.05×;
+- resnet_9blocks: best CPU path (any backend/precision) >= 2.5× with PSNR >= 30 dB vs torch fp32
+  (the bundle's parity figure for ONNX artefacts; the measured one for torch low precision);
+- unet_256: ONNX Runtime fp32 >= 1.7×.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+__all__ = ["compute_targets", "render_markdown", "write_markdown", "result_psnr"]
+
+CPU_BACKENDS = ("torch-eager", "torch-compile", "ort-cpu")
+
+
+def _arch_of(doc: dict[str, Any]) -> dict[str, str]:
+    return {m["name"]: m["arch"] for m in doc.get("models", []) if m.get("kind") == "generator"}
+
+
+def _device(r: dict[str, Any]) -> str:
+    return (r.get("details") or {}).get("device", "cpu" if r["backend"] in CPU_BACKENDS else "cuda")
+
+
+def result_psnr(r: dict[str, Any]) -> tuple[float | None, str]:
+    """PSNR vs torch fp32 for a result: the bundle parity of its artefact, else the measured one.
+    ``inf`` for fp32 paths (exact up to float rounding); None when unknown."""
+    if r.get("model_kind") == "pipeline":
+        return None, "n/a"
+    d = r.get("details") or {}
+    parity = d.get("bundle_parity") or {}
+    if parity.get("psnr") is not None:
+        return float(parity["psnr"]), "bundle parity vs torch fp32"
+    acc = r.get("accuracy") or {}
+    if acc.get("psnr_db") is not None:
+        return float(acc["psnr_db"]), acc.get("reference", "measured")
+    if r["precision"] == "fp32":
+        return math.inf, "fp32"
+    return None, "not measured"
+
+
+def _find(results: Iterable[dict], model: str, backend: str, precision: str, batch: int, size: int) -> dict | None:
+    for r in results:
+        if (r["model"], r["backend"], r["precision"], r["batch"], r["size"]) == (model, backend, precision, batch, size) \
+                and r["status"] == "ok" and _device(r) == "cpu":
+            return r
+    return None
+
+
+def compute_targets(doc: dict[str, Any], size: int = 256, batch: int = 1) -> list[dict[str, Any]]:
+    arch_of = _arch_of(doc)
+    results = doc.get("results", [])
+    targets: list[dict[str, Any]] = []
+    for arch, ort_target in (("resnet_9blocks", 1.05), ("unet_256", 1.7)):
+        names = [n for n, a in arch_of.items() if a == arch]
+        if not names:
+            continue
+        name = names[0]
+        base = _find(results, name, "torch-eager", "fp32", batch, size)
+        ort = _find(results, name, "ort-cpu", "fp32", batch, size)
+        row: dict[str, Any] = {"name": f"{arch}: ONNX Runtime fp32 vs torch eager fp32", "model": name,
+                               "target": ort_target, "value": None, "met": None}
+        if base and ort:
+            row["value"] = round(base["latency_ms"]["p50"] / ort["latency_ms"]["p50"], 3)
+            row["met"] = row["value"] >= ort_target
+            row["detail"] = (f"p50 {base['latency_ms']['p50']:.1f} ms -> {ort['latency_ms']['p50']:.1f} ms "
+                             f"at {size}², batch {batch}")
+        else:
+            row["detail"] = "not measured (needs torch-eager fp32 and ort-cpu fp32 at 256², batch 1 on CPU)"
+        targets.append(row)
+        if arch != "resnet_9blocks":
+            continue
+        best_row: dict[str, Any] = {"name": f"{arch}: best CPU path vs torch eager fp32 (PSNR >= 30 dB)",
+                                    "model": name, "target": 2.5, "value": None, "met": None}
+        cands = []
+        for r in results:
+            if r["model"] == name and r["status"] == "ok" and r["batch"] == batch and r["size"] == size \
+                    and r["backend"] in CPU_BACKENDS and _device(r) == "cpu":
+                p, src = result_psnr(r)
+                if p is not None and p >= 30.0:
+                    cands.append((r["latency_ms"]["p50"], r, p, src))
+        if base and cands:
+            lat, r, p, src = min(cands, key=lambda c: c[0])
+            best_row["value"] = round(base["latency_ms"]["p50"] / lat, 3)
+            best_row["met"] = best_row["value"] >= 2.5
+            ptxt = "exact (fp32)" if math.isinf(p) else f"PSNR {p:.1f} dB ({src})"
+            best_row["detail"] = f"best: {r['backend']} {r['precision']}, p50 {lat:.1f} ms, {ptxt}"
+            best_row["best"] = {"backend": r["backend"], "precision": r["precision"], "psnr_db": None if math.isinf(p) else p}
+        else:
+            best_row["detail"] = "not measured"
+        targets.append(best_row)
+    return targets
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def _f(v: Any, nd: int = 1) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        if math.isinf(v):
+            return "∞"
+        return f"{v:.{nd}f}"
+    return str(v)
+
+
+def _ms(v: float | None) -> str:
+    if v is None:
+        return "–"
+    return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 1000 else f"{v:.0f}"
+
+
+def _psnr_cell(r: dict[str, Any], same_size: list[dict[str, Any]]) -> str:
+    p, src = result_psnr(r)
+    if p is None:  # accuracy is measured once per size: take it from another batch
+        for o in same_size:
+            p, src = result_psnr(o)
+            if p is not None:
+                break
+    if p is None:
+        return "–"
+    if math.isinf(p):
+        return "fp32"
+    tag = "parity" if src.startswith("bundle") else "meas."
+    return f"{p:.1f} dB ({tag})"
+
+
+def _same(rs: list[dict], r: dict) -> list[dict]:
+    return [o for o in rs if o is not r and (o["backend"], o["precision"], o["size"]) == (r["backend"], r["precision"], r["size"])]
+
+
+def render_markdown(doc: dict[str, Any]) -> str:
+    m, sw, st, load = doc["machine"], doc["software"], doc["settings"], doc.get("load") or {}
+    lines = [f"# advseg-bench results: {m['slug']}", ""]
+    lines += [
+        f"- Machine: {m['cpu_model']}, {m['cpu_cores_logical']} logical cores, {m.get('memory_gb')} GB RAM, "
+        f"SIMD: {', '.join(m.get('cpu_flags_simd') or []) or 'n/a'}; GPUs: "
+        f"{', '.join(g['name'] for g in m.get('gpus') or []) or 'none'}; {m['os']}, Python {m.get('python')}",
+        f"- Software: advseg {sw.get('advseg')}, torch {sw.get('torch')}, onnxruntime {sw.get('onnxruntime')} "
+        f"({', '.join(sw.get('onnxruntime_providers') or [])}), numpy {sw.get('numpy')}, onnx {sw.get('onnx')}, "
+        f"TensorRT {sw.get('tensorrt') or 'not installed'}",
+        f"- Run: {doc['created']}, threads {st.get('threads')}, warm-up {st.get('warmup')}, repeats "
+        f"{st.get('repeats')} (min {st.get('min_time_s')} s, stop after {st.get('max_time_s')} s with at least "
+        f"{st.get('min_repeats')})",
+        f"- Command: `{' '.join(doc.get('command') or [])}`",
+    ]
+    if load:
+        lines.append(
+            f"- Load average before: {load.get('before')}; during (1 min): mean {load.get('during_mean_1m')}, "
+            f"max {load.get('during_max_1m')} (includes the benchmark's own threads); CPU used by other "
+            f"processes: mean {load.get('foreign_cpu_percent_mean')} %, max {load.get('foreign_cpu_percent_max')} % "
+            "of one core")
+    peaks = doc.get("peaks") or {}
+    for dev, by in peaks.items():
+        parts = [f"{dt} {_f(v.get('gflops'))} GFLOP/s" for dt, v in by.items() if isinstance(v, dict)]
+        lines.append(f"- Measured peak ({dev}, large matrix product): " + ", ".join(parts))
+    lines.append("")
+
+    targets = doc.get("targets") or []
+    if targets:
+        lines += ["## Speed targets (issue 3: CPU, 256², batch 1, median latency)", "",
+                  "| target | measured | required | met | detail |", "|---|---|---|---|---|"]
+        for t in targets:
+            met = {True: "yes", False: "**no**", None: "not measured"}[t.get("met")]
+            lines.append(f"| {t['name']} | {_f(t.get('value'), 2)}× | ≥ {t['target']}× | {met} | {t.get('detail', '')} |")
+        lines.append("")
+
+    results = doc.get("results", [])
+    costs = doc.get("costs") or {}
+    by_model: dict[str, list[dict]] = {}
+    for r in results:
+        by_model.setdefault(r["model"], []).append(r)
+    for model, rs in by_model.items():
+        ok = [r for r in rs if r["status"] == "ok"]
+        if not ok:
+            continue
+        c = costs.get(model) or {}
+        cost_txt = ", ".join(f"{s}²: {v['gflops']:.1f} GFLOP" for s, v in c.items() if v)
+        params = next((v.get("params_m") for v in c.values() if v), None)
+        lines += [f"## {model}", ""]
+        if cost_txt:
+            lines += [f"Per image: {cost_txt}" + (f"; {params:.2f} M parameters" if params else "") + ".", ""]
+        lines += ["| size | batch | backend | precision | p50 ms | p90 ms | p99 ms | img/s | vs torch fp32 | "
+                  "% peak | peak RSS MB | accuracy | n |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in ok:
+            base = _find(rs, model, "torch-eager", "fp32", r["batch"], r["size"]) if _device(r) == "cpu" else None
+            speed = _f(base["latency_ms"]["p50"] / r["latency_ms"]["p50"], 2) + "×" if base else "–"
+            lat = r["latency_ms"]
+            pf = r.get("peak_fraction")
+            lines.append(
+                f"| {r['size']} | {r['batch']} | {r['backend']} | {r['precision']} | {_ms(lat['p50'])} | "
+                f"{_ms(lat['p90'])} | {_ms(lat['p99'])} | {_f(r.get('throughput_ips'), 2)} | {speed} | "
+                f"{_f(pf * 100 if pf is not None else None)} | {_f(r.get('peak_rss_mb'), 0)} | {_psnr_cell(r, _same(ok, r))} | "
+                f"{r.get('iterations')} |")
+        lines.append("")
+
+    errors = [r for r in results if r["status"] == "error"]
+    if errors:
+        lines += ["## Errors", ""]
+        for r in errors:
+            lines.append(f"- {r['model']} {r['backend']} {r['precision']} b{r['batch']} {r['size']}px: {r['reason']}")
+        lines.append("")
+    lines += ["## Skipped", ""]
+    unavailable = {b["backend"]: b["reason"] for b in doc.get("backends", []) if not b["available"]}
+    for b, why in unavailable.items():
+        lines.append(f"- backend **{b}**: {why}")
+    groups: dict[tuple, list[str]] = {}
+    for r in results:
+        if r["status"] == "skipped" and r["backend"] not in unavailable:
+            groups.setdefault((r["backend"], r["precision"], r["reason"]), []).append(
+                f"{r['model']} b{r['batch']} {r['size']}")
+    for (b, p, why), where in groups.items():
+        shown = ", ".join(where[:6]) + (f" (+{len(where) - 6} more)" if len(where) > 6 else "")
+        lines.append(f"- {b} {p} [{shown}]: {why}")
+    lines += ["", "Latency is per call (the whole batch); img/s = batch / mean latency. "
+              "'vs torch fp32' = torch eager fp32 median / this median (same model, batch and size, CPU). "
+              "Accuracy: PSNR vs torch fp32 (output range mapped to 0..255); 'parity' = the bundle's export "
+              "parity of the artefact, 'meas.' = measured here on the benchmark input against the same "
+              "runtime's fp32 path. % peak = achieved GFLOP/s over the measured matrix-product peak of the "
+              "same dtype.", ""]
+    return "\n".join(lines)
+
+
+def write_markdown(doc: dict[str, Any], path: str | Path) -> Path:
+    from advseg_sdk.assets import atomic_write_bytes
+
+    return atomic_write_bytes(path, render_markdown(doc).encode("utf-8"))

@@ -1,0 +1,181 @@
+"""PyTorch backends, in the worker process: eager, ``torch.compile`` and CUDA graphs.
+
+Low precisions use autocast (CPU: bf16; CUDA: fp16 or bf16), so normalisation and the output
+stay where autocast keeps them (fp32). On CUDA the input is resident on the device and each call
+is timed with CUDA events; the host round trip (copy in, run, copy out) is timed separately.
+
+GPU code paths (CUDA events, CUDA graphs, peak GPU memory) follow the documented torch.cuda API
+and are not verified on the CPU-only development machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from .models import ModelSpec
+
+__all__ = ["TorchSession"]
+
+
+def _dtype(precision: str):
+    import torch
+
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def load_module(spec: ModelSpec):
+    """The torch module of ``spec`` (eval mode, no grads)."""
+    if spec.kind == "hed":
+        from advseg_train.hed import load_hed
+
+        return load_hed()
+    if spec.checkpoint is None:
+        raise FileNotFoundError(
+            f"{spec.name}: no torch weights (the bundle's source checkpoint is not available); "
+            "benchmark torch backends with --checkpoint or --arch"
+        )
+    from advseg_train.networks import load_generator
+
+    net = load_generator(spec.checkpoint)
+    net.requires_grad_(False)
+    return net
+
+
+class TorchSession:
+    """One model on one torch backend and precision."""
+
+    def __init__(self, spec: ModelSpec, backend: str, precision: str, device: str, threads: int,
+                 compile_mode: str = "default"):
+        import torch
+
+        torch.set_num_threads(threads)
+        self.torch = torch
+        self.spec, self.backend, self.precision, self.device = spec, backend, precision, device
+        t0 = time.perf_counter()
+        self.module = load_module(spec).to(device)
+        if device == "cuda":
+            self.module = self.module.to(memory_format=torch.channels_last)
+            torch.backends.cudnn.benchmark = True
+        self.fn = self.module
+        if backend == "torch-compile":
+            self.fn = torch.compile(self.module, mode=None if compile_mode == "default" else compile_mode,
+                                    dynamic=False)
+        self.load_s = time.perf_counter() - t0
+        self.details: dict[str, Any] = {
+            "device": device, "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "autocast": None if precision == "fp32" else str(_dtype(precision)).replace("torch.", ""),
+        }
+        if backend == "torch-compile":
+            self.details["compile_mode"] = compile_mode
+        if device == "cuda":
+            self.details.update(gpu=torch.cuda.get_device_name(0), cudnn_benchmark=True,
+                                channels_last=True, tf32_conv=torch.backends.cudnn.allow_tf32,
+                                tf32_matmul=torch.backends.cuda.matmul.allow_tf32)
+        self._last: Any = None
+
+    # ------------------------------------------------------------------ helpers
+    def _ctx(self):
+        torch = self.torch
+        dt = _dtype(self.precision)
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.inference_mode() if self.backend != "torch-cudagraph" else torch.no_grad())
+        if dt is not None:
+            stack.enter_context(torch.autocast(self.device, dtype=dt))
+        return stack
+
+    def _to_device(self, x: np.ndarray):
+        t = self.torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
+        if self.device == "cuda":
+            t = t.contiguous(memory_format=self.torch.channels_last)
+        return t
+
+    def _forward(self, t):
+        with self._ctx():
+            return self.fn(t)
+
+    # ------------------------------------------------------------------ API used by the worker
+    def bind(self, x: np.ndarray) -> dict[str, Any]:
+        """Callables for input ``x``: ``call`` (device-resident), ``timer`` (CUDA events or None),
+        ``host_call`` (GPU: host→device→host round trip, else None)."""
+        torch = self.torch
+        xt = self._to_device(x)
+        out: dict[str, Any] = {"timer": None, "host_call": None}
+        if self.backend == "torch-cudagraph":
+            out["call"] = self._capture(xt)
+        else:
+            def call() -> None:
+                self._last = self._forward(xt)
+            out["call"] = call
+        if self.device == "cuda":
+            out["timer"] = self._cuda_event_timer
+            sync = torch.cuda.synchronize
+
+            def host_call() -> None:
+                y = self._forward(self._to_device(x))
+                y.float().cpu()
+                sync()
+            out["host_call"] = host_call
+        return out
+
+    def _capture(self, xt) -> Callable[[], None]:
+        """Warm up on a side stream, capture one forward in a CUDA graph, return its replay."""
+        torch = self.torch
+        static_x = xt.clone()
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):
+            for _ in range(3):
+                self._forward(static_x)
+        torch.cuda.current_stream().wait_stream(s)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_y = self._forward(static_x)
+        self._graph, self._static_y = graph, static_y
+
+        def replay() -> None:
+            graph.replay()
+            self._last = static_y
+        return replay
+
+    def _cuda_event_timer(self, fn: Callable[[], None]) -> float:
+        torch = self.torch
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3
+
+    def output(self) -> np.ndarray:
+        y = self._last
+        if self.device == "cuda":
+            self.torch.cuda.synchronize()
+        return y.float().cpu().numpy()
+
+    def reference(self, x: np.ndarray) -> tuple[np.ndarray | None, str]:
+        """fp32 eager output for ``x`` (the accuracy reference), unless this already is fp32 eager."""
+        if self.precision == "fp32" and self.backend == "torch-eager":
+            return None, ""
+        with self.torch.inference_mode():
+            y = self.module(self._to_device(x))
+        return y.float().cpu().numpy(), f"torch eager fp32 ({self.device}), same input"
+
+    def reset_gpu_peak(self) -> None:
+        if self.device == "cuda":
+            self.torch.cuda.synchronize()
+            self.torch.cuda.reset_peak_memory_stats()
+
+    def gpu_peak_mb(self) -> float | None:
+        if self.device != "cuda":
+            return None
+        return self.torch.cuda.max_memory_allocated() / 2**20
+
+    def close(self) -> None:
+        self._last = None
+        if self.device == "cuda":
+            self.torch.cuda.empty_cache()
