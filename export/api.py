@@ -32,6 +32,7 @@ from .onnx_export import MIN_OPSET, ExportError, export_onnx
 from .parity import DEFAULT_THRESHOLDS, PARITY_CONVENTION, ParityResult, Threshold, compare
 from .precision import Int8Options, convert_fp16, norm_nodes, op_block_summary, quantize_int8
 from .tensorrt_build import ShapeProfile, build_engine, engine_file_name, require_tensorrt
+from .subpixel import subpixel_conv_transposes
 
 __all__ = [
     "EXPORT_PRECISIONS",
@@ -43,6 +44,7 @@ __all__ = [
     "export_module",
     "ExportTarget",
     "GENERATOR_INT8",
+    "UNET_INT8",
     "HED_INT8",
 ]
 
@@ -53,6 +55,8 @@ Log = Callable[[str], None]
 
 #: int8 defaults (see :mod:`advseg_export.precision` for the measurements behind them).
 GENERATOR_INT8 = Int8Options(calibrate_method="Percentile", percentile=99.99, exclude_op_types=("ConvTranspose",))
+#: U-Nets spend most of their time in ConvTranspose: quantise it as sub-pixel Convs instead
+UNET_INT8 = Int8Options(calibrate_method="Percentile", percentile=99.99, subpixel_conv_transpose=True)
 HED_INT8 = Int8Options(calibrate_method="MinMax")
 
 
@@ -163,7 +167,7 @@ def export_generator(
     return export_module(
         target, out_dir, precisions=precisions, opset=opset, calib=calib, allow_degraded=allow_degraded,
         trt=trt, trt_profile=trt_profile, timing_cache=timing_cache, thresholds=thresholds,
-        calib_count=calib_count, sketch_method=sketch_method, int8_options=int8_options or GENERATOR_INT8,
+        calib_count=calib_count, sketch_method=sketch_method, int8_options=int8_options or (GENERATOR_INT8 if cfg.is_resnet else UNET_INT8),
         instance_norm=instance_norm, trt_hardware_compatible=trt_hardware_compatible, log=log,
     )
 
@@ -326,7 +330,17 @@ def _build(
         cin = calibration_inputs(target.task, (h, w), target.in_range, calib_dir=calib, count=calib_count,
                                  sketch_method=sketch_method)
         path = tmp / ARTEFACT_FILES["int8"]
-        quantize_int8(fp32_path, path, ArrayCalibrationReader(cin.array), int8_options)
+        source = fp32_path
+        if int8_options.subpixel_conv_transpose:
+            rewritten, count = subpixel_conv_transposes(target.module)
+            if count:
+                say(f"  quantising from a sub-pixel graph ({count} ConvTranspose -> Conv + DepthToSpace)")
+                source = tmp / ".int8-source.fp32.onnx"
+                export_onnx(rewritten, source, (1, target.channels, h, w), opset=opset,
+                            dynamic_hw=target.dynamic_hw, instance_norm=instance_norm)
+        quantize_int8(source, path, ArrayCalibrationReader(cin.array), int8_options)
+        if source != fp32_path:
+            source.unlink()
         record(path, "int8", compare(reference, _ort_forward(path, pin.array), target.out_range),
                quantization={**int8_options.to_dict(), "calibration": _calib_info(cin, calib, target.task,
                                                                                   sketch_method)})
