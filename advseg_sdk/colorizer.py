@@ -249,7 +249,8 @@ class Colorizer:
             align = self.spec.size_multiple
         else:
             src, align = img, 1
-        tiles = tile_grid(src.shape[0], src.shape[1], tile, self.tile_overlap, align)
+        tiles = tile_grid(src.shape[0], src.shape[1], tile, self.tile_overlap, align,
+                          fit=self.fully_convolutional)
         blender = TileBlender(src.shape[0], src.shape[1], 3, self.tile_overlap)
         for chunk in iter_chunks(tiles, self._batch_limit()):
             crops = [src[t.slices] for t in chunk]

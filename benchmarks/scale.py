@@ -84,7 +84,7 @@ def run_scale_worker(job: dict[str, Any]) -> None:
     if tiled:
         m = col.spec.size_multiple
         padded = -(-size // m) * m
-        n_tiles = len(tile_grid(padded, padded, max((job["tile"] // m) * m, m), job["overlap"], m))
+        n_tiles = len(tile_grid(padded, padded, max((job["tile"] // m) * m, m), job["overlap"], m, fit=True))
     res.update(latency_ms=stats, iterations=len(timing.times_s), warmup=timing.warmup, timer="perf_counter",
                throughput_ips=1e3 / stats["mean"], peak_rss_mb=round(mem.peak_mb, 1) if mem.peak_mb else None,
                load_s=round(load_s, 3), first_run_s=timing.first_call_s)
