@@ -26,7 +26,7 @@ import numpy as np
 from .bundle import Bundle, BundleError, default_bundle_path, load_bundle
 from .imageio import ImageReadError, to_rgb_uint8
 from .runtime import ProviderSpec, Runner, open_runner
-from .tiling import TileBlender, iter_chunks, tile_grid
+from .tiling import Tile, TileBlender, iter_chunks, tile_grid
 
 __all__ = ["Colorizer", "Pipeline", "PipelineResult", "DEFAULT_BUNDLE_NAME", "DEFAULT_MAX_PIXELS",
            "DEFAULT_AUTO_TILE"]
@@ -139,9 +139,8 @@ class Colorizer:
         results: list[np.ndarray | None] = [None] * len(images)
         groups: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}
         for i, img in enumerate(images):
-            tile = self._tile_for(img.shape[0], img.shape[1])
-            if tile is not None:
-                results[i] = self._run_tiled(img, tile)
+            if self._tile_for(img.shape[0], img.shape[1]) is not None:
+                results[i] = self._run_tiled(img)
             else:
                 net_in = self._fit(img)
                 groups.setdefault(net_in.shape[:2], []).append((i, net_in))
@@ -241,16 +240,20 @@ class Colorizer:
             )
         return [self._from_net(o) for o in y]
 
-    def _run_tiled(self, img: np.ndarray, tile: int) -> np.ndarray:
-        h, w = img.shape[:2]
+    def tile_plan(self, h: int, w: int) -> list[Tile]:
+        """The tiles an (h, w) image runs in (over its padded size), or ``[]`` when it runs whole."""
+        tile = self._tile_for(h, w)
+        if tile is None:
+            return []
         if self.fully_convolutional:
             ph, pw = self._padded_size(h, w)
-            src = _reflect_pad(img, ph, pw)
-            align = self.spec.size_multiple
-        else:
-            src, align = img, 1
-        tiles = tile_grid(src.shape[0], src.shape[1], tile, self.tile_overlap, align,
-                          fit=self.fully_convolutional)
+            return tile_grid(ph, pw, tile, self.tile_overlap, self.spec.size_multiple, fit=True)
+        return tile_grid(h, w, tile, self.tile_overlap)
+
+    def _run_tiled(self, img: np.ndarray) -> np.ndarray:
+        h, w = img.shape[:2]
+        tiles = self.tile_plan(h, w)
+        src = _reflect_pad(img, *self._padded_size(h, w)) if self.fully_convolutional else img
         blender = TileBlender(src.shape[0], src.shape[1], 3, self.tile_overlap)
         for chunk in iter_chunks(tiles, self._batch_limit()):
             crops = [src[t.slices] for t in chunk]

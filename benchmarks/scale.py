@@ -61,7 +61,6 @@ def run_scale_worker(job: dict[str, Any]) -> None:
     from .timing import TimingPolicy, measure
     from .worker import emit
     from advseg_sdk import Colorizer
-    from advseg_sdk.tiling import tile_grid
 
     spec, size, tiled = job["model"], job["size"], job["tiled"]
     res = empty_result(spec["name"], "generator", job["backend"], job["precision"], 1, size, status="ok")
@@ -80,16 +79,18 @@ def run_scale_worker(job: dict[str, Any]) -> None:
         timing = measure(lambda: col.colorize(img), pol)
     stats = timing.stats_ms()
     mp = size * size / 1e6
-    n_tiles = None
-    if tiled:
-        m = col.spec.size_multiple
-        padded = -(-size // m) * m
-        n_tiles = len(tile_grid(padded, padded, max((job["tile"] // m) * m, m), job["overlap"], m, fit=True))
+    plan = col.tile_plan(size, size)
+    if tiled and not plan:
+        raise RuntimeError(f"the Colorizer did not tile a {size}² image with tile={job['tile']}")
+    tile_hw = [plan[0].h, plan[0].w] if plan else None
+    # network pixels per image pixel: what the tile overlap costs a fully convolutional net
+    work_ratio = sum(t.h * t.w for t in plan) / (size * size) if plan else None
     res.update(latency_ms=stats, iterations=len(timing.times_s), warmup=timing.warmup, timer="perf_counter",
                throughput_ips=1e3 / stats["mean"], peak_rss_mb=round(mem.peak_mb, 1) if mem.peak_mb else None,
                load_s=round(load_s, 3), first_run_s=timing.first_call_s)
     res["details"] = {"tiled": tiled, "tile": job["tile"] if tiled else None, "overlap": job["overlap"] if tiled else None,
-                      "tiles": n_tiles, "megapixels": mp, "ms_per_megapixel": stats["p50"] / mp,
+                      "tiles": len(plan) or None, "tile_hw": tile_hw,
+                      "work_ratio": round(work_ratio, 4) if work_ratio else None, "megapixels": mp, "ms_per_megapixel": stats["p50"] / mp,
                       "runner": col.runner.label, "threads": job["threads"], "rss_method": mem.method,
                       "torch_in_process": "torch" in sys.modules}
     emit("result", result=res)
@@ -212,18 +213,22 @@ def render_scale_markdown(doc: dict[str, Any]) -> str:
              f"- Command: `{' '.join(doc.get('command') or [])}`",
              f"- Load average before {load.get('before')}, during max {load.get('during_max_1m')}; other processes' "
              f"CPU mean {load.get('foreign_cpu_percent_mean')} % of one core", "",
-             "| size | MP | mode | tiles | p50 ms | ms / MP | GFLOP (whole image) | peak RSS MB | n |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| size | MP | mode | tiles | net px / image px | p50 ms | ms / MP | GFLOP (whole image) | peak RSS MB | n |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in doc["results"]:
         d = r.get("details") or {}
         mode = "tiled" if d.get("tiled") else "whole"
         if r["status"] != "ok":
-            lines.append(f"| {r['size']} | {r['size'] ** 2 / 1e6:.2f} | {mode} | – | {r['status']}: {r['reason']} | | | | |")
+            lines.append(f"| {r['size']} | {r['size'] ** 2 / 1e6:.2f} | {mode} | – | – | {r['status']}: {r['reason']} | | | | |")
             continue
-        lines.append(f"| {r['size']} | {d['megapixels']:.2f} | {mode} | {d.get('tiles') or '–'} | "
+        tiles = f"{d['tiles']} × {d['tile_hw'][0]}×{d['tile_hw'][1]}" if d.get("tile_hw") else (d.get("tiles") or "–")
+        ratio = f"{d['work_ratio']:.2f}" if d.get("work_ratio") else "–"
+        lines.append(f"| {r['size']} | {d['megapixels']:.2f} | {mode} | {tiles} | {ratio} | "
                      f"{r['latency_ms']['p50']:.0f} | {d['ms_per_megapixel']:.0f} | {r.get('gflops_per_image') or '–'} | "
                      f"{r['peak_rss_mb']:.0f} | {r['iterations']} |")
-    lines += ["", "Peak RSS is the worker's high-water mark during the timed calls (model loaded); with tiling it "
+    lines += ["", "'net px / image px': pixels the network computes per image pixel (tile overlap and padding); "
+              "tiles are shrunk to fit the image with the fewest tiles of at most the tile size.",
+              "", "Peak RSS is the worker's high-water mark during the timed calls (model loaded); with tiling it "
               "depends on the tile size, not the image size, apart from the image buffers themselves "
               "(input, output and the float32 blending canvas: ~28 bytes per pixel).", ""]
     return "\n".join(lines)

@@ -122,6 +122,8 @@ def test_scale_runs_whole_then_tiled_from_a_checkpoint(tmp_path, venv_bin):
     assert rows == [(32, False, "ok"), (72, True, "ok"), (72, False, "ok")]
     tiled = doc["results"][1]
     assert tiled["details"]["tiles"] == 9 and tiled["details"]["ms_per_megapixel"] > 0
+    assert tiled["details"]["tile_hw"] == [32, 32]  # 3 tiles of 32 cover 72 with >= 8 px overlap
+    assert tiled["details"]["work_ratio"] == pytest.approx(9 * 32 * 32 / 72 ** 2, abs=1e-4)
     assert tiled["details"]["torch_in_process"] is False
     assert (tmp_path / "sc.png").read_bytes()[:8] == PNG_MAGIC
     assert "| size | MP | mode | tiles |" in (tmp_path / "sc.md").read_text()

@@ -181,8 +181,14 @@ def test_large_images_are_tiled_automatically(resnet):
     out = col.colorize(np.random.default_rng(3).integers(0, 256, (90, 130, 3), dtype=np.uint8))
     assert out.shape == (90, 130, 3)
     assert len(rec.shapes) > 1 and all(s[2] <= 48 and s[3] <= 48 for s in rec.shapes)
+    # tile_plan is what the network saw: every tile once (batched by max_batch), at the tile's shape
+    plan = col.tile_plan(90, 130)
+    assert sum(s[0] for s in rec.shapes) == len(plan) > 1
+    assert {s[2:] for s in rec.shapes} == {(t.h, t.w) for t in plan}
+    assert plan[-1].y + plan[-1].h >= 90 and plan[-1].x + plan[-1].w >= 130
     small = col.colorize(np.zeros((40, 40, 3), np.uint8))  # under max_pixels: one call, whole image
     assert small.shape == (40, 40, 3) and rec.shapes[-1] == (1, 3, 40, 40)
+    assert col.tile_plan(40, 40) == []
 
 
 def test_fixed_size_generator_resizes_or_tiles(unet_bundle):
