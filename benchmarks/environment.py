@@ -19,7 +19,7 @@ from typing import Any
 
 import psutil
 
-__all__ = ["machine_info", "software_versions", "machine_slug", "LoadMonitor", "cpu_count"]
+__all__ = ["machine_info", "software_versions", "machine_slug", "isa_tier", "LoadMonitor", "cpu_count"]
 
 _SIMD = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni",
          "avx512_fp16", "amx_bf16", "amx_int8", "amx_tile", "asimd", "sve", "bf16", "i8mm")
@@ -68,13 +68,29 @@ def _gpus() -> list[dict]:
     return gpus
 
 
+#: CPU vector-ISA tiers, best first: (tier name, any of these /proc/cpuinfo flags). The tier names
+#: the machine in result files, because one CPU model string (a VM's "AMD EPYC") covers hosts with
+#: and without AVX-512, VNNI and bf16, and those run int8 and bf16 at very different speeds.
+_ISA_TIERS = (("amx", ("amx_bf16", "amx_int8")), ("avx512bf16", ("avx512_bf16",)),
+              ("avx512vnni", ("avx512_vnni",)), ("avx512", ("avx512f",)), ("avx2vnni", ("avx_vnni",)),
+              ("avx2", ("avx2",)), ("sve", ("sve",)), ("neon", ("asimd",)))
+
+
+def isa_tier(flags: list[str] | tuple[str, ...]) -> str | None:
+    """The best vector-ISA tier among ``flags`` (``avx512bf16``, ``avx2`` ...), or None."""
+    have = set(flags)
+    return next((name for name, need in _ISA_TIERS if have.intersection(need)), None)
+
+
 def machine_slug(info: dict[str, Any] | None = None) -> str:
-    """A file-name-safe machine name, e.g. ``cpu-2core-amd-epyc`` or ``gpu-nvidia-h100-80gb-hbm3``."""
+    """A file-name-safe machine name, e.g. ``cpu-2core-amd-epyc-avx512bf16`` or
+    ``gpu-nvidia-h100-80gb-hbm3``."""
     info = info or machine_info()
     if info.get("gpus"):
         base = "gpu-" + info["gpus"][0]["name"]
     else:
-        base = f"cpu-{info['cpu_cores_logical']}core-{info['cpu_model']}"
+        tier = isa_tier(info.get("cpu_flags_simd") or [])
+        base = f"cpu-{info['cpu_cores_logical']}core-{info['cpu_model']}" + (f"-{tier}" if tier else "")
     slug = re.sub(r"\(r\)|\(tm\)|processor|cpu @.*$|\d+-core", "", base.lower())
     slug = re.sub(r"[^a-z0-9]+", "-", slug).strip("-")
     return re.sub(r"-+", "-", slug)[:60]

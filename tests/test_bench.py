@@ -270,6 +270,20 @@ def test_compare_cli_prints_ratios(tmp_path, venv_bin):
     assert json.loads(proc.stdout)["rows"][0]["speedup"] == pytest.approx(3.0)
 
 
+def test_machine_slug_names_the_vector_isa():
+    """One CPU model string covers VMs with and without AVX-512/VNNI/bf16: the slug tells them apart."""
+    from advseg_bench.environment import isa_tier, machine_slug
+
+    base = {"cpu_cores_logical": 2, "cpu_model": "AMD EPYC", "gpus": []}
+    zen4 = ["avx", "avx2", "fma", "f16c", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni"]
+    assert machine_slug({**base, "cpu_flags_simd": zen4}) == "cpu-2core-amd-epyc-avx512bf16"
+    assert machine_slug({**base, "cpu_flags_simd": ["avx", "avx2", "fma"]}) == "cpu-2core-amd-epyc-avx2"
+    assert machine_slug({**base, "cpu_flags_simd": []}) == "cpu-2core-amd-epyc"
+    assert isa_tier(["asimd", "i8mm"]) == "neon" and isa_tier(["avx2", "amx_int8"]) == "amx"
+    gpu = {**base, "cpu_flags_simd": zen4, "gpus": [{"name": "NVIDIA H100 80GB HBM3"}]}
+    assert machine_slug(gpu) == "gpu-nvidia-h100-80gb-hbm3"
+
+
 def test_loaded_machine_facts_are_recorded():
     from advseg_bench.environment import LoadMonitor, machine_info, software_versions
 
