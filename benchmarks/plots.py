@@ -45,7 +45,7 @@ def _grid(n: int):
 
     cols = min(n, 3)
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.9 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.9 * rows), squeeze=False, layout="constrained")
     for ax in axes.flat[n:]:
         ax.axis("off")
     return fig, list(axes.flat[:n])

@@ -84,7 +84,10 @@ class TorchSession:
         stack = contextlib.ExitStack()
         stack.enter_context(torch.inference_mode() if self.backend != "torch-cudagraph" else torch.no_grad())
         if dt is not None:
-            stack.enter_context(torch.autocast(self.device, dtype=dt))
+            # autocast's cast-weight cache must be off under CUDA-graph capture: cached casts made
+            # outside the capture would be freed while the graph still points at them
+            stack.enter_context(torch.autocast(self.device, dtype=dt,
+                                               cache_enabled=self.backend != "torch-cudagraph"))
         return stack
 
     def _to_device(self, x: np.ndarray):
