@@ -139,8 +139,9 @@ class Colorizer:
         results: list[np.ndarray | None] = [None] * len(images)
         groups: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}
         for i, img in enumerate(images):
-            if self._tile_for(img.shape[0], img.shape[1]) is not None:
-                results[i] = self._run_tiled(img)
+            tiles = self.tile_plan(img.shape[0], img.shape[1])
+            if tiles:
+                results[i] = self._run_tiled(img, tiles)
             else:
                 net_in = self._fit(img)
                 groups.setdefault(net_in.shape[:2], []).append((i, net_in))
@@ -250,9 +251,8 @@ class Colorizer:
             return tile_grid(ph, pw, tile, self.tile_overlap, self.spec.size_multiple, fit=True)
         return tile_grid(h, w, tile, self.tile_overlap)
 
-    def _run_tiled(self, img: np.ndarray) -> np.ndarray:
+    def _run_tiled(self, img: np.ndarray, tiles: list[Tile]) -> np.ndarray:
         h, w = img.shape[:2]
-        tiles = self.tile_plan(h, w)
         src = _reflect_pad(img, *self._padded_size(h, w)) if self.fully_convolutional else img
         blender = TileBlender(src.shape[0], src.shape[1], 3, self.tile_overlap)
         for chunk in iter_chunks(tiles, self._batch_limit()):
