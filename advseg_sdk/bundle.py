@@ -1,4 +1,4 @@
-"""Model bundles: the one module that knows the bundle format (DESIGN §3).
+"""Model bundles: the one module that knows the bundle format (``docs/bundle-format.md``).
 
 A bundle is a directory ``<name>.advseg/`` (or a ``.zip`` of one) holding ``manifest.json`` and
 the artefacts it lists. Bundles hold no pickles: ONNX graphs, TensorRT engines, JSON only.

@@ -1,4 +1,4 @@
-"""Export a generator or HED to a model bundle (DESIGN §3): the Python API behind ``advseg-export``.
+"""Export a generator or HED to a model bundle (``docs/bundle-format.md``): the Python API behind ``advseg-export``.
 
 >>> export_generator("latest_net_G.pth", "sketch2color.advseg", precisions=("fp32", "fp16", "int8"))
 >>> export_hed("hed.advseg")

@@ -1,27 +1,13 @@
-"""Shared pytest fixtures: where the shared fixtures and the asset cache are."""
+"""Shared pytest fixtures: where the reference fixtures and the asset cache are."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _find_shared() -> Path:
-    env = os.environ.get("ADVSEG_SHARED")
-    candidates = [Path(env)] if env else []
-    candidates += [REPO.parent / "shared", REPO / "shared"]
-    for c in candidates:
-        if (c / "fixtures").is_dir():
-            return c
-    raise FileNotFoundError(
-        "shared fixtures not found: expected a 'shared/' folder beside the repository "
-        f"({REPO.parent / 'shared'}) or ADVSEG_SHARED pointing at it"
-    )
+from fixture_sets import REPO, FixtureSet
 
 
 @pytest.fixture(scope="session")
@@ -30,18 +16,15 @@ def repo_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    return _find_shared()
+def official_fixtures_dir() -> FixtureSet:
+    """Official-code fixtures: the committed subset, plus ../shared's fuller set when present."""
+    return FixtureSet("official")
 
 
 @pytest.fixture(scope="session")
-def official_fixtures_dir(shared_dir: Path) -> Path:
-    return shared_dir / "fixtures" / "official"
-
-
-@pytest.fixture(scope="session")
-def hed_fixtures_dir(shared_dir: Path) -> Path:
-    return shared_dir / "fixtures" / "hed"
+def hed_fixtures_dir() -> FixtureSet:
+    """HED reference outputs: the committed subset, plus ../shared's fuller set when present."""
+    return FixtureSet("hed")
 
 
 @pytest.fixture(scope="session")

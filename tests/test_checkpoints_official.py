@@ -8,13 +8,13 @@ fixtures README's: ``assert_close(atol=5e-5, rtol=1e-4)`` and relative norm <= 1
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
 from advseg_train import checkpoints
+from fixture_sets import COMMITTED, FixtureSet
 from advseg_train.networks import (
     count_parameters,
     load_discriminator,
@@ -23,7 +23,6 @@ from advseg_train.networks import (
 )
 
 ATOL, RTOL, REL_NORM = 5e-5, 1e-4, 1e-4
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -36,31 +35,25 @@ def _one_torch_thread():
 
 
 
-def _official_dir_at_collection() -> Path | None:
-    """Same search order as conftest's ``shared_dir`` (needed before fixtures exist)."""
-    env = os.environ.get("ADVSEG_SHARED")
-    for base in ([Path(env)] if env else []) + [REPO.parent / "shared", REPO / "shared"]:
-        if (base / "fixtures" / "official").is_dir():
-            return base / "fixtures" / "official"
-    return None
+OFFICIAL = FixtureSet("official")  # the same set conftest's ``official_fixtures_dir`` gives
 
 
 def _fixture_names() -> list[str]:
-    d = _official_dir_at_collection()
-    return sorted(p.name[: -len("_args.json")] for p in d.glob("*_args.json")) if d else []
+    return sorted(p.name[: -len("_args.json")] for p in OFFICIAL.glob("*_args.json"))
 
 
 def _io_cases() -> list[tuple[str, str]]:
-    d = _official_dir_at_collection()
+    """Every io file of every fixture that this checkout holds (a subset may omit some)."""
     cases = []
     for name in _fixture_names():
-        args = json.loads((d / f"{name}_args.json").read_text())
-        cases += [(name, io["file"]) for io in args["io"]]
+        args = json.loads((OFFICIAL / f"{name}_args.json").read_text())
+        cases += [(name, io["file"]) for io in args["io"] if (OFFICIAL / io["file"]).is_file()]
     return cases
 
 
 def _twin_fixtures() -> list[str]:
-    d = _official_dir_at_collection()
+    d = OFFICIAL
+
     def has_twin(name: str) -> bool:
         ios = json.loads((d / f"{name}_args.json").read_text())["io"]
         return any("shared_with" in io for io in ios)
@@ -77,6 +70,25 @@ def test_fixtures_were_found(official_fixtures_dir: Path) -> None:
     assert FIXTURES, f"no *_args.json under {official_fixtures_dir}"
     assert IO_CASES, "no io entries in the fixtures' *_args.json"
     assert TWIN_FIXTURES, "expected a fixture sharing its io with a twin (the _inkeys file)"
+
+
+def test_committed_subset_matches_its_checksums_and_budget() -> None:
+    """The fixtures that travel with the repository are byte-identical to the official set
+    (their SHA256SUMS lines are the original ones) and stay within 10 MB."""
+    import hashlib
+
+    total = 0
+    for kind in ("official", "hed"):
+        sums = (COMMITTED / kind / "SHA256SUMS").read_text().split("\n")
+        listed = {line.split()[1]: line.split()[0] for line in sums if line.strip()}
+        assert listed, f"empty SHA256SUMS in tests/fixtures/{kind}"
+        for name, digest in listed.items():
+            data = (COMMITTED / kind / name).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == digest, f"{kind}/{name} differs from the official file"
+        on_disk = {p.name for p in (COMMITTED / kind).iterdir()} - {"SHA256SUMS", "README.md"}
+        assert on_disk == set(listed), f"unlisted files in tests/fixtures/{kind}: {on_disk - set(listed)}"
+        total += sum(p.stat().st_size for p in (COMMITTED / kind).iterdir())
+    assert total <= 10_000_000, f"committed fixtures are {total:,} bytes"
 
 
 def _args(d: Path, name: str) -> dict:

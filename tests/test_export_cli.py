@@ -34,7 +34,7 @@ def _real_sketch(photo_paths, hw: tuple[int, int]) -> np.ndarray:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "fixture,arch,layout",
-    [("resnet_9blocks_ngf16_net.pth", "resnet_9blocks", "advsegloss"),
+    [("resnet_9blocks_batch_dropout_ngf16_bnstats_net.pth", "resnet_9blocks", "advsegloss"),
      ("upstream_unet_256_ngf4_bnstats_net.pth", "unet_256", None)],
 )
 def test_cli_exports_official_checkpoint_and_colorizer_colours_a_sketch(

@@ -1,6 +1,6 @@
 """Sketch post-processing (advseg_sdk.sketch) and SketchExtractor (advseg_sdk.sketcher).
 
-HED inputs are real: probability maps of the original TF model (shared/fixtures/hed) and an HED
+HED inputs are real: probability maps of the original TF model (tests/fixtures/hed) and an HED
 ONNX bundle exported from the real BSDS500 weights.
 """
 
@@ -18,6 +18,7 @@ from PIL import Image
 
 from advseg_sdk import sketch
 from advseg_sdk.sketcher import HEDBundleMissingError, SketchExtractor
+from fixture_sets import FixtureSet
 
 # --------------------------------------------------------------------------- helpers
 
@@ -196,7 +197,10 @@ def test_threshold_is_25_over_255():
 # --------------------------------------------------------------------------- hed_postprocess on real HED maps
 
 
-@pytest.mark.parametrize("name", ["astronaut_256x256", "coffee_192x320", "coffee_native"])
+HED_MAPS = [p.name[len("hed_"):-len(".npz")] for p in FixtureSet("hed").glob("hed_*.npz")]
+
+
+@pytest.mark.parametrize("name", HED_MAPS)
 def test_hed_postprocess_real_maps(hed_fixtures_dir, name):
     _, prob = hed_fixture(hed_fixtures_dir, name)
     out = sketch.hed_postprocess(prob)

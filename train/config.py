@@ -9,7 +9,7 @@ A :class:`TrainConfig` is built in layers, later ones winning::
 Presets (see :data:`PRESETS`):
 
 * ``official-cyclegan`` / ``official-pix2pix``: the official AdvSegLoss defaults
-  (``shared/reference/official-behaviour.md`` §1), segmentation variant ``both`` with
+  (``docs/official-behaviour.md`` §1), segmentation variant ``both`` with
   λ_Seg = 10 / 100 and the paper's Panoptic FPN segmenter. ``seg.grad`` stays ``soft`` (our fix);
   add ``--seg-grad hard`` for the released behaviour (no gradient to G).
 * ``paper`` / ``paper-pix2pix``: the paper's objective L = wg·LG + wb·LB + wm·LM with

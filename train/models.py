@@ -1,7 +1,7 @@
 """CycleGAN and Pix2Pix training models with the adversarial segmentation loss.
 
 Step order, losses, pools and optimisers follow the official AdvSegLoss code
-(``shared/reference/official-behaviour.md`` §3 CycleGAN, §4 Pix2Pix):
+(``docs/official-behaviour.md`` §3 CycleGAN, §4 Pix2Pix):
 
 * CycleGAN: forward (fake_B, rec_A, fake_A, rec_B; segment fake_B and real_B) → G step with
   every D frozen (identity, GAN, cycle, segmentation terms) → D_A, D_B, D_seg step.

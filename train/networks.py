@@ -1,6 +1,6 @@
 """Generator and discriminator networks of the CycleGAN / pix2pix / AdvSegLoss family.
 
-Written from the architecture descriptions (see ``shared/reference/official-behaviour.md`` §1–2);
+Written from the architecture descriptions (see ``docs/official-behaviour.md`` §1–2);
 they compute the same functions as the official modules and load their checkpoints through
 :mod:`advseg_train.checkpoints`.
 
