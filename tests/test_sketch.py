@@ -197,7 +197,9 @@ def test_threshold_is_25_over_255():
 # --------------------------------------------------------------------------- hed_postprocess on real HED maps
 
 
-HED_MAPS = [p.name[len("hed_"):-len(".npz")] for p in FixtureSet("hed").glob("hed_*.npz")]
+# the maps this checkout holds (tests/fixtures has coffee_192x320; ../shared adds the others)
+HED_MAPS = [n for n in ("astronaut_256x256", "coffee_192x320", "coffee_native")
+            if (FixtureSet("hed") / f"hed_{n}.npz").is_file()]
 
 
 @pytest.mark.parametrize("name", HED_MAPS)
