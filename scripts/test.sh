@@ -4,6 +4,6 @@ set -euo pipefail
 source "$(dirname "$0")/_env.sh"
 cd "$REPO"
 echo "[advseg] fetching offline assets used by the tests (cached in ${ADVSEG_HOME:-~/.cache/advseg})"
-advseg assets fetch hed-bsds500 photos isnet-fp16 imgsim-resnet50
+advseg assets fetch hed-bsds500 photos isnet-fp16 imgsim-resnet50 fid-inception
 echo "[advseg] running the test suite"
 exec "$PY" -m pytest "$@"

@@ -91,13 +91,27 @@ def test_compare_makes_a_table_and_a_grid(scored, folders):
     assert np.abs(tiles[0] - tiles[2]).mean() > 3  # noisy tile differs from the real one
 
 
+def test_fid_and_kid_run_out_of_the_box_on_real_weights(folders):
+    out = folders["root"] / "fid.json"
+    proc = _run("score", folders["noise"], folders["real"], "--json", out, "--cache-dir", folders["cache"],
+                "--threads", "1")  # default metrics: fid, kid; default weights: the fid-inception asset
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads(out.read_text())
+    assert rep["metrics"]["fid"] > 1 and np.isfinite(rep["metrics"]["kid"])  # unbiased KID of 6 images may be < 0
+    assert rep["metrics"]["kid_std"] >= 0
+    assert rep["labels"]["fid"] == "FID (pytorch-fid Inception-v3)"
+    used = rep["details"]["inception-fid"]["weights"]
+    assert "inception-2015-12-05" in used  # either accepted file; the report names which
+    assert f"inception-fid weights: {used}" in proc.stdout
+
+
 def test_missing_inception_weights_error_is_actionable(folders, tmp_path):
     env = {**os.environ, "ADVSEG_HOME": str(tmp_path)}
     proc = _run("score", folders["blur"], folders["real"], env=env)  # default metrics: fid, kid
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     for part in (FID_WEIGHTS_FILENAME, FID_WEIGHTS_SHA256, str(tmp_path / "weights" / FID_WEIGHTS_FILENAME),
-                 "--inception-weights", "--metric imgsim"):
+                 "--inception-weights", "--metric imgsim", "advseg assets fetch fid-inception"):
         assert part in proc.stderr, part
 
 

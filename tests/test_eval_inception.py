@@ -1,7 +1,8 @@
 """pytorch-fid Inception-v3: key layout, loading with clear errors, preprocessing, features.
 
-The real weights file is not available here (the user supplies it), so the module is checked
-against pytorch-fid's published layout and runs on random weights.
+pytorch-fid's own weights file is not available here (the user supplies it), so its layout is
+checked against pytorch-fid's published one on random weights; the real offline weights are
+tested in test_eval_inception_real.py.
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ def test_missing_weights_error_says_what_to_put_where(tmp_path, monkeypatch):
     msg = str(exc.value)
     assert FID_WEIGHTS_FILENAME in msg and FID_WEIGHTS_SHA256 in msg
     assert str(tmp_path / "weights" / FID_WEIGHTS_FILENAME) in msg
-    assert "--inception-weights" in msg
+    assert "--inception-weights" in msg and "advseg assets fetch fid-inception" in msg
 
 
 def test_renamed_or_reshaped_keys_are_named(random_inception):

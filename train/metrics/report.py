@@ -76,6 +76,9 @@ class EvalReport:
     def summary(self) -> str:
         lines = [f"generated: {self.gen_dir} ({self.n_gen} images)", f"real:      {self.real_dir} ({self.n_real} images)",
                  f"resize:    {self.resize}"]
+        for name, detail in self.details.items():
+            if isinstance(detail, dict) and detail.get("weights"):
+                lines.append(f"{name} weights: {detail['weights']}")
         for k in sorted(self.metrics, key=_order):
             lines.append(f"{METRIC_LABELS.get(k, k)}: {_fmt(self.metrics[k])}")
         return "\n".join(lines)

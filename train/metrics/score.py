@@ -100,6 +100,7 @@ def score_folders(
             real = folder_stats(real_dir, ext, resize, cache=cache, cache_dir=cache_dir, batch_size=batch_size, progress=progress)
             gen = folder_stats(gen_dir, ext, resize, cache=False, batch_size=batch_size, progress=progress)
             details[ext_name] = {
+                "weights": ext.weights_label,
                 "cache_id": ext.cache_id,
                 "real_stats_cache": str(real.cache_path) if real.cache_path else None,
                 "real_stats_from_cache": real.from_cache,
