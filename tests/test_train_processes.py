@@ -156,7 +156,8 @@ cfg = resolve_config(overrides=[
 res = train(cfg)
 rank = int(os.environ["RANK"])
 torch.save({n: dict(net.named_parameters()) for n, net in res.model.nets.items()}, f"{out}/params_rank{rank}.pt")
-json.dump({"rank": rank, "step": res.global_step, "checkpoint": str(res.checkpoint) if res.checkpoint else None,
+syncs = {n: getattr(c, "forward_sync_buffers", getattr(c, "broadcast_buffers", None)) for n, c in res.model._call.items()}
+json.dump({"rank": rank, "step": res.global_step, "buffer_sync": syncs, "checkpoint": str(res.checkpoint) if res.checkpoint else None,
            "generator": str(res.generator) if res.generator else None, "losses": res.history[-1]},
           open(f"{out}/result_rank{rank}.json", "w"))
 """
@@ -173,7 +174,9 @@ def test_ddp_two_cpu_processes_gloo(tmp_path, aligned_root):
         capture_output=True, text=True, env=ENV, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     r0, r1 = (json.loads((out / f"result_rank{r}.json").read_text()) for r in (0, 1))
-    assert r0["step"] == r1["step"] == 3
+    assert r0["step"] == r1["step"] == 3  # BatchNorm D run twice before one backward: no in-place error
+    # no per-forward buffer broadcast (it would modify BatchNorm statistics saved for backward)
+    assert set(r0["buffer_sync"].values()) == set(r1["buffer_sync"].values()) == {False}
     assert r0["checkpoint"] and r1["checkpoint"] is None and r1["generator"] is None  # rank 0 writes
     assert r0["losses"]["G_L1"] != r1["losses"]["G_L1"]  # each rank trained on its own shard
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["latest.pt"]

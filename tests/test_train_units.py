@@ -111,8 +111,10 @@ def test_gan_loss_matches_official_definitions():
     pred = torch.rand(2, 1, 5, 5) * 0.9 + 0.05
     assert torch.allclose(GANLoss("lsgan")(pred, True), ((pred - 1) ** 2).mean())
     assert torch.allclose(GANLoss("lsgan")(pred, False), (pred ** 2).mean())
-    assert torch.allclose(GANLoss("vanilla")(pred, True), -torch.log(pred).mean())
-    assert torch.allclose(GANLoss("vanilla")(pred, False), -torch.log(1 - pred).mean())
+    # vanilla takes the discriminator's logits: the official sigmoid + BCE in one stable function
+    logits = torch.logit(pred)
+    assert torch.allclose(GANLoss("vanilla")(logits, True), -torch.log(pred).mean())
+    assert torch.allclose(GANLoss("vanilla")(logits, False), -torch.log(1 - pred).mean())
 
 
 # --------------------------------------------------------------------------- gradient flow

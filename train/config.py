@@ -116,7 +116,7 @@ class DataConfig:
     sketch_method: str = "hed"  # photos mode: "hed" | "xdog" | "canny"
     sketch_cache: str | None = None  # photos mode: None = <advseg_home>/sketch_cache
     max_items: int | None = None
-    num_workers: int = 0
+    num_workers: int | None = None  # loader processes; None: 0 on CPU, up to 8 on CUDA
 
 
 @dataclass
@@ -140,7 +140,8 @@ class RunConfig:
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
     amp: str = "off"  # "off" | "bf16" | "fp16" (CUDA only; fp16 uses a GradScaler)
     channels_last: bool = False
-    compile: bool = False
+    compile: bool = False  # torch.compile the generators (the discriminators stay eager)
+    cudnn_benchmark: bool = True  # CUDA: cuDNN picks the fastest convolution algorithm per shape
     batch_size: int = 1
     seed: int = 0
     threads: int | None = None  # torch CPU threads (None: torch's default)
@@ -215,7 +216,7 @@ def _validate(cfg: TrainConfig) -> None:
               "debug.save_sleep_s", "seg.lambda_seg", "seg.wg", "seg.wb", "seg.wm",
               "loss.lambda_A", "loss.lambda_B", "loss.lambda_identity", "loss.lambda_L1"]
     for key in nonneg:
-        if _get(cfg, key) < 0:
+        if _get(cfg, key) is not None and _get(cfg, key) < 0:
             raise ConfigError(f"{key} must be >= 0, got {_get(cfg, key)}")
     dev = cfg.run.device
     if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):

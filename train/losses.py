@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .segmentation import maps as seg_maps
+from .segmentation.base import map_dtype
 
 __all__ = ["GANLoss", "AdvSegLoss", "HEADS"]
 
@@ -42,8 +43,9 @@ HEADS: dict[str, tuple[str, ...]] = {
 
 class GANLoss(nn.Module):
     """Official GANLoss: target 1/0 expanded to the prediction; ``lsgan`` = MSE on raw scores,
-    ``vanilla`` = BCE on probabilities (the discriminator ends in a sigmoid). Computed in float32
-    outside autocast (BCE is not autocast-safe)."""
+    ``vanilla`` = BCE on the discriminator's *logits* (``binary_cross_entropy_with_logits``:
+    the official sigmoid + BCE as one function, which stays finite where a patch saturates, so a
+    shared fp16 GradScaler is never halved by an inf). Computed in float32 outside autocast."""
 
     def __init__(self, mode: str = "lsgan") -> None:
         super().__init__()
@@ -57,7 +59,7 @@ class GANLoss(nn.Module):
             target = torch.full_like(pred, 1.0 if target_is_real else 0.0)
             if self.mode == "lsgan":
                 return F.mse_loss(pred, target)
-            return F.binary_cross_entropy(pred, target)
+            return F.binary_cross_entropy_with_logits(pred, target)
 
 
 class AdvSegLoss(nn.Module):
@@ -131,7 +133,8 @@ class AdvSegLoss(nn.Module):
                     out["binary"] = seg_maps.binary_map(labels, seg.is_thing, "hard")
                 if "multi" in self.heads:
                     out["multi"] = seg_maps.multi_map(labels, seg, "hard")
-                return {k: v.to(images.dtype) if images.is_floating_point() else v for k, v in out.items()}
+                dtype = map_dtype(images)
+                return {k: v.to(dtype) for k, v in out.items()}
         with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
             probs = seg(images)
             out = {}

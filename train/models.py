@@ -39,7 +39,7 @@ from .image_pool import ImagePool
 from .losses import AdvSegLoss, GANLoss
 from .networks import DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator
 
-__all__ = ["NonFiniteLossError", "GANModel", "CycleGANModel", "Pix2PixModel", "build_model"]
+__all__ = ["NonFiniteLossError", "GANModel", "CycleGANModel", "Pix2PixModel", "build_model", "ddp_buffer_kwargs"]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -50,6 +50,17 @@ class NonFiniteLossError(FloatingPointError):
         self.phase = phase
         listing = ", ".join(f"{k}={v}" for k, v in self.terms.items())
         super().__init__(f"non-finite loss in the {phase} step: {listing}")
+
+
+def ddp_buffer_kwargs() -> dict[str, bool]:
+    """DDP keyword that turns off the per-forward buffer broadcast (``forward_sync_buffers`` where
+    this torch has it, else ``broadcast_buffers``)."""
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    params = inspect.signature(DistributedDataParallel.__init__).parameters
+    return {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
 
 
 def set_requires_grad(nets: Iterable[nn.Module], flag: bool) -> None:
@@ -140,8 +151,10 @@ class GANModel(nn.Module):
 
     def _discriminator(self, input_nc: int) -> nn.Module:
         m = self.cfg.model
+        # no sigmoid even for vanilla GANs: the loss takes logits (BCE-with-logits is the official
+        # sigmoid + BCE without its saturation), and a training D is never exported
         dcfg = DiscriminatorConfig(arch=m.netD, input_nc=input_nc, ndf=m.ndf, n_layers=m.n_layers_D,
-                                   norm=m.norm, use_sigmoid=m.gan_mode == "vanilla")
+                                   norm=m.norm, use_sigmoid=False)
         return build_discriminator(dcfg, init_type=m.init_type, init_gain=m.init_gain)
 
     def _lr_rule(self, e: int) -> float:
@@ -153,18 +166,29 @@ class GANModel(nn.Module):
     def wrap(self, ddp: bool = False, compile: bool = False, device_ids: list[int] | None = None) -> None:
         """Set how networks are called: plain, DDP-wrapped and/or ``torch.compile``d.
 
-        Discriminators called with frozen parameters in the G step use the unwrapped module
-        (DDP would wait for gradients that never come)."""
+        Only generators are compiled: they hold most of the arithmetic and see one input layout.
+        Discriminators stay eager: each is called with and without gradient to its input, frozen
+        and unfrozen, on 3- to 135-channel maps, which would recompile them up to dynamo's limit
+        and then silently fall back to eager. Discriminators called with frozen parameters in the
+        G step use the unwrapped module (DDP would wait for gradients that never come). DDP does
+        not broadcast buffers before each forward: a discriminator runs twice before one backward,
+        and an in-place broadcast of BatchNorm statistics between the two breaks autograd."""
+        compiled: list[str] = []
         for name, net in self.nets.items():
             call: Callable = net
             if ddp:
                 from torch.nn.parallel import DistributedDataParallel
 
-                call = DistributedDataParallel(net, device_ids=device_ids)
-            if compile:
+                call = DistributedDataParallel(net, device_ids=device_ids, **ddp_buffer_kwargs())
+            if compile and name.startswith("G"):
                 call = torch.compile(call)
+                compiled.append(name)
             self._call[name] = call
-            self._frozen_call[name] = torch.compile(net) if compile else net
+            self._frozen_call[name] = net
+        eager = [n for n in self.nets if n not in compiled]
+        self.compiled = compiled
+        self.compile_summary = (f"compiled {', '.join(compiled) or 'nothing'}; eager {', '.join(eager) or 'nothing'}"
+                                + (" (discriminators: varying input grad/channels would recompile)" if compile else ""))
 
     @property
     def generator(self) -> nn.Module:

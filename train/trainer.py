@@ -41,7 +41,7 @@ from .config import TrainConfig, dump_yaml, to_dict
 from .data import ResumableSampler, build_dataset
 from .models import GANModel, NonFiniteLossError, build_model
 
-__all__ = ["RunResult", "TrainingDivergedError", "train", "write_sample_grid"]
+__all__ = ["RunResult", "TrainingDivergedError", "train", "write_sample_grid", "resolve_device", "resolve_num_workers"]
 
 
 class TrainingDivergedError(RuntimeError):
@@ -78,11 +78,37 @@ class _Dist:
         return self.rank == 0
 
 
+def resolve_device(name: str, local_rank: int = 0, world: int = 1,
+                   cuda_available: bool | None = None) -> torch.device:
+    """The device for ``run.device``; a CUDA device always carries an index, because
+    ``torch.cuda.set_device`` refuses a bare ``torch.device("cuda")``. Under DDP each process
+    takes ``cuda:LOCAL_RANK``."""
+    avail = torch.cuda.is_available() if cuda_available is None else cuda_available
+    if name == "cpu" or (name == "auto" and not avail):
+        return torch.device("cpu")
+    if not avail:
+        raise RuntimeError(f"run.device={name} but CUDA is not available (torch {torch.__version__}); use run.device=cpu")
+    if world > 1:
+        return torch.device("cuda", local_rank)
+    if name.startswith("cuda:"):
+        return torch.device("cuda", int(name.split(":", 1)[1]))
+    return torch.device("cuda", 0)
+
+
+def resolve_num_workers(requested: int | None, device: torch.device, cpus: int | None = None) -> int:
+    """``data.num_workers``, where ``None`` means: none on CPU (the main process decodes while the
+    cores train), up to 8 on CUDA (decoding in the training process starves the GPU)."""
+    if requested is not None:
+        return int(requested)
+    if device.type != "cuda":
+        return 0
+    cpus = cpus if cpus is not None else len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(8, cpus - 1))
+
+
 def _setup_distributed(device_name: str) -> tuple[_Dist, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    want_cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
-    if device_name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"run.device={device_name} but CUDA is not available (torch {torch.__version__}); use run.device=cpu")
+    want_cuda = resolve_device(device_name, cuda_available=torch.cuda.is_available()).type == "cuda"
     d = _Dist()
     if world > 1 or dist.is_initialized():
         if not dist.is_initialized():
@@ -90,14 +116,9 @@ def _setup_distributed(device_name: str) -> tuple[_Dist, torch.device]:
             d.owns_group = True
         d.rank, d.world = dist.get_rank(), dist.get_world_size()
         d.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if want_cuda:
-        if d.world > 1:
-            device = torch.device("cuda", d.local_rank)
-        else:
-            device = torch.device(device_name if device_name.startswith("cuda") else "cuda")
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
+    device = resolve_device(device_name, d.local_rank, d.world)
+    if device.type == "cuda":
+        torch.cuda.set_device(device.index)
     return d, device
 
 
@@ -190,6 +211,9 @@ def train(cfg: TrainConfig) -> RunResult:
     if r.threads:
         torch.set_num_threads(r.threads)
     dd, device = _setup_distributed(r.device)
+    if device.type == "cuda":
+        # fixed shapes every step: let cuDNN pick the fastest convolution algorithms once
+        torch.backends.cudnn.benchmark = bool(r.cudnn_benchmark)
     run_dir = Path(r.out)
     ckpt_dir = run_dir / "checkpoints"
     log = _Logger(dd.is_main)
@@ -244,10 +268,15 @@ def _train(cfg: TrainConfig, dd: _Dist, device: torch.device, run_dir: Path, ckp
     dataset = build_dataset(cfg.data, paired=cfg.model.kind == "pix2pix", seed=r.seed)
     sampler = ResumableSampler(dataset, num_replicas=dd.world, rank=dd.rank,
                                shuffle=not cfg.data.serial_batches, seed=r.seed)
-    loader = DataLoader(dataset, batch_size=r.batch_size, sampler=sampler, num_workers=cfg.data.num_workers,
-                        drop_last=False, pin_memory=device.type == "cuda",
+    workers = resolve_num_workers(cfg.data.num_workers, device)
+    # compiled networks see one batch shape only: a smaller last batch would recompile them
+    drop_last = bool(r.compile) and sampler.num_samples >= r.batch_size
+    loader = DataLoader(dataset, batch_size=r.batch_size, sampler=sampler, num_workers=workers,
+                        drop_last=drop_last, pin_memory=device.type == "cuda",
+                        persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
                         generator=torch.Generator().manual_seed(r.seed))
-    steps_per_epoch = math.ceil(sampler.num_samples / r.batch_size)
+    steps_per_epoch = (sampler.num_samples // r.batch_size if drop_last
+                       else math.ceil(sampler.num_samples / r.batch_size))
     first_epoch, last_epoch = o.epoch_count, o.niter + o.niter_decay
 
     # ---- model (identical init on every rank), then per-rank randomness
@@ -271,6 +300,8 @@ def _train(cfg: TrainConfig, dd: _Dist, device: torch.device, run_dir: Path, ckp
 
     model.wrap(ddp=dd.world > 1, compile=r.compile,
                device_ids=[device.index] if device.type == "cuda" and dd.world > 1 else None)
+    if r.compile:
+        log.message(f"torch.compile: {model.compile_summary}")
     if restored_rng is not None:
         ranks = restored_rng.get("ranks") or []
         if len(ranks) == dd.world:
@@ -295,6 +326,8 @@ def _train(cfg: TrainConfig, dd: _Dist, device: torch.device, run_dir: Path, ckp
         f"({cfg.seg.segmenter if cfg.seg.variant != 'none' else '-'}) on {device}"
         f"{f' x{dd.world} ranks' if dd.world > 1 else ''}; {len(dataset)} items, "
         f"{steps_per_epoch} steps/epoch, epochs {first_epoch}..{last_epoch}, run dir {run_dir}"
+        + (f"; amp {r.amp}, cudnn.benchmark {torch.backends.cudnn.benchmark}, {workers} loader workers"
+           if device.type == "cuda" else "")
     )
 
     if dd.is_main and r.progress:

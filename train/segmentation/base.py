@@ -89,8 +89,11 @@ class Segmenter(nn.Module):
 
     # ---------------------------------------------------------------- compute
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class probabilities in float32 (float64 for float64 input), also under autocast: in
+        bf16/fp16 a confident pixel's small class probabilities round to 0 and its large ones to 1."""
         check_image_batch(x, self.name)
-        return self._probs(x)
+        probs = self._probs(x)
+        return probs.to(map_dtype(x)) if probs.dtype != map_dtype(x) else probs
 
     def _probs(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -109,6 +112,24 @@ class Segmenter(nn.Module):
             f"name={self.name!r}, classes={self.num_classes}, "
             f"things={sum(self.is_thing)}, multi_channels={self.multi_channels}"
         )
+
+
+def map_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype of segmentation maps for images ``x``: at least float32."""
+    return torch.promote_types(x.dtype, torch.float32)
+
+
+def probabilities(logits: torch.Tensor, kind: str, dim: int = 1,
+                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``sigmoid`` or ``softmax`` of ``logits`` in ``dtype`` with autocast off: the network may
+    run in bf16/fp16, its probabilities do not."""
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        z = logits.to(dtype)
+        if kind == "sigmoid":
+            return torch.sigmoid(z)
+        if kind == "softmax":
+            return torch.softmax(z, dim=dim)
+        raise ValueError(f"kind must be 'sigmoid' or 'softmax', got {kind!r}")
 
 
 def check_image_batch(x: torch.Tensor, who: str) -> None:

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from . import coco_panoptic
-from .base import Segmenter, normalise_mass
+from .base import Segmenter, map_dtype, normalise_mass
 
 WEIGHTS_NAME = "model_final_c10459.pkl"
 WEIGHTS_URL = (
@@ -261,8 +261,8 @@ class Detectron2PanopticSegmenter(Segmenter):
             mass = soft_class_mass(sem_logits, det.scores, det.pred_classes,
                                    det.pred_masks[:, 0], boxes)
             out.append(mass)
-        probs = normalise_mass(torch.stack(out), self.void_eps)
-        return probs.to(x.device, x.dtype)
+        probs = normalise_mass(torch.stack(out).float(), self.void_eps)
+        return probs.to(x.device, map_dtype(x))
 
     @torch.no_grad()
     def labels(self, x: torch.Tensor) -> torch.Tensor:

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import coco_panoptic
-from .base import Segmenter, normalise_mass, resize, round_up
+from .base import Segmenter, map_dtype, normalise_mass, resize, round_up
 
 KINDS = ("mask2former", "oneformer")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -173,13 +173,14 @@ class HFPanopticSegmenter(Segmenter):
         if self.task_token_ids is not None:
             inputs["task_inputs"] = self.task_token_ids.expand(x.shape[0], -1)
         out = self.model(**inputs)
-        cls_p = torch.softmax(out.class_queries_logits.float(), dim=-1)[..., :-1]
-        masks = F.interpolate(out.masks_queries_logits.float(), size=(h, w), mode="bilinear",
-                              align_corners=False).sigmoid()
-        return torch.einsum("bqk,bqhw->bkhw", cls_p, masks)
+        with torch.autocast(device_type=x.device.type, enabled=False):  # the masses in float32
+            cls_p = torch.softmax(out.class_queries_logits.float(), dim=-1)[..., :-1]
+            masks = F.interpolate(out.masks_queries_logits.float(), size=(h, w), mode="bilinear",
+                                  align_corners=False).sigmoid()
+            return torch.einsum("bqk,bqhw->bkhw", cls_p, masks)
 
     def _probs(self, x: torch.Tensor) -> torch.Tensor:
-        return normalise_mass(self.class_mass(x), self.void_eps).to(x.dtype)
+        return normalise_mass(self.class_mass(x).to(map_dtype(x)), self.void_eps)
 
     @torch.no_grad()
     def labels(self, x: torch.Tensor) -> torch.Tensor:

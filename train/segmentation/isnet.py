@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Segmenter, resize, round_up
+from .base import Segmenter, map_dtype, probabilities, resize, round_up
 
 ONNX_INPUT_SIZE = 1024
 
@@ -250,5 +250,5 @@ class ISNetSegmenter(Segmenter):
         return self.net.main_logits(z, size=(h, w))
 
     def _probs(self, x: torch.Tensor) -> torch.Tensor:
-        p = torch.sigmoid(self.foreground_logits(x))
+        p = probabilities(self.foreground_logits(x), "sigmoid", dtype=map_dtype(x))
         return torch.cat([p, 1.0 - p], dim=1)

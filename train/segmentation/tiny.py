@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import coco_panoptic
-from .base import Segmenter
+from .base import Segmenter, map_dtype, probabilities
 
 
 class TinySegmenter(Segmenter):
@@ -63,4 +63,4 @@ class TinySegmenter(Segmenter):
         f2 = torch.tanh(self.conv3(torch.tanh(self.conv2(f1))))
         f2 = F.interpolate(f2, size=(h, w), mode="bilinear", align_corners=False)
         logits = self.head(torch.cat([f1, f2], dim=1))
-        return torch.softmax(self.sharpness * logits, dim=1)
+        return probabilities(self.sharpness * logits.to(map_dtype(x)), "softmax", dtype=map_dtype(x))
