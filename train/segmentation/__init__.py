@@ -4,6 +4,7 @@
 
 * ``"tiny"`` — small random frozen convnet for tests (COCO-panoptic-like 133 classes);
 * ``"isnet"`` — ISNet (DIS) fg/bg salient-object segmenter, real weights (asset ``isnet-fp16``);
+* ``"deeplab-voc"`` — DeepLabv3 + MobileNetV2, 21 PASCAL VOC classes, real weights (vendored TFLite);
 * ``"detectron2-panoptic"`` — the paper's Panoptic FPN R-50 3x (needs detectron2 + weights);
 * ``"mask2former"`` / ``"oneformer"`` — transformers COCO-panoptic models (local checkpoint).
 
@@ -33,6 +34,12 @@ def _isnet(**kw: Any) -> Segmenter:
     return ISNetSegmenter.from_onnx(**kw)
 
 
+def _deeplab_voc(**kw: Any) -> Segmenter:
+    from .deeplab import DeepLabVOCSegmenter
+
+    return DeepLabVOCSegmenter.from_tflite(**kw)
+
+
 def _detectron2(**kw: Any) -> Segmenter:
     from .detectron2_panoptic import Detectron2PanopticSegmenter
 
@@ -54,6 +61,7 @@ def _oneformer(**kw: Any) -> Segmenter:
 _BUILDERS: dict[str, Callable[..., Segmenter]] = {
     "tiny": _tiny,
     "isnet": _isnet,
+    "deeplab-voc": _deeplab_voc,
     "detectron2-panoptic": _detectron2,
     "mask2former": _mask2former,
     "oneformer": _oneformer,
