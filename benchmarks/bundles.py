@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 from .models import ModelSpec
 
-__all__ = ["cache_dir", "prepare_generator", "prepare_hed", "bundle_precisions", "bundle_parity"]
+__all__ = ["cache_dir", "prepare_generator", "prepare_hed", "bundle_precisions", "bundle_parity", "tensorrt_int8"]
 
 Log = Callable[[str], None]
 
@@ -138,3 +138,32 @@ def prepare_hed(precisions: Sequence[str], log: Log = print) -> str:
         _, export_hed = _exporters()
         export_hed(bundle, precisions=allp, allow_degraded=True, log=lambda m: log("  " + m))
     return str(bundle)
+
+
+def tensorrt_int8(bundle: str | Path, log: Log = print) -> Path:
+    """A symmetric int8 ONNX graph of ``bundle`` for TensorRT (EP and native), cached beside the
+    bench's bundles: the bundle's own int8 artefact has uint8 activations with non-zero
+    zero-points, which TensorRT's parser rejects. Quantised from the bundle's fp32 artefact,
+    calibrated on the same kind of real inputs as the bundle's int8."""
+    from advseg_sdk.bundle import load_bundle
+    from advseg_export.calibration import ArrayCalibrationReader, calibration_inputs
+    from advseg_export.precision import TENSORRT_INT8, asymmetric_zero_points, quantize_int8
+
+    b = load_bundle(bundle)
+    fp32 = b.artefact("fp32")
+    out = cache_dir() / "tensorrt-int8" / f"{fp32.sha256[:16]}-x{exporter_tag()}.int8-symmetric.onnx"
+    if out.is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spec = b.input_spec
+    h, w = spec.fixed_size or (256, 256)
+    log(f"quantising {fp32.file} of {Path(bundle).name} to symmetric int8 for TensorRT -> {out}")
+    cin = calibration_inputs(b.task, (h, w), spec.range, count=8)
+    tmp = out.with_name(out.name + ".part.onnx")
+    model = quantize_int8(fp32.path, tmp, ArrayCalibrationReader(cin.array), TENSORRT_INT8)
+    bad = asymmetric_zero_points(model)
+    if bad:
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(f"symmetric int8 still has {len(bad)} non-zero or unsigned zero-points, e.g. {bad[:3]}")
+    tmp.replace(out)
+    return out

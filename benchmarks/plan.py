@@ -16,7 +16,7 @@ from .bundles import bundle_precisions
 from .models import ModelSpec, size_problem
 from .schema import empty_result
 
-__all__ = ["Job", "Plan", "make_plan", "estimate_memory_mb", "estimate_call_s", "peak_for"]
+__all__ = ["Job", "Plan", "make_plan", "estimate_memory_mb", "estimate_call_s", "peak_for", "peak_basis"]
 
 _BASE_MB = {"torch": 450.0, "ort": 120.0, "tensorrt": 300.0, "pipeline": 200.0}
 
@@ -32,6 +32,7 @@ class Job:
     combos: list[dict[str, int]] = field(default_factory=list)
     costs: dict[str, Any] = field(default_factory=dict)
     peak_gflops: float | None = None
+    peak_basis: str | None = None  # the measured peak peak_gflops is (fp32, tf32, bf16, ...)
 
 
 @dataclass
@@ -45,13 +46,21 @@ class Plan:
         return sum(len(j.combos) for j in self.jobs)
 
 
-def peak_for(peaks: dict[str, Any], device: str, backend: str, precision: str) -> float | None:
-    """The measured peak (GFLOP/s) that bounds ``precision`` on ``device``."""
-    dev = peaks.get(device) or {}
-    key = precision
+def peak_basis(device: str, backend: str, precision: str) -> str:
+    """Which measured peak bounds ``precision`` on ``device``: on CUDA, fp32 convolutions run in
+    TF32 (cuDNN's and ONNX Runtime's default), so their bound is the TF32 matrix rate, not the
+    strict-fp32 one; ORT CPU has no fp16 arithmetic to speak of (fp32 peak, the optimistic bound)."""
+    if device == "cuda" and precision == "fp32":
+        return "tf32"
     if BACKENDS[backend].family != "torch" and precision == "fp16" and device == "cpu":
-        key = "fp32"  # ORT CPU has no fp16 arithmetic to speak of; fp32 peak is the optimistic bound
-    entry = dev.get(key) or {}
+        return "fp32"
+    return precision
+
+
+def peak_for(peaks: dict[str, Any], device: str, backend: str, precision: str) -> float | None:
+    """The measured peak (GFLOP/s) that bounds ``precision`` on ``device`` (see :func:`peak_basis`)."""
+    dev = peaks.get(device) or {}
+    entry = dev.get(peak_basis(device, backend, precision)) or {}
     return entry.get("gflops")
 
 
@@ -127,7 +136,7 @@ def make_plan(
                 if why is None and BACKENDS[b].family == "torch" and spec.kind != "hed" and not spec.checkpoint:
                     why = "no torch weights for this bundle (its source checkpoint is not available)"
                 job = Job(spec, b, p, dev, costs={str(s): mcost.get(str(s)) for s in sizes if mcost.get(str(s))},
-                          peak_gflops=peak_for(peaks, dev, b, p))
+                          peak_gflops=peak_for(peaks, dev, b, p), peak_basis=peak_basis(dev, b, p))
                 for size in sizes:
                     for batch in batches:
                         if why is not None:

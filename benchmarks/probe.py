@@ -136,6 +136,7 @@ def _torch_peak(device: str, dtype_name: str, seconds: float) -> dict[str, Any]:
             torch.mm(a, b)
             sync()
 
+        step()  # warm-up: library handles, kernel selection and first-touch stay out of the probe
         t0 = time.perf_counter()
         step()
         dt = time.perf_counter() - t0
@@ -199,13 +200,20 @@ def measure_peaks(devices: list[str], threads: int, seconds: float = 1.0) -> dic
     peaks: dict[str, dict[str, Any]] = {}
     for dev in devices:
         peaks[dev] = {}
-        for dt in ("fp32", "bf16", "fp16"):
-            if dev == "cuda" and dt == "fp32":
-                torch.backends.cuda.matmul.allow_tf32 = False
+        # on CUDA two fp32 peaks: strict fp32, and TF32 (the tensor-core rate that fp32
+        # convolutions run at by default); each result says which it is
+        for dt in ("fp32", "tf32", "bf16", "fp16") if dev == "cuda" else ("fp32", "bf16", "fp16"):
+            tf32_before = torch.backends.cuda.matmul.allow_tf32
             try:
-                peaks[dev][dt] = _torch_peak(dev, dt, seconds)
+                if dev == "cuda" and dt in ("fp32", "tf32"):
+                    torch.backends.cuda.matmul.allow_tf32 = dt == "tf32"
+                peaks[dev][dt] = _torch_peak(dev, "fp32" if dt == "tf32" else dt, seconds)
+                if dev == "cuda" and dt in ("fp32", "tf32"):
+                    peaks[dev][dt]["method"] += ", TF32 " + ("on" if dt == "tf32" else "off (strict fp32)")
             except Exception as exc:  # an unsupported dtype on this device
                 peaks[dev][dt] = {"gflops": None, "error": f"{type(exc).__name__}: {exc}"}
+            finally:
+                torch.backends.cuda.matmul.allow_tf32 = tf32_before
         if dev == "cpu":
             try:
                 peaks[dev]["int8"] = _ort_matmul_peak("int8", threads, seconds)

@@ -198,7 +198,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
             lines.append(
                 f"| {r['size']} | {r['batch']} | {r['backend']} | {r['precision']} | {_ms(lat['p50'])} | "
                 f"{_ms(lat['p90'])} | {_ms(lat['p99'])} | {_f(r.get('throughput_ips'), 2)} | {speed} | "
-                f"{_f(pf * 100 if pf is not None else None)} | {_f(r.get('peak_rss_mb'), 0)} | {_psnr_cell(r, _same(ok, r))} | "
+                f"{_f(pf * 100 if pf is not None else None)}{_basis(r, pf)} | {_f(r.get('peak_rss_mb'), 0)} | {_psnr_cell(r, _same(ok, r))} | "
                 f"{r.get('iterations')} |")
         lines.append("")
 
@@ -225,8 +225,15 @@ def render_markdown(doc: dict[str, Any]) -> str:
               "Accuracy: PSNR vs torch fp32 (output range mapped to 0..255); 'parity' = the bundle's export "
               "parity of the artefact, 'meas.' = measured here on the benchmark input against the same "
               "runtime's fp32 path. % peak = achieved GFLOP/s over the measured matrix-product peak of the "
-              "same dtype.", ""]
+              "same dtype; where that peak is another (on CUDA fp32 convolutions run in TF32, so their peak "
+              "is the TF32 one) it is named after the figure.", ""]
     return "\n".join(lines)
+
+
+def _basis(r: dict[str, Any], pf: float | None) -> str:
+    """`` (tf32)`` when the peak a fraction is taken of is not the result's own precision."""
+    basis = (r.get("details") or {}).get("peak_basis")
+    return f" ({basis})" if pf is not None and basis and basis != r.get("precision") else ""
 
 
 def write_markdown(doc: dict[str, Any], path: str | Path) -> Path:

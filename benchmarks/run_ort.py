@@ -27,29 +27,56 @@ from .models import ModelSpec
 __all__ = ["OrtSession", "process_gpu_mb"]
 
 
-def process_gpu_mb() -> float | None:
-    """GPU memory this process holds now, from nvidia-smi (ORT's arena keeps its peak)."""
-    import os
-
+def _nvidia_smi(args: list[str]) -> str | None:
     exe = shutil.which("nvidia-smi")
     if not exe:
         return None
     try:
-        out = subprocess.run([exe, "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=10).stdout
+        return subprocess.run([exe, *args], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
         return None
-    for line in out.splitlines():
+
+
+def device_used_mb(index: int = 0) -> float | None:
+    """Memory in use on GPU ``index``, whoever holds it (nvidia-smi ``memory.used``)."""
+    out = _nvidia_smi(["--query-gpu=index,memory.used", "--format=csv,noheader,nounits"])
+    for line in (out or "").splitlines():
         parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 2 and parts[0] == str(os.getpid()) and parts[1].isdigit():
+        if len(parts) == 2 and parts[0] == str(index) and parts[1].replace(".", "", 1).isdigit():
             return float(parts[1])
     return None
+
+
+def process_gpu_mb(baseline_mb: float | None = None) -> tuple[float | None, str]:
+    """GPU memory this process holds now (ORT's arena keeps its peak) and how it was read.
+
+    nvidia-smi lists compute processes by host PID; in a container (or a VM sandbox) this
+    process's PID differs or the list is empty. Then the device's used memory minus
+    ``baseline_mb`` (read before the session was created) is reported instead."""
+    import os
+
+    out = _nvidia_smi(["--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"])
+    for line in (out or "").splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 2 and parts[0] == str(os.getpid()) and parts[1].isdigit():
+            return float(parts[1]), "nvidia-smi, this PID"
+    used = device_used_mb()
+    if used is not None and baseline_mb is not None:
+        return max(0.0, used - baseline_mb), "nvidia-smi device memory.used minus before loading (PID not listed)"
+    return None, "nvidia-smi unavailable" if used is None else "PID not listed and no baseline"
 
 
 def _artefact_for(backend: str, precision: str) -> str:
     if backend == "ort-trt":
         return "int8" if precision == "int8" else "fp32"  # TensorRT EP: fp16 through its flag
     return precision
+
+
+def trt_profile_shapes(input_name: str, shape: tuple[int, ...]) -> dict[str, str]:
+    """TensorRT EP profile options for exactly ``shape`` (min = opt = max): the optimum is the
+    batch and size being timed, so the engine is tuned for the call it is measured on."""
+    dims = "x".join(str(int(d)) for d in shape)
+    return {f"trt_profile_{k}_shapes": f"{input_name}:{dims}" for k in ("min", "opt", "max")}
 
 
 class OrtSession:
@@ -62,12 +89,19 @@ class OrtSession:
         self.cache = cache
         t0 = time.perf_counter()
         self.bundle = load_bundle(spec.bundle)
+        self.gpu_baseline_mb = device_used_mb() if backend != "ort-cpu" else None
         self.artefact = self.bundle.artefact(_artefact_for(backend, precision))
+        self.model_path = self.artefact.path
         self.out_channels = int(self.bundle.output_spec.get("channels", 3))
-        self._runner = None if backend == "ort-trt" else self._make_runner(self.artefact.path, None)
+        if backend == "ort-trt" and precision == "int8":
+            from .bundles import tensorrt_int8
+
+            self.model_path = tensorrt_int8(spec.bundle)  # symmetric: TensorRT rejects zero-points
+        self._runner = None if backend == "ort-trt" else self._make_runner(self.model_path, None)
         self.load_s = time.perf_counter() - t0
         self.details: dict[str, Any] = {
-            "artefact": self.artefact.file, "threads": threads,
+            "artefact": self.artefact.file if self.model_path == self.artefact.path else self.model_path.name,
+            "threads": threads,
             "bundle_parity": self.bundle.parity.get(self.artefact.file),
         }
         if self._runner is not None:
@@ -76,8 +110,8 @@ class OrtSession:
         self._shape_runner: tuple | None = None
 
     # ------------------------------------------------------------------ sessions
-    def _providers(self, shape: tuple[int, ...] | None) -> list:
-        b = self.backend
+    def _providers(self, shape: tuple[int, ...] | None, backend: str | None = None) -> list:
+        b = backend or self.backend
         cuda_opts = {"device_id": 0, "cudnn_conv_algo_search": "EXHAUSTIVE"}
         if b == "ort-cpu":
             return ["CPUExecutionProvider"]
@@ -87,7 +121,6 @@ class OrtSession:
             return [("CUDAExecutionProvider", {**cuda_opts, "enable_cuda_graph": "1"}), "CPUExecutionProvider"]
         # ort-trt: an explicit profile for exactly this shape
         name = self.bundle.input_spec.name or "input"
-        dims = "x".join(str(d) for d in shape)
         trt_cache = self.cache / "ort-trt-cache"
         trt_cache.mkdir(parents=True, exist_ok=True)
         trt_opts = {
@@ -96,15 +129,14 @@ class OrtSession:
             "trt_int8_enable": self.precision == "int8",
             "trt_engine_cache_enable": True, "trt_engine_cache_path": str(trt_cache),
             "trt_timing_cache_enable": True, "trt_timing_cache_path": str(trt_cache),
-            "trt_profile_min_shapes": f"{name}:{dims}", "trt_profile_opt_shapes": f"{name}:{dims}",
-            "trt_profile_max_shapes": f"{name}:{dims}",
+            **trt_profile_shapes(name, shape),
         }
         return [("TensorrtExecutionProvider", trt_opts), ("CUDAExecutionProvider", cuda_opts), "CPUExecutionProvider"]
 
-    def _make_runner(self, path: Path, shape: tuple[int, ...] | None):
+    def _make_runner(self, path: Path, shape: tuple[int, ...] | None, backend: str | None = None):
         from advseg_sdk.runtime import OnnxRunner
 
-        providers = self._providers(shape)
+        providers = self._providers(shape, backend)
         want = providers[0] if isinstance(providers[0], str) else providers[0][0]
         runner = OnnxRunner(path, providers=providers, intra_op_threads=self.threads, inter_op_threads=1,
                             io_binding=False)
@@ -116,7 +148,7 @@ class OrtSession:
         if self.backend != "ort-trt":
             return self._runner
         if self._shape_runner is None or self._shape_runner[0] != shape:
-            self._shape_runner = (shape, self._make_runner(self.artefact.path, shape))
+            self._shape_runner = (shape, self._make_runner(self.model_path, shape))
             self.details["providers"] = self._shape_runner[1].providers
         return self._shape_runner[1]
 
@@ -149,7 +181,11 @@ class OrtSession:
             self._last = binding
 
         def host_call() -> None:
-            runner.session.run(None, {runner.input_name: x})
+            # through the same binding (a CUDA-graph session runs only on its bound buffers):
+            # copy the input into the device buffer, run, copy the output back
+            x_dev.update_inplace(x)
+            sess.run_with_iobinding(binding)
+            binding.copy_outputs_to_cpu()
 
         return {"call": call, "timer": None, "host_call": host_call}
 
@@ -174,7 +210,10 @@ class OrtSession:
             finally:
                 self.precision = prev
         else:
-            runner = self._make_runner(fp32.path, shape)
+            # a CUDA-graph session only runs on bound device buffers: the reference runs on the
+            # plain CUDA EP (IO binding through the SDK runner)
+            backend = "ort-cuda" if self.backend == "ort-cuda-graph" else None
+            runner = self._make_runner(fp32.path, shape, backend)
         y = runner.run(np.ascontiguousarray(x, dtype=runner.input_dtype))
         return y, f"{fp32.file} on {runner.providers[0]}, same input"
 
@@ -182,7 +221,11 @@ class OrtSession:
         pass
 
     def gpu_peak_mb(self) -> float | None:
-        return process_gpu_mb() if self.backend != "ort-cpu" else None
+        if self.backend == "ort-cpu":
+            return None
+        mb, how = process_gpu_mb(self.gpu_baseline_mb)
+        self.details["gpu_memory_method"] = how
+        return mb
 
     def close(self) -> None:
         self._runner = None

@@ -30,9 +30,15 @@ def _dtype(precision: str):
 def load_module(spec: ModelSpec):
     """The torch module of ``spec`` (eval mode, no grads)."""
     if spec.kind == "hed":
-        from advseg_train.hed import load_hed
+        from advseg_train.hed import HED, load_hed
 
-        return load_hed()
+        if spec.checkpoint is None:
+            return load_hed()
+        from safetensors.torch import load_file  # a converted state dict (e.g. the GPU asset pack's)
+
+        net = HED()
+        net.load_state_dict({k: v.float() for k, v in load_file(spec.checkpoint).items()})
+        return net.eval().requires_grad_(False)
     if spec.checkpoint is None:
         raise FileNotFoundError(
             f"{spec.name}: no torch weights (the bundle's source checkpoint is not available); "
@@ -75,6 +81,8 @@ class TorchSession:
             self.details.update(gpu=torch.cuda.get_device_name(0), cudnn_benchmark=True,
                                 channels_last=True, tf32_conv=torch.backends.cudnn.allow_tf32,
                                 tf32_matmul=torch.backends.cuda.matmul.allow_tf32)
+            if precision == "fp32" and torch.backends.cudnn.allow_tf32:
+                self.details["fp32_math"] = "tf32 (cuDNN convolutions on tensor cores)"
         self._last: Any = None
 
     # ------------------------------------------------------------------ helpers
@@ -115,14 +123,29 @@ class TorchSession:
             out["call"] = call
         if self.device == "cuda":
             out["timer"] = self._cuda_event_timer
-            sync = torch.cuda.synchronize
+            out["host_call"] = self._host_call(x)
+        return out
+
+    def _host_call(self, x: np.ndarray) -> Callable[[], None]:
+        """Host round trip: copy ``x`` in, run, copy the output out. With CUDA graphs the input is
+        copied into the captured static buffer and the graph replayed (what a deployment does)."""
+        torch = self.torch
+        sync = torch.cuda.synchronize
+        if self.backend == "torch-cudagraph":
+            graph, static_x, static_y = self._graph, self._static_x, self._static_y
 
             def host_call() -> None:
-                y = self._forward(self._to_device(x))
-                y.float().cpu()
+                static_x.copy_(self._to_device(x))
+                graph.replay()
+                static_y.float().cpu()
                 sync()
-            out["host_call"] = host_call
-        return out
+            return host_call
+
+        def host_call() -> None:
+            y = self._forward(self._to_device(x))
+            y.float().cpu()
+            sync()
+        return host_call
 
     def _capture(self, xt) -> Callable[[], None]:
         """Warm up on a side stream, capture one forward in a CUDA graph, return its replay."""
@@ -137,7 +160,7 @@ class TorchSession:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             static_y = self._forward(static_x)
-        self._graph, self._static_y = graph, static_y
+        self._graph, self._static_x, self._static_y = graph, static_x, static_y
 
         def replay() -> None:
             graph.replay()
@@ -161,12 +184,21 @@ class TorchSession:
         return y.float().cpu().numpy()
 
     def reference(self, x: np.ndarray) -> tuple[np.ndarray | None, str]:
-        """fp32 eager output for ``x`` (the accuracy reference), unless this already is fp32 eager."""
-        if self.precision == "fp32" and self.backend == "torch-eager":
+        """Strict-fp32 eager output for ``x`` (the accuracy reference; TF32 off on CUDA, so that
+        fp32-with-TF32 is measured too), unless this already is strict fp32 eager."""
+        torch = self.torch
+        cuda = self.device == "cuda"
+        if self.precision == "fp32" and self.backend == "torch-eager" and not cuda:
             return None, ""
-        with self.torch.inference_mode():
-            y = self.module(self._to_device(x))
-        return y.float().cpu().numpy(), f"torch eager fp32 ({self.device}), same input"
+        flags = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+        try:
+            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+            with torch.inference_mode():
+                y = self.module(self._to_device(x))
+            y = y.float().cpu().numpy()
+        finally:
+            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
+        return y, f"torch eager fp32 ({self.device}{', TF32 off' if cuda else ''}), same input"
 
     def reset_gpu_peak(self) -> None:
         if self.device == "cuda":

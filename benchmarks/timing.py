@@ -59,15 +59,20 @@ def measure(
     fn: Callable[[], object],
     policy: TimingPolicy,
     timed_call: Callable[[Callable[[], object]], float] | None = None,
+    after_warmup: Callable[[], object] | None = None,
 ) -> Timing:
     """Time ``fn`` under ``policy``. ``timed_call(fn) -> seconds`` replaces the host timer
-    (e.g. CUDA events); the first warm-up call's wall time is kept as ``first_call_s``."""
+    (e.g. CUDA events); the first warm-up call's wall time is kept as ``first_call_s``.
+    ``after_warmup()`` runs between the warm-up and the first timed call (e.g. to reset a peak
+    memory counter so that it covers the timed calls only)."""
     out = Timing(warmup=policy.warmup)
     for i in range(policy.warmup):
         t0 = time.perf_counter()
         fn()
         if i == 0:
             out.first_call_s = time.perf_counter() - t0
+    if after_warmup is not None:
+        after_warmup()
 
     def host_timed(f: Callable[[], object]) -> float:
         t0 = time.perf_counter()

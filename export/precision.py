@@ -55,6 +55,8 @@ __all__ = [
     "norm_nodes",
     "convert_fp16",
     "quantize_int8",
+    "TENSORRT_INT8",
+    "asymmetric_zero_points",
     "count_ops",
     "toposort",
     "op_block_summary",
@@ -214,6 +216,34 @@ class Int8Options:
         d["exclude_op_types"] = list(self.exclude_op_types)
         d["subpixel_conv_transpose"] = self.subpixel_conv_transpose
         return d
+
+
+#: TensorRT's ONNX parser takes explicit int8 only as symmetric quantisation: signed int8
+#: activations and weights with every zero-point 0, biases left in float (it quantises them
+#: itself). The default CPU artefact (uint8 activations, asymmetric, int32 biases) is rejected
+#: there; this one is built for TensorRT.
+TENSORRT_INT8 = Int8Options(activation_type="QInt8", weight_type="QInt8", reduce_range=False,
+                            calibrate_method="MinMax",
+                            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                                           "QuantizeBias": False})
+
+
+def asymmetric_zero_points(model: onnx.ModelProto) -> list[str]:
+    """Zero-point initialisers of Q/DQ nodes that TensorRT would reject: non-zero, or not int8."""
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    bad: list[str] = []
+    for node in model.graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(node.input) < 3:
+            continue
+        t = inits.get(node.input[2])
+        if t is None:
+            continue
+        arr = numpy_helper.to_array(t)
+        if t.data_type != onnx.TensorProto.INT8 or bool((arr != 0).any()):
+            bad.append(t.name)
+    return sorted(set(bad))
 
 
 def quantize_int8(
