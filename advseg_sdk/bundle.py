@@ -54,9 +54,12 @@ Public API: :func:`write_manifest` (atomic), :func:`describe_artefact` (sha256 +
 
 from __future__ import annotations
 
+import functools
 import json
+import mmap
 import os
 import shutil
+import stat
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
@@ -79,6 +82,8 @@ __all__ = [
     "write_manifest",
     "describe_artefact",
     "validate_manifest",
+    "manifest_schema",
+    "onnx_external_data",
     "load_bundle",
     "pack_bundle",
     "default_bundle_dir",
@@ -329,6 +334,8 @@ def _artefact(root: Path, d: Mapping[str, Any]) -> Artefact:
 
 
 def _verify_artefact(where: Path, a: Artefact) -> None:
+    if a.path.is_symlink():
+        raise BundleError(f"bundle {where}: {a.file} is a symbolic link; bundles hold plain files only")
     if not a.path.is_file():
         raise BundleError(
             f"bundle {where}: artefact {a.file!r} listed in {MANIFEST_NAME} is missing "
@@ -346,6 +353,133 @@ def _verify_artefact(where: Path, a: Artefact) -> None:
             f"bundle {where}: sha256 mismatch for {a.file}: expected {a.sha256}, got {got} "
             "(file changed or corrupted); re-export the bundle"
         )
+    if a.format == "onnx":
+        external = onnx_external_data(a.path)
+        if external:
+            raise BundleError(
+                f"bundle {where}: {a.file} keeps tensor data in a separate file ({external[0]!r}) that "
+                "the manifest cannot hash; bundles need self-contained ONNX files: re-export the bundle"
+            )
+
+
+# --------------------------------------------------------------------------- ONNX external data
+
+# Where TensorProtos sit in an ONNX ModelProto (onnx.proto field numbers): enough of the wire
+# format to find every tensor, without the onnx package (the SDK does not depend on it).
+_MODEL_GRAPH, _MODEL_FUNCTIONS = 7, 25
+_GRAPH_NODE, _GRAPH_INITIALIZER, _GRAPH_SPARSE_INITIALIZER = 1, 5, 15
+_NODE_ATTRIBUTE, _FUNCTION_NODE = 5, 7
+_ATTR_T, _ATTR_G, _ATTR_TENSORS, _ATTR_GRAPHS, _ATTR_SPARSE, _ATTR_SPARSES = 5, 6, 10, 11, 22, 23
+_TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION, _DATA_LOCATION_EXTERNAL = 13, 14, 1
+_MAX_GRAPH_NESTING = 64
+
+
+class _NotProtobuf(Exception):
+    pass
+
+
+def _varint(buf: Any, i: int, end: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if i >= end or shift > 63:
+            raise _NotProtobuf
+        b = buf[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, i
+        shift += 7
+
+
+def _fields(buf: Any, start: int, end: int) -> Iterable[tuple[int, int, Any]]:
+    """(field number, wire type, value) of one message; length-delimited values are (start, end)."""
+    i = start
+    while i < end:
+        key, i = _varint(buf, i, end)
+        field_no, wire = key >> 3, key & 7
+        if wire == 0:
+            value, i = _varint(buf, i, end)
+        elif wire == 1:
+            value, i = None, i + 8
+        elif wire == 5:
+            value, i = None, i + 4
+        elif wire == 2:
+            n, i = _varint(buf, i, end)
+            value, i = (i, i + n), i + n
+        else:
+            raise _NotProtobuf
+        if i > end or field_no == 0:
+            raise _NotProtobuf
+        yield field_no, wire, value
+
+
+def _tensor_external(buf: Any, span: tuple[int, int], found: list[str]) -> None:
+    location, external = "", False
+    for f, wire, v in _fields(buf, *span):
+        if f == _TENSOR_DATA_LOCATION and wire == 0 and v == _DATA_LOCATION_EXTERNAL:
+            external = True
+        elif f == _TENSOR_EXTERNAL_DATA and wire == 2:  # StringStringEntryProto: key = 1, value = 2
+            external = True
+            entry = {k: bytes(buf[a:b]).decode("utf-8", "replace") for k, w, (a, b) in
+                     ((k, w, span2) for k, w, span2 in _fields(buf, *v) if w == 2)}
+            if entry.get(1) == "location":
+                location = entry.get(2, "")
+    if external:
+        found.append(location or "<unnamed>")
+
+
+def _scan(buf: Any, span: tuple[int, int], kind: str, found: list[str], depth: int) -> None:
+    if depth > _MAX_GRAPH_NESTING:
+        raise _NotProtobuf
+    for f, wire, v in _fields(buf, *span):
+        if wire != 2:
+            continue
+        if kind == "model":
+            if f == _MODEL_GRAPH:
+                _scan(buf, v, "graph", found, depth + 1)
+            elif f == _MODEL_FUNCTIONS:
+                _scan(buf, v, "function", found, depth + 1)
+        elif kind == "graph":
+            if f == _GRAPH_NODE:
+                _scan(buf, v, "node", found, depth + 1)
+            elif f == _GRAPH_INITIALIZER:
+                _tensor_external(buf, v, found)
+            elif f == _GRAPH_SPARSE_INITIALIZER:
+                _scan(buf, v, "sparse", found, depth + 1)
+        elif kind == "function" and f == _FUNCTION_NODE:
+            _scan(buf, v, "node", found, depth + 1)
+        elif kind == "node" and f == _NODE_ATTRIBUTE:
+            _scan(buf, v, "attribute", found, depth + 1)
+        elif kind == "attribute":
+            if f in (_ATTR_T, _ATTR_TENSORS):
+                _tensor_external(buf, v, found)
+            elif f in (_ATTR_G, _ATTR_GRAPHS):
+                _scan(buf, v, "graph", found, depth + 1)
+            elif f in (_ATTR_SPARSE, _ATTR_SPARSES):
+                _scan(buf, v, "sparse", found, depth + 1)
+        elif kind == "sparse" and f in (1, 2):  # values, indices
+            _tensor_external(buf, v, found)
+
+
+def onnx_external_data(path: str | os.PathLike) -> list[str]:
+    """Locations of every tensor of the ONNX file at ``path`` whose data lives in another file.
+
+    A bundle's manifest hashes its ONNX files only, so weights kept beside them
+    (``save_as_external_data``) could be swapped unnoticed: loading refuses such graphs. Returns
+    ``[]`` for a self-contained graph, and for bytes that are not protobuf at all (ONNX Runtime
+    then refuses them with its own message).
+    """
+    found: list[str] = []
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size == 0:
+            return found
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            try:
+                _scan(buf, (0, size), "model", found, 0)
+            except _NotProtobuf:
+                return []
+    return found
 
 
 # --------------------------------------------------------------------------- validation
@@ -356,9 +490,81 @@ def _require(cond: bool, where: str, msg: str) -> None:
         raise BundleError(f"invalid {MANIFEST_NAME} in {where}: {msg}")
 
 
+#: Deepest nesting of objects/lists a manifest may have (real ones use 5).
+MAX_MANIFEST_DEPTH = 32
+#: Largest manifest.json read (real ones are a few kB).
+MAX_MANIFEST_BYTES = 4 << 20
+SCHEMA_NAME = "bundle-manifest.schema.json"
+
+
+@functools.lru_cache(maxsize=1)
+def _schema_text() -> str:
+    return (packaged_bundle_dir() / SCHEMA_NAME).read_text(encoding="utf-8")
+
+
+def manifest_schema() -> dict:
+    """The JSON schema every manifest is checked against (published as ``docs/bundle-manifest.schema.json``)."""
+    return json.loads(_schema_text())
+
+
+@functools.lru_cache(maxsize=1)
+def _validator() -> Any:
+    import jsonschema
+
+    schema = manifest_schema()
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def _json_path(path: Iterable[Any]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a parsed JSON value, without recursion (a hostile file may be deep)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (dict, list)):
+            deepest = max(deepest, d)
+            if deepest > MAX_MANIFEST_DEPTH:
+                return deepest
+            stack.extend((c, d + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return deepest
+
+
+def _schema_message(err: Any, manifest: Mapping[str, Any]) -> str:
+    """One line for a jsonschema error, naming the field as a JSON path."""
+    where = _json_path(err.absolute_path)
+    if err.validator == "required":
+        missing = err.message.split("'")[1] if "'" in err.message else err.message
+        if where.startswith("artefacts[") and missing == "engine":
+            return f"engine artefact {err.instance.get('file')!r} needs an 'engine' object"
+        return f"missing key {missing!r}" if not where else f"{where} is missing {missing!r}"
+    if err.validator == "pattern" and where.endswith(".file"):
+        return f"{where} must be a plain file name, got {err.instance!r}"
+    if err.validator == "pattern" and where.endswith(".sha256"):
+        return f"{where} must be 64 hex digits"
+    if where.endswith("fixed_size"):
+        return f"{where} must be [H, W], integers in 1..16384, got {err.instance!r}"
+    if err.validator == "enum" and (where == "task" or where.endswith((".precision", ".format"))):
+        return f"{where} {err.message}"
+    return f"{where or 'top level'}: {err.message}"
+
+
 def validate_manifest(manifest: Mapping[str, Any], where: str = "<manifest>") -> None:
-    """Raise :class:`BundleError` unless ``manifest`` follows the schema in this module's docstring."""
+    """Raise :class:`BundleError` unless ``manifest`` follows ``docs/bundle-manifest.schema.json``.
+
+    Runs once per load, so everything after it (typed views, the runtime) may trust types and
+    ranges. Checks in code what a schema cannot say: lo < hi, unique files, nesting depth.
+    """
     _require(isinstance(manifest, Mapping), where, "top level must be a JSON object")
+    _require(_depth(manifest) <= MAX_MANIFEST_DEPTH, where,
+             f"nested deeper than {MAX_MANIFEST_DEPTH} levels")
     version = manifest.get("format_version")
     if version not in SUPPORTED_FORMAT_VERSIONS:
         raise BundleError(
@@ -366,53 +572,22 @@ def validate_manifest(manifest: Mapping[str, Any], where: str = "<manifest>") ->
             f"{', '.join(SUPPORTED_FORMAT_VERSIONS)}. Re-export the bundle with this version's "
             "`advseg-export`, or install the advseg version that wrote it"
         )
-    for key in ("task", "architecture", "input", "output", "artefacts"):
-        _require(key in manifest, where, f"missing key {key!r}")
-    _require(manifest["task"] in TASKS, where, f"task {manifest['task']!r} is not one of {TASKS}")
-    arch = manifest["architecture"]
-    _require(isinstance(arch, Mapping) and isinstance(arch.get("name"), str), where,
-             "'architecture' must be an object with a string 'name'")
-    _require(isinstance(arch.get("args", {}), Mapping), where, "'architecture.args' must be an object")
-    inp = manifest["input"]
-    _require(isinstance(inp, Mapping), where, "'input' must be an object")
-    if inp.get("fixed_size") is not None:
-        fs = inp["fixed_size"]
-        _require(isinstance(fs, (list, tuple)) and len(fs) == 2 and all(isinstance(v, int) and v > 0 for v in fs),
-                 where, f"'input.fixed_size' must be [H, W] positive integers, got {fs!r}")
-    sm = inp.get("size_multiple", 1)
-    _require(isinstance(sm, int) and sm >= 1, where, f"'input.size_multiple' must be an integer >= 1, got {sm!r}")
-    ms = inp.get("min_size", 1)
-    _require(isinstance(ms, int) and ms >= 1, where, f"'input.min_size' must be an integer >= 1, got {ms!r}")
-    rng = inp.get("range", [-1, 1])
-    _require(isinstance(rng, (list, tuple)) and len(rng) == 2 and rng[0] < rng[1], where,
-             f"'input.range' must be [lo, hi] with lo < hi, got {rng!r}")
-    _require(inp.get("layout", "NCHW") == "NCHW", where, "only NCHW layout is supported")
-    _require(isinstance(manifest["output"], Mapping), where, "'output' must be an object")
-    arts = manifest["artefacts"]
-    _require(isinstance(arts, list) and len(arts) > 0, where, "'artefacts' must be a non-empty list")
+    errors = sorted(_validator().iter_errors(manifest), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        import jsonschema
+
+        err = jsonschema.exceptions.best_match(errors)
+        while err.context:  # oneOf / anyOf: report the branch that came closest
+            err = jsonschema.exceptions.best_match(err.context)
+        _require(False, where, _schema_message(err, manifest))
+    for key in ("input", "output"):
+        rng = manifest[key].get("range")
+        if rng is not None:
+            _require(rng[0] < rng[1], where, f"{key}.range must be [lo, hi] with lo < hi, got {rng!r}")
     seen: set[str] = set()
-    for i, a in enumerate(arts):
-        _require(isinstance(a, Mapping), where, f"artefacts[{i}] must be an object")
-        for key in ("file", "format", "precision", "sha256"):
-            _require(key in a, where, f"artefacts[{i}] is missing {key!r}")
-        f = a["file"]
-        _require(isinstance(f, str) and f and "/" not in f and "\\" not in f and f not in (".", ".."),
-                 where, f"artefacts[{i}].file must be a plain file name, got {f!r}")
-        _require(f not in seen, where, f"artefact file {f!r} listed twice")
-        seen.add(f)
-        _require(a["format"] in FORMATS, where, f"artefacts[{i}].format {a['format']!r} is not one of {FORMATS}")
-        _require(a["precision"] in PRECISIONS, where,
-                 f"artefacts[{i}].precision {a['precision']!r} is not one of {PRECISIONS}")
-        sha = a["sha256"]
-        _require(isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdefABCDEF" for c in sha),
-                 where, f"artefacts[{i}].sha256 must be 64 hex digits")
-        if a["format"] == "engine":
-            eng = a.get("engine")
-            _require(isinstance(eng, Mapping), where, f"engine artefact {f!r} needs an 'engine' object")
-            for key in ("gpu_name", "compute_capability", "tensorrt_version"):
-                _require(key in eng, where, f"engine artefact {f!r} is missing engine.{key}")
-    for key in ("parity", "provenance"):
-        _require(isinstance(manifest.get(key) or {}, Mapping), where, f"'{key}' must be an object")
+    for a in manifest["artefacts"]:
+        _require(a["file"] not in seen, where, f"artefact file {a['file']!r} listed twice")
+        seen.add(a["file"])
 
 
 # --------------------------------------------------------------------------- writing
@@ -483,15 +658,23 @@ def pack_bundle(bundle_dir: str | os.PathLike, zip_path: str | os.PathLike | Non
 # --------------------------------------------------------------------------- loading
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{MANIFEST_NAME} contains {name}, which JSON does not allow")
+
+
 def _read_manifest(d: Path, shown: Path) -> dict:
     mpath = d / MANIFEST_NAME
+    if mpath.is_symlink():
+        raise BundleError(f"bundle {shown}: {MANIFEST_NAME} is a symbolic link; bundles hold plain files only")
     if not mpath.is_file():
         raise BundleError(
             f"{shown} is not an advseg bundle: no {MANIFEST_NAME} in it; create one with "
             f"`{create_hint(shown)}`"
         )
+    if mpath.stat().st_size > MAX_MANIFEST_BYTES:
+        raise BundleError(f"corrupt bundle {shown}: {MANIFEST_NAME} is over {MAX_MANIFEST_BYTES >> 20} MiB")
     try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        manifest = json.loads(mpath.read_text(encoding="utf-8"), parse_constant=_no_constant)
     except UnicodeDecodeError as exc:
         raise BundleError(f"corrupt bundle {shown}: {MANIFEST_NAME} is not UTF-8 text ({exc})") from None
     except json.JSONDecodeError as exc:
@@ -499,23 +682,60 @@ def _read_manifest(d: Path, shown: Path) -> dict:
             f"corrupt bundle {shown}: {MANIFEST_NAME} is not valid JSON "
             f"({exc.msg} at line {exc.lineno}, column {exc.colno}); re-export the bundle"
         ) from None
+    except ValueError as exc:  # NaN / Infinity
+        raise BundleError(f"corrupt bundle {shown}: {exc}") from None
+    except RecursionError:
+        raise BundleError(f"corrupt bundle {shown}: {MANIFEST_NAME} is nested too deeply") from None
     validate_manifest(manifest, str(shown))
     return manifest
 
 
+#: Zip limits, checked on the archive's directory before anything is extracted. ONNX files
+#: cannot exceed 2 GiB (protobuf); weights compress little, so a high ratio means padding.
+MAX_ZIP_MEMBER_BYTES = 2 << 30
+MAX_ZIP_TOTAL_BYTES = 4 << 30
+MAX_ZIP_RATIO = 100
+MAX_ZIP_MEMBERS = 256
+
+
+def _is_symlink_entry(info: zipfile.ZipInfo) -> bool:
+    return info.create_system == 3 and stat.S_ISLNK(info.external_attr >> 16)
+
+
 def _safe_members(zf: zipfile.ZipFile, zpath: Path) -> list[zipfile.ZipInfo]:
-    members = []
-    for info in zf.infolist():
+    """The archive's members, after refusing unsafe paths, symlinks and bomb-like sizes."""
+    infos = zf.infolist()
+    if len(infos) > MAX_ZIP_MEMBERS:
+        raise BundleError(f"corrupt bundle {zpath}: {len(infos)} members (limit {MAX_ZIP_MEMBERS})")
+    members, total = [], 0
+    for info in infos:
         name = info.filename
         parts = Path(name).parts
         if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
             raise BundleError(f"corrupt bundle {zpath}: unsafe path {name!r} in the zip archive")
+        if _is_symlink_entry(info):
+            raise BundleError(f"corrupt bundle {zpath}: {name!r} is a symbolic link; bundles hold plain files only")
+        size = info.file_size
+        if size > MAX_ZIP_MEMBER_BYTES:
+            raise BundleError(f"bundle {zpath}: {name} declares {size / 1e9:.1f} GB uncompressed "
+                              f"(limit {MAX_ZIP_MEMBER_BYTES / 1e9:.1f} GB per member); refusing to extract")
+        if size > (1 << 20) and size > MAX_ZIP_RATIO * max(info.compress_size, 1):
+            raise BundleError(f"bundle {zpath}: {name} has compression ratio {size / max(info.compress_size, 1):.0f}:1 "
+                              f"(limit {MAX_ZIP_RATIO}:1), a zip bomb or padding; refusing to extract")
+        total += size
+        if total > MAX_ZIP_TOTAL_BYTES:
+            raise BundleError(f"bundle {zpath}: over {MAX_ZIP_TOTAL_BYTES / 1e9:.1f} GB uncompressed in all; "
+                              "refusing to extract")
         members.append(info)
     return members
 
 
 def _extract_zip(zpath: Path) -> Path:
-    """Extract a zipped bundle into the cache, keyed by the zip's sha256 (atomic rename)."""
+    """Extract a zipped bundle into the cache, keyed by the zip's sha256 (atomic rename).
+
+    The extraction is checked (manifest schema, artefact hashes, no symlinks) before it is
+    renamed into place, and removed when a check fails.
+    """
     digest = sha256_file(zpath)
     target = _cache_dir() / f"{digest[:32]}-{zpath.stem}"
     if (target / ".complete").is_file():
@@ -528,6 +748,10 @@ def _extract_zip(zpath: Path) -> Path:
                 zf.extractall(tmp, members=_safe_members(zf, zpath))
         except (zipfile.BadZipFile, EOFError) as exc:
             raise BundleError(f"corrupt bundle {zpath}: not a readable zip archive ({exc})") from None
+        except OSError as exc:
+            raise BundleError(f"bundle {zpath}: cannot extract into {_cache_dir()}: {exc.strerror or exc}") from None
+        root = _bundle_root(tmp, zpath)
+        Bundle(root, _read_manifest(root, zpath), source=zpath).verify()
         (tmp / ".complete").write_text(digest + "\n")
         try:
             os.replace(tmp, target)

@@ -48,6 +48,7 @@ __all__ = [
     "detect_device",
     "engine_mismatch",
     "open_runner",
+    "check_graph_io",
 ]
 
 DEFAULT_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -174,7 +175,14 @@ class OnnxRunner:
             raise ValueError(f"onnxruntime cannot load {path}: {exc}") from None
         self.path = path
         self.providers: list[str] = self.session.get_providers()
-        inp = self.session.get_inputs()[0]
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or not self.session.get_outputs():
+            raise BundleError(
+                f"{path.name} has {len(inputs)} graph inputs and {len(self.session.get_outputs())} outputs; "
+                "a bundle graph takes exactly one input and returns at least one output"
+                if inputs else f"{path.name} has 0 graph inputs; a bundle graph takes exactly one (NCHW image)"
+            )
+        inp = inputs[0]
         self.input_name: str = inp.name
         self.input_shape = inp.shape
         self.output_names = [o.name for o in self.session.get_outputs()]
@@ -517,4 +525,32 @@ def open_runner(
     runner = OnnxRunner(art.path, providers=resolved, **session_options)
     runner.label = f"onnx-{art.precision}:{b.name} [{runner.providers[0]}]"
     runner.artefact = art
+    check_graph_io(runner, b, art.file)
     return runner
+
+
+def check_graph_io(runner: OnnxRunner, bundle: Bundle, file: str) -> None:
+    """Refuse a graph whose input/output disagree with the manifest (names, rank, channels,
+    fixed size), so a wrong bundle fails here with its reason, not later as a shape error."""
+    spec, out_spec = bundle.input_spec, bundle.output_spec
+    where = f"bundle {bundle.source}: {file}:"
+    shape = list(runner.input_shape)
+    if spec.name and runner.input_name != spec.name:
+        raise BundleError(f"{where} graph input is named {runner.input_name!r}, the manifest says {spec.name!r}")
+    if len(shape) != 4:
+        raise BundleError(f"{where} graph input {runner.input_name!r} has rank {len(shape)}, expected NCHW (rank 4)")
+    if isinstance(shape[1], int) and shape[1] != spec.channels:
+        raise BundleError(f"{where} graph input {runner.input_name!r} has {shape[1]} channels, "
+                          f"the manifest says {spec.channels}")
+    if spec.fixed_size and runner.static_hw and tuple(runner.static_hw) != tuple(spec.fixed_size):
+        raise BundleError(f"{where} graph input is {runner.static_hw[0]}x{runner.static_hw[1]}, the manifest's "
+                          f"fixed_size is {spec.fixed_size[0]}x{spec.fixed_size[1]}")
+    out = runner.session.get_outputs()[0]
+    if out_spec.get("name") and out.name != out_spec["name"]:
+        raise BundleError(f"{where} graph output is named {out.name!r}, the manifest says {out_spec['name']!r}")
+    oshape = list(out.shape)
+    if len(oshape) != 4:
+        raise BundleError(f"{where} graph output {out.name!r} has rank {len(oshape)}, expected NCHW (rank 4)")
+    want = out_spec.get("channels")
+    if want is not None and isinstance(oshape[1], int) and oshape[1] != want:
+        raise BundleError(f"{where} graph output {out.name!r} has {oshape[1]} channels, the manifest says {want}")
