@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import coco_panoptic
-from .base import Segmenter, resize
+from .base import Segmenter, map_dtype, probabilities, resize
 
 __all__ = [
     "DEFAULT_TFLITE",
@@ -430,10 +430,7 @@ class DeepLabVOCSegmenter(Segmenter):
         return fake_quant(out, self.net.logits.out_q) if self.emulate_uint8 else out
 
     def _probs(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.logits(x)
-        dtype = torch.promote_types(x.dtype, torch.float32)
-        with torch.autocast(device_type=logits.device.type, enabled=False):
-            return torch.softmax(logits.to(dtype), dim=1)
+        return probabilities(self.logits(x), "softmax", dtype=map_dtype(x))
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", input_size={self.input_size}, multi_layout={self.multi_layout!r}"
