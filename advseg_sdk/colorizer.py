@@ -285,6 +285,12 @@ class Pipeline:
     ``sketch`` is ``"hed"`` (an HED bundle, ``sketch_bundle`` or the default ``hed`` bundle),
     ``"xdog"`` or ``"canny"``. ``sketch_options`` go to the extractor (e.g. ``{"size": 512}``);
     other keyword arguments go to :class:`Colorizer`.
+
+    ``work_short_side``: a generator learns lines at the scale it was trained on, so the photo is
+    sketched and coloured with its short side at this many pixels and the results are resized
+    back to the photo's size. ``"auto"`` (default) takes the bundle's ``input.photo_short_side``
+    (written by ``advseg-export`` from the training config) and works at the photo's own size when
+    the bundle has none; ``None`` always works at the photo's own size.
     """
 
     def __init__(
@@ -295,6 +301,7 @@ class Pipeline:
         providers: Sequence[ProviderSpec] | None = None,
         precision: str = "auto",
         sketch_options: dict[str, Any] | None = None,
+        work_short_side: int | str | None = "auto",
         **colorizer_options: Any,
     ):
         from .sketcher import SketchExtractor
@@ -303,20 +310,26 @@ class Pipeline:
                                         **(sketch_options or {}))
         self.colorizer = Colorizer(colorizer_bundle, providers=providers, precision=precision,
                                    **colorizer_options)
+        if work_short_side == "auto":
+            work_short_side = (self.colorizer.bundle.manifest.get("input") or {}).get("photo_short_side")
+        if work_short_side is not None and (isinstance(work_short_side, bool)
+                                            or not isinstance(work_short_side, int) or work_short_side < 8):
+            raise ValueError(f"work_short_side must be 'auto', None or an integer >= 8, got {work_short_side!r}")
+        self.work_short_side: int | None = work_short_side
 
     def __repr__(self) -> str:
         return f"Pipeline(sketcher={self.sketcher!r}, colorizer={self.colorizer!r})"
 
     def run(self, x: Any, bgr: bool = False) -> PipelineResult | list[PipelineResult]:
         """Sketch and colour one photo (or a list): :class:`PipelineResult` (sketch, color)."""
-        if isinstance(x, (list, tuple)):
-            photos = [Colorizer._load(item, bgr, f"input {i}") for i, item in enumerate(x)]
-            sketches = [self._sketch(p) for p in photos]
-            colours = self.colorizer.colorize_arrays([self._as_rgb(s) for s in sketches])
-            return [PipelineResult(s, c) for s, c in zip(sketches, colours)]
-        photo = Colorizer._load(x, bgr, None)
-        sketch = self._sketch(photo)
-        return PipelineResult(sketch, self.colorizer.colorize_arrays([self._as_rgb(sketch)])[0])
+        single = not isinstance(x, (list, tuple))
+        items = [x] if single else list(x)
+        photos = [Colorizer._load(item, bgr, None if single else f"input {i}") for i, item in enumerate(items)]
+        work = [self._to_work_scale(p) for p in photos]
+        sketches = [self._sketch(p) for p in work]
+        colours = self.colorizer.colorize_arrays([self._as_rgb(s) for s in sketches])
+        results = [self._to_photo_scale(s, c, p.shape[:2]) for s, c, p in zip(sketches, colours, photos)]
+        return results[0] if single else results
 
     __call__ = run
 
@@ -324,6 +337,32 @@ class Pipeline:
         """Only the colour images of :meth:`run`."""
         r = self.run(x, bgr=bgr)
         return [p.color for p in r] if isinstance(r, list) else r.color
+
+    def work_size(self, hw: tuple[int, int]) -> tuple[int, int]:
+        """(H, W) at which a photo of size ``hw`` is sketched and coloured."""
+        h, w = hw
+        if self.work_short_side is None:
+            return h, w
+        scale = self.work_short_side / min(h, w)
+        return max(1, round(h * scale)), max(1, round(w * scale))
+
+    def _to_work_scale(self, photo: np.ndarray) -> np.ndarray:
+        h, w = self.work_size(photo.shape[:2])
+        if (h, w) == photo.shape[:2]:
+            return photo
+        shrink = h < photo.shape[0]
+        return cv2.resize(photo, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+
+    @staticmethod
+    def _to_photo_scale(sketch: np.ndarray, colour: np.ndarray, hw: tuple[int, int]) -> PipelineResult:
+        """Both results at the photo's size: lines stay black on white, colour is resampled."""
+        h, w = hw
+        if sketch.shape[:2] == (h, w):
+            return PipelineResult(sketch, colour)
+        interp = cv2.INTER_AREA if h < sketch.shape[0] else cv2.INTER_CUBIC
+        colour = cv2.resize(colour, (w, h), interpolation=interp)
+        lines = cv2.resize(sketch, (w, h), interpolation=cv2.INTER_AREA if h < sketch.shape[0] else cv2.INTER_LINEAR)
+        return PipelineResult(np.where(lines < 192, 0, 255).astype(np.uint8), colour)
 
     def _sketch(self, rgb: np.ndarray) -> np.ndarray:
         s = np.asarray(self.sketcher.extract(rgb))

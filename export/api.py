@@ -152,6 +152,10 @@ def export_generator(
         input_spec.update(fixed_size=list(fixed), size_multiple=cfg.size_multiple)
     else:
         input_spec.update(size_multiple=cfg.size_multiple, min_size=2 * cfg.size_multiple)
+    provenance = _source_provenance(source, getattr(net, "source_layout", None))
+    short_side = _training_short_side(provenance.get("training_config"))
+    if short_side is not None and fixed is None:
+        input_spec["photo_short_side"] = short_side  # the scale the SDK sketches photos at
     target = ExportTarget(
         module=net,
         task="sketch2color",
@@ -162,7 +166,7 @@ def export_generator(
         size=size,  # type: ignore[arg-type]
         dynamic_hw=fixed is None,
         name=name or f"sketch2color-{cfg.arch}",
-        provenance=_source_provenance(source, getattr(net, "source_layout", None)),
+        provenance=provenance,
     )
     return export_module(
         target, out_dir, precisions=precisions, opset=opset, calib=calib, allow_degraded=allow_degraded,
@@ -543,6 +547,14 @@ def _source_provenance(source: Any, layout: str | None) -> dict[str, Any]:
     else:
         prov["source"] = f"<in-memory {type(source).__name__}>"
     return prov
+
+
+def _training_short_side(config: Any) -> int | None:
+    """The photo short side a generator was trained at (``scale_shortside_and_crop``), if known."""
+    data = config.get("data") if isinstance(config, dict) else None
+    if isinstance(data, dict) and data.get("preprocess") == "scale_shortside_and_crop":
+        return int(data["load_size"])
+    return None
 
 
 def _training_config(path: Path) -> Any:

@@ -107,10 +107,12 @@ class DataConfig:
 
     mode: str = "unaligned"  # "unaligned" (trainA/trainB) | "aligned" (AB or A/B) | "photos"
     root: str | None = None  # "photos" mode: None = the cached real photos (advseg assets)
+    dataset: str | None = None  # "photos" mode: named datasets (advseg data), comma-separated; split = phase
     phase: str = "train"
     load_size: int = 286
     crop_size: int = 256
     preprocess: str = "resize_and_crop"  # | "resize" (to crop_size) | "crop" | "none"
+    # | "scale_shortside_and_crop" (short side to load_size, aspect kept: the scale the SDK colours at)
     flip: bool = True
     serial_batches: bool = False  # unaligned: B index follows A instead of being random
     sketch_method: str = "hed"  # photos mode: "hed" | "xdog" | "canny"
@@ -146,6 +148,7 @@ class RunConfig:
     seed: int = 0
     threads: int | None = None  # torch CPU threads (None: torch's default)
     max_steps: int | None = None  # stop after this many global steps (None: all epochs)
+    max_seconds: float | None = None  # stop at the first step after this many seconds of training
     checkpoint_every: int = 5000  # iterations between latest.pt writes (0: only epoch ends)
     save_epoch_freq: int = 5  # also keep epoch_NNNN.pt every this many epochs (0: never)
     log_every: int = 100  # TensorBoard scalars every N steps
@@ -153,6 +156,10 @@ class RunConfig:
     num_samples: int = 4
     progress: bool = True
     resume: bool = False
+    # start a new run from the networks of another run's checkpoint (e.g. fine-tune a run trained
+    # without the segmentation loss with it): networks present in both are loaded, optimisers and
+    # schedule start fresh; ignored when resuming
+    init_from: str | None = None
 
 
 @dataclass
@@ -194,7 +201,7 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
     "seg.variant": ("none", "binary", "multi", "both"),
     "seg.grad": ("soft", "hard"),
     "data.mode": ("unaligned", "aligned", "photos"),
-    "data.preprocess": ("resize_and_crop", "resize", "crop", "none"),
+    "data.preprocess": ("resize_and_crop", "resize", "crop", "none", "scale_shortside_and_crop"),
     "data.sketch_method": ("hed", "xdog", "canny"),
     "optim.lr_policy": ("linear", "constant"),
     "run.amp": ("off", "bf16", "fp16"),
@@ -226,7 +233,15 @@ def _validate(cfg: TrainConfig) -> None:
     if cfg.optim.lr <= 0:
         raise ConfigError(f"optim.lr must be > 0, got {cfg.optim.lr}")
     d = cfg.data
-    if d.preprocess == "resize_and_crop" and d.crop_size > d.load_size:
+    if d.dataset is not None:
+        from advseg_sdk.datasets import DATASETS
+
+        unknown = [n for n in d.dataset.split(",") if n.strip() not in DATASETS]
+        if unknown:
+            raise ConfigError(f"data.dataset: unknown dataset(s) {', '.join(unknown)}; known: {', '.join(DATASETS)}")
+        if d.mode != "photos":
+            raise ConfigError("data.dataset needs data.mode=photos (sketches are made from the dataset's photos)")
+    if d.preprocess in ("resize_and_crop", "scale_shortside_and_crop") and d.crop_size > d.load_size:
         raise ConfigError(f"data.crop_size ({d.crop_size}) must not exceed data.load_size ({d.load_size})")
     if d.preprocess != "none":
         multiple = 4 if cfg.model.netG.startswith("resnet") else (128 if cfg.model.netG == "unet_128" else 256)

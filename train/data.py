@@ -23,7 +23,7 @@ import hashlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -99,6 +99,9 @@ class Augment:
             return self.load_size, self.load_size
         if self.preprocess == "resize":
             return self.crop_size, self.crop_size
+        if self.preprocess == "scale_shortside_and_crop":
+            scale = self.load_size / max(1, min(w, h))
+            return max(self.load_size, round(w * scale)), max(self.load_size, round(h * scale))
         if self.preprocess == "none":
             m = self.size_multiple
             return max(m, round(w / m) * m), max(m, round(h / m) * m)
@@ -109,7 +112,7 @@ class Augment:
         rw, rh = self.resized_size(w, h)
         x = y = 0
         cw, ch = rw, rh
-        if self.preprocess in ("resize_and_crop", "crop"):
+        if self.preprocess in ("resize_and_crop", "crop", "scale_shortside_and_crop"):
             cw = ch = self.crop_size
             if rw < cw or rh < ch:
                 raise DataError(
@@ -276,6 +279,8 @@ class SketchCache:
     def load(self, photo: Path, augment: Augment) -> tuple[np.ndarray, np.ndarray]:
         """(photo RGB at its training size, sketch (H, W) uint8 of it), from the cache if there."""
         fixed = augment.resized_size(0, 0) if augment.preprocess in ("resize_and_crop", "resize") else None
+        if augment.preprocess == "scale_shortside_and_crop":
+            return self._load_shortside(photo, augment)
         if fixed is not None:
             p_path, s_path = self.path_for(photo, fixed, "photo"), self.path_for(photo, fixed)
             rgb, sketch = _read_cached(p_path, fixed), _read_cached(s_path, fixed)
@@ -296,6 +301,31 @@ class SketchCache:
             write_image(s_path, sketch)
         if fixed is not None:
             write_image(self.path_for(photo, size, "photo"), rgb)
+        return rgb, sketch
+
+    def _load_shortside(self, photo: Path, augment: Augment) -> tuple[np.ndarray, np.ndarray]:
+        """Photo scaled to ``load_size`` on its short side (aspect kept) and its sketch at that size.
+
+        Both are cached under names keyed by the short side, so later epochs decode neither the
+        full-size photo nor run HED; this is also the scale the SDK sketches and colours at."""
+        side = augment.load_size
+        p_path = self.root / f"{self._digest(photo)}_photo_short{side}.png"
+        s_path = self.root / f"{self._digest(photo)}_{self.tag}_short{side}.png"
+        if p_path.is_file() and s_path.is_file():
+            try:
+                rgb, sketch = read_image(p_path), read_image(s_path)
+            except ValueError:
+                rgb = sketch = None
+            if rgb is not None and sketch is not None and rgb.shape[:2] == sketch.shape[:2]:
+                self.hits += 1
+                return rgb, sketch[:, :, 0]
+        self.misses += 1
+        img = _load_pil(photo)
+        size = augment.resized_size(*img.size)
+        rgb = np.asarray(img if img.size == size else img.resize(size, Image.BICUBIC))
+        sketch = self.make(rgb)
+        write_image(p_path, rgb)
+        write_image(s_path, sketch)
         return rgb, sketch
 
     def make(self, rgb: np.ndarray) -> np.ndarray:
@@ -338,14 +368,16 @@ class PhotoSketchDataset(_Base):
     ``unpaired=True`` (CycleGAN) pairs the sketch of photo i with a random photo, as the
     unaligned dataset does; otherwise A and B are the same photo under one crop and flip."""
 
-    def __init__(self, root: str | Path | None, cache: SketchCache, augment: Augment = Augment(),
-                 seed: int = 0, unpaired: bool = False, max_items: int | None = None) -> None:
+    def __init__(self, root: str | Path | Sequence[str | Path] | None, cache: SketchCache,
+                 augment: Augment = Augment(), seed: int = 0, unpaired: bool = False,
+                 max_items: int | None = None) -> None:
         super().__init__(augment, seed)
         if root is None:
             from advseg_sdk.assets import asset_path
 
             root = asset_path("photos")
-        self.paths = list_images(Path(root), "photos data")[:max_items]
+        roots = [root] if isinstance(root, (str, Path)) else list(root)
+        self.paths = [p for r in roots for p in list_images(Path(r), "photos data")][:max_items]
         self.cache = cache
         self.unpaired = unpaired
 
@@ -380,13 +412,18 @@ def build_dataset(cfg: DataConfig, *, paired: bool, seed: int = 0) -> Dataset:
             raise DataError("data.root is required for data.mode=aligned")
         return AlignedDataset(cfg.root, cfg.phase, augment, seed, cfg.max_items)
     if cfg.mode == "photos":
+        root: str | list[Path] | None = cfg.root
+        if cfg.dataset:
+            from advseg_sdk.datasets import dataset_root
+
+            root = [dataset_root(name.strip()) / cfg.phase for name in cfg.dataset.split(",")]
         if cfg.sketch_cache:
             cache_root = Path(cfg.sketch_cache)
         else:
             from advseg_sdk.assets import advseg_home
 
             cache_root = advseg_home() / "sketch_cache"
-        return PhotoSketchDataset(cfg.root, SketchCache(cache_root, cfg.sketch_method), augment, seed,
+        return PhotoSketchDataset(root, SketchCache(cache_root, cfg.sketch_method), augment, seed,
                                   unpaired=not paired, max_items=cfg.max_items)
     raise DataError(f"unknown data.mode {cfg.mode!r}")
 

@@ -170,3 +170,71 @@ def compare_cmd(runs, out_dir: Path, names, real: Path | None, n_images: int, th
 
 if __name__ == "__main__":
     main()
+
+
+@main.command("colour")
+@click.option("--bundle", "bundles", multiple=True,
+              help="Sketch-to-colour bundle to evaluate (repeatable; NAME=PATH names it). "
+                   "Default: the default bundle advseg colorize uses.")
+@click.option("--dataset", "datasets", multiple=True,
+              help="Evaluate on this dataset's split (repeatable; see `advseg data list`).")
+@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@click.option("--photos", "photo_dirs", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Evaluate on the photos in this folder (repeatable).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder: report.md, summary.json, per_image.csv, contact_sheet.png, index.html.")
+@click.option("--sketch", "sketch_method", type=click.Choice(["hed", "xdog", "canny"]), default="hed", show_default=True)
+@click.option("--hed-bundle", type=click.Path(path_type=Path), default=None,
+              help="HED bundle (default: $ADVSEG_HOME/bundles/hed.advseg, exported from the real weights if missing).")
+@click.option("--eval-size", type=click.IntRange(64), default=512, show_default=True,
+              help="Photos are scored with their long side at most this many pixels.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="At most this many photos per source.")
+@click.option("--rows", type=click.IntRange(1), default=12, show_default=True, help="Contact sheet rows.")
+@click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads.")
+def colour_cmd(bundles, datasets, split, photo_dirs, out_dir: Path, sketch_method, hed_bundle, eval_size, limit,
+               rows, threads) -> None:
+    """How well photo -> sketch -> colour restores the photos' colours, beside two baselines
+    (bare lines; lines over one flat mean colour)."""
+    from advseg_sdk.assets import AssetError
+    from advseg_sdk.bundle import BundleError, default_bundle_path
+    from advseg_sdk.colorizer import Pipeline
+    from advseg_sdk.datasets import dataset_paths
+
+    from .metrics.colour import evaluate_colour
+    from .metrics.stats import list_images as list_eval_images
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    if not datasets and not photo_dirs:
+        _fail(ValueError("give at least one --dataset NAME or --photos DIR"))
+    if out_dir.exists() and any(out_dir.iterdir()):
+        _fail(ValueError(f"output folder {out_dir} is not empty; choose a new --out (earlier results are kept)"))
+    try:
+        photos: list[Path] = []
+        for name in datasets:
+            photos += dataset_paths(name, split)[:limit]
+        for folder in photo_dirs:
+            photos += list_eval_images(folder)[:limit]
+        if sketch_method == "hed":
+            hed_bundle = hed_bundle or default_bundle_path("hed")
+            if not (Path(hed_bundle) / "manifest.json").is_file() and not Path(hed_bundle).is_file():
+                from advseg_export.api import export_hed
+
+                click.echo(f"exporting the real HED network to {hed_bundle}", err=True)
+                export_hed(hed_bundle)
+        pipelines = {}
+        for spec in bundles or ("default",):
+            label, _, path = spec.rpartition("=") if "=" in spec else (None, None, spec)
+            pipe = Pipeline(None if path == "default" else path, sketch=sketch_method,
+                            sketch_bundle=hed_bundle if sketch_method == "hed" else None)
+            label = label or (pipe.colorizer.bundle.name if path == "default" else Path(path).name.removesuffix(".advseg"))
+            pipelines[label] = (lambda p: (lambda rgb: tuple(p.run(rgb))))(pipe)
+        what = ", ".join([f"{d} ({split})" for d in datasets] + [str(p) for p in photo_dirs])
+        result = evaluate_colour(photos, pipelines, out_dir, eval_size=eval_size, sheet_rows=rows,
+                                 title=f"colour quality on {what}", progress=sys.stderr.isatty())
+    except (AssetError, BundleError, *_USER_ERRORS) as exc:
+        _fail(exc)
+    click.echo(result.files["report"].read_text(), nl=False)
+    click.echo("wrote " + ", ".join(str(p) for p in result.files.values()))

@@ -313,6 +313,16 @@ class GANModel(nn.Module):
         for n, p in self.pools.items():
             p.load_state_dict(state["pools"][n], device=self.device)
 
+    def load_networks(self, state: Mapping[str, Any]) -> list[str]:
+        """Load the weights of the networks ``state`` (a :meth:`train_state`) shares with this model;
+        optimisers, schedulers and pools are left fresh. Returns the names loaded."""
+        shared = sorted(set(self.nets) & set(state["nets"]))
+        if not shared:
+            raise ValueError(f"the checkpoint holds none of this model's networks ({', '.join(self.nets)})")
+        for n in shared:
+            self.nets[n].load_state_dict(state["nets"][n])
+        return shared
+
     def snapshot_volatile(self) -> dict[str, Any]:
         """Cheap copy of what a forward changes besides parameters (norm buffers, pools, RNG),
         to restore the last good state when a loss turns out non-finite."""

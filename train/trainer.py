@@ -41,7 +41,8 @@ from .config import TrainConfig, dump_yaml, to_dict
 from .data import ResumableSampler, build_dataset
 from .models import GANModel, NonFiniteLossError, build_model
 
-__all__ = ["RunResult", "TrainingDivergedError", "train", "write_sample_grid", "resolve_device", "resolve_num_workers"]
+__all__ = ["RunResult", "TrainingDivergedError", "train", "write_sample_grid", "resolve_device", "resolve_num_workers",
+           "build_loader"]
 
 
 class TrainingDivergedError(RuntimeError):
@@ -106,6 +107,20 @@ def resolve_num_workers(requested: int | None, device: torch.device, cpus: int |
     return max(1, min(8, cpus - 1))
 
 
+def build_loader(cfg: TrainConfig, dataset: Any, sampler: ResumableSampler,
+                 device: torch.device) -> tuple[DataLoader, int, bool]:
+    """The training DataLoader, its worker count and whether it drops the last partial batch
+    (with ``run.compile``: compiled networks see one batch shape; a smaller one recompiles)."""
+    r = cfg.run
+    workers = resolve_num_workers(cfg.data.num_workers, device)
+    drop_last = bool(r.compile) and sampler.num_samples >= r.batch_size
+    loader = DataLoader(dataset, batch_size=r.batch_size, sampler=sampler, num_workers=workers,
+                        drop_last=drop_last, pin_memory=device.type == "cuda",
+                        persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
+                        generator=torch.Generator().manual_seed(r.seed))
+    return loader, workers, drop_last
+
+
 def _setup_distributed(device_name: str) -> tuple[_Dist, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     want_cuda = resolve_device(device_name, cuda_available=torch.cuda.is_available()).type == "cuda"
@@ -120,6 +135,14 @@ def _setup_distributed(device_name: str) -> tuple[_Dist, torch.device]:
     if device.type == "cuda":
         torch.cuda.set_device(device.index)
     return d, device
+
+
+def _time_up(started: float, max_seconds: float, dd: _Dist) -> bool:
+    """``run.max_seconds`` spent (rank 0's clock decides under DDP, so every rank stops together)."""
+    flag = torch.tensor([float(time.monotonic() - started >= max_seconds)])
+    if dd.world > 1:
+        dist.broadcast(flag, src=0)
+    return bool(flag.item())
 
 
 def _seed_all(seed: int) -> None:
@@ -268,13 +291,7 @@ def _train(cfg: TrainConfig, dd: _Dist, device: torch.device, run_dir: Path, ckp
     dataset = build_dataset(cfg.data, paired=cfg.model.kind == "pix2pix", seed=r.seed)
     sampler = ResumableSampler(dataset, num_replicas=dd.world, rank=dd.rank,
                                shuffle=not cfg.data.serial_batches, seed=r.seed)
-    workers = resolve_num_workers(cfg.data.num_workers, device)
-    # compiled networks see one batch shape only: a smaller last batch would recompile them
-    drop_last = bool(r.compile) and sampler.num_samples >= r.batch_size
-    loader = DataLoader(dataset, batch_size=r.batch_size, sampler=sampler, num_workers=workers,
-                        drop_last=drop_last, pin_memory=device.type == "cuda",
-                        persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
-                        generator=torch.Generator().manual_seed(r.seed))
+    loader, workers, drop_last = build_loader(cfg, dataset, sampler, device)
     steps_per_epoch = (sampler.num_samples // r.batch_size if drop_last
                        else math.ceil(sampler.num_samples / r.batch_size))
     first_epoch, last_epoch = o.epoch_count, o.niter + o.niter_decay
@@ -297,6 +314,12 @@ def _train(cfg: TrainConfig, dd: _Dist, device: torch.device, run_dir: Path, ckp
             log.message(f"resumed from {latest} at epoch {epoch}, iteration {it}, step {step}")
         else:
             log.message(f"run.resume: no checkpoint at {latest}; starting a new run")
+    if r.init_from and resumed_from is None:
+        init_path = Path(r.init_from)
+        if not init_path.is_file():
+            raise FileNotFoundError(f"run.init_from: checkpoint not found: {init_path}")
+        loaded = model.load_networks(load_checkpoint(init_path)["model"])
+        log.message(f"initialised networks {', '.join(loaded)} from {init_path}")
 
     model.wrap(ddp=dd.world > 1, compile=r.compile,
                device_ids=[device.index] if device.type == "cuda" and dd.world > 1 else None)
@@ -346,12 +369,16 @@ def _train(cfg: TrainConfig, dd: _Dist, device: torch.device, run_dir: Path, ckp
 
     history: list[dict[str, float]] = []
     t0, steps_timed, images_per_s = time.perf_counter(), 0, 0.0
+    started = time.monotonic()
     done = r.max_steps is not None and step >= r.max_steps
 
     while epoch <= last_epoch and not done:
         sampler.set_epoch(epoch, skip=it * r.batch_size)
         for batch in loader:
             if r.max_steps is not None and step >= r.max_steps:
+                done = True
+                break
+            if r.max_seconds is not None and _time_up(started, r.max_seconds, dd):
                 done = True
                 break
             snap_rng, snap = rng_state(), model.snapshot_volatile()

@@ -1,0 +1,325 @@
+"""Colour quality of a photo → sketch → colour pipeline, measured against the original photos.
+
+A sketch holds no colour, so a colouriser is judged on how close its guess comes to the photo
+the sketch was drawn from, and against two baselines that any model must beat on the same
+sketches:
+
+* ``lines``: the bare line drawing (black on white);
+* ``flat``: the lines over one flat colour, the mean colour of all evaluated photos (one colour
+  for the whole set; it knows the set's average, which a model has to learn).
+
+Per image, at the evaluation size (long side ``eval_size``):
+
+* ``feature_cosine``: cosine of FID's Inception-v3 pool3 features (ResNet-50 features when the
+  Inception weights are not available; the report names the network);
+* ``ssim_l``: SSIM of the CIELAB lightness channel;
+* ``ciede2000``: mean CIEDE2000 colour difference per pixel;
+* ``chroma_ratio``: mean CIELAB chroma of the output over that of the photo (1 = as colourful).
+
+Over the set: KID (and FID where the set is large enough) of each method's images against the
+photos. Outputs: ``per_image.csv``, ``summary.json``, ``report.md``, ``contact_sheet.png`` and
+``index.html`` with the images under ``images/``.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import cv2
+import numpy as np
+import torch
+from skimage.color import deltaE_ciede2000, rgb2lab
+from skimage.metrics import structural_similarity
+
+from advseg_sdk.assets import atomic_path
+from advseg_sdk.imageio import read_image, write_image
+
+__all__ = [
+    "GOALS",
+    "ColourEvalResult",
+    "colour_metrics",
+    "evaluate_colour",
+    "flat_baseline",
+    "lines_baseline",
+]
+
+# What "a model that colours" means here, relative to the flat-colour baseline on the same sketches.
+GOALS = {
+    "ciede2000_vs_flat": 0.75,  # colour error at most 75 % of the flat baseline's
+    "feature_cosine_over_flat": 0.10,  # feature cosine at least 0.10 above the flat baseline's
+    "chroma_ratio": (0.6, 1.4),
+}
+FID_MIN_IMAGES = 200  # below this a Fréchet distance is dominated by its bias: KID only
+METRICS = ("feature_cosine", "ssim_l", "ciede2000", "chroma_ratio")
+
+
+def _lab(rgb: np.ndarray) -> np.ndarray:
+    return rgb2lab(rgb.astype(np.float32) / 255.0)
+
+
+def colour_metrics(photo: np.ndarray, image: np.ndarray) -> dict[str, float]:
+    """SSIM of lightness, mean CIEDE2000 and the chroma ratio of ``image`` against ``photo``
+    (uint8 RGB arrays of one size)."""
+    if photo.shape != image.shape:
+        raise ValueError(f"photo {photo.shape} and image {image.shape} differ in size")
+    lab_p, lab_i = _lab(photo), _lab(image)
+    chroma_p = float(np.hypot(lab_p[..., 1], lab_p[..., 2]).mean())
+    chroma_i = float(np.hypot(lab_i[..., 1], lab_i[..., 2]).mean())
+    return {
+        "ssim_l": float(structural_similarity(lab_p[..., 0], lab_i[..., 0], data_range=100.0)),
+        "ciede2000": float(deltaE_ciede2000(lab_p, lab_i).mean()),
+        "chroma_ratio": chroma_i / max(chroma_p, 1e-6),
+    }
+
+
+def lines_baseline(sketch: np.ndarray) -> np.ndarray:
+    """The bare line drawing as RGB."""
+    return np.repeat(sketch[..., None], 3, axis=2)
+
+
+def flat_baseline(sketch: np.ndarray, colour: Sequence[float]) -> np.ndarray:
+    """Black lines over one flat colour."""
+    out = np.empty(sketch.shape + (3,), np.uint8)
+    out[:] = np.clip(np.round(np.asarray(colour, np.float64)), 0, 255).astype(np.uint8)
+    out[sketch < 128] = 0
+    return out
+
+
+def _fit_long_side(rgb: np.ndarray, long_side: int) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    scale = long_side / max(h, w)
+    if scale >= 1:
+        return rgb
+    return cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
+class _Features:
+    """FID's Inception-v3 when its weights are available, else the offline ResNet-50."""
+
+    def __init__(self, device: str | None) -> None:
+        from .features import get_extractor
+
+        try:
+            self.extractor = get_extractor("inception-fid", device=device)
+            self.network = "Inception-v3 pool3 (FID's network)"
+        except (FileNotFoundError, ValueError, OSError):
+            self.extractor = get_extractor("imgsim-resnet50", device=device)
+            self.network = "ResNet-50 (imgsim weights; FID's Inception weights were not available)"
+        self.label = getattr(self.extractor, "weights_label", "")
+
+    def __call__(self, images: list[np.ndarray]) -> np.ndarray:
+        feats = []
+        for img in images:
+            x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255.0
+            feats.append(self.extractor(x)[0])
+        return np.stack(feats).astype(np.float64)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+
+
+@dataclass
+class ColourEvalResult:
+    """Per-image rows, per-method means, set-level scores and where the files are."""
+
+    rows: list[dict[str, Any]]
+    summary: dict[str, dict[str, float]]
+    set_scores: dict[str, dict[str, Any]]
+    goals: dict[str, dict[str, Any]]
+    flat_colour: list[float]
+    feature_network: str
+    out_dir: Path
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def _goals(summary: dict[str, dict[str, float]], method: str) -> dict[str, Any]:
+    m, flat = summary[method], summary["flat"]
+    lo, hi = GOALS["chroma_ratio"]
+    ratio = m["ciede2000"] / max(flat["ciede2000"], 1e-9)
+    return {
+        "ciede2000_vs_flat": {"value": ratio, "goal": f"<= {GOALS['ciede2000_vs_flat']}",
+                              "met": ratio <= GOALS["ciede2000_vs_flat"]},
+        "feature_cosine_over_flat": {"value": m["feature_cosine"] - flat["feature_cosine"],
+                                     "goal": f">= {GOALS['feature_cosine_over_flat']}",
+                                     "met": m["feature_cosine"] - flat["feature_cosine"] >= GOALS["feature_cosine_over_flat"]},
+        "chroma_ratio": {"value": m["chroma_ratio"], "goal": f"{lo}-{hi}", "met": lo <= m["chroma_ratio"] <= hi},
+    }
+
+
+def evaluate_colour(
+    photos: Sequence[str | os.PathLike],
+    pipelines: dict[str, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]],
+    out_dir: str | os.PathLike,
+    *,
+    eval_size: int = 512,
+    device: str | None = None,
+    sheet_rows: int = 12,
+    title: str = "colour quality",
+    progress: bool = True,
+) -> ColourEvalResult:
+    """Run each pipeline (photo uint8 RGB -> (sketch uint8 (H, W), colour uint8 RGB)) on every
+    photo and score it and the baselines. The first pipeline's sketches make the baselines."""
+    if not photos:
+        raise ValueError("no photos to evaluate")
+    if not pipelines:
+        raise ValueError("no pipeline to evaluate")
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    names = list(pipelines)
+    feats = _Features(device)
+
+    from tqdm import tqdm
+
+    photo_arrays, sketches, outputs = [], [], {n: [] for n in names}
+    stems: list[str] = []
+    for path in tqdm(list(photos), desc="colour", unit="img", disable=not progress):
+        path = Path(path)
+        rgb = _fit_long_side(read_image(path), eval_size)
+        photo_arrays.append(rgb)
+        stems.append(path.stem)
+        for i, n in enumerate(names):
+            sketch, colour = pipelines[n](rgb)
+            if colour.shape != rgb.shape:
+                raise ValueError(f"pipeline {n!r} returned {colour.shape} for a photo of {rgb.shape}")
+            outputs[n].append(colour)
+            if i == 0:
+                sketches.append(sketch)
+    flat_colour = np.concatenate([p.reshape(-1, 3) for p in photo_arrays]).astype(np.float64).mean(0)
+    outputs["lines"] = [lines_baseline(s) for s in sketches]
+    outputs["flat"] = [flat_baseline(s, flat_colour) for s in sketches]
+    methods = names + ["lines", "flat"]
+
+    photo_feats = feats(photo_arrays)
+    method_feats = {m: feats(outputs[m]) for m in methods}
+    rows: list[dict[str, Any]] = []
+    for m in methods:
+        cos = _cosine(method_feats[m], photo_feats)
+        for i, stem in enumerate(stems):
+            rows.append({"image": stem, "method": m, "feature_cosine": float(cos[i]),
+                         **colour_metrics(photo_arrays[i], outputs[m][i])})
+    summary = {m: {k: float(np.mean([r[k] for r in rows if r["method"] == m])) for k in METRICS} for m in methods}
+
+    from .fid import frechet_distance_from_features, kid
+
+    set_scores: dict[str, dict[str, Any]] = {}
+    for m in methods:
+        s: dict[str, Any] = {}
+        if len(stems) >= 2:
+            k = kid(method_feats[m], photo_feats, subset_size=min(100, len(stems)))
+            s["kid"], s["kid_std"] = k.mean, k.std
+        if len(stems) >= FID_MIN_IMAGES:
+            s["fid"] = float(frechet_distance_from_features(method_feats[m], photo_feats))
+        set_scores[m] = s
+    goals = {n: _goals(summary, n) for n in names}
+
+    for i, stem in enumerate(stems):
+        write_image(out / "images" / f"{i:03d}_{stem}_photo.png", photo_arrays[i])
+        write_image(out / "images" / f"{i:03d}_{stem}_sketch.png", sketches[i])
+        for n_i, n in enumerate(names):
+            write_image(out / "images" / f"{i:03d}_{stem}_{_slug(n)}.png", outputs[n][i])
+    result = ColourEvalResult(rows=rows, summary=summary, set_scores=set_scores, goals=goals,
+                              flat_colour=[float(c) for c in flat_colour], feature_network=feats.network,
+                              out_dir=out)
+    result.files["per_image"] = _write_csv(out / "per_image.csv", rows)
+    result.files["summary"] = _write_text(out / "summary.json", json.dumps({
+        "title": title, "images": len(stems), "eval_size": eval_size, "feature_network": feats.network,
+        "feature_weights": feats.label, "flat_colour": result.flat_colour, "methods": summary,
+        "set_scores": set_scores, "goals": goals,
+        "fid_note": f"FID only with >= {FID_MIN_IMAGES} images; KID otherwise",
+    }, indent=1))
+    result.files["report"] = _write_text(out / "report.md", _markdown(result, title, len(stems), eval_size))
+    result.files["contact_sheet"] = _contact_sheet(out / "contact_sheet.png", photo_arrays, sketches,
+                                                   [outputs[n] for n in names], sheet_rows)
+    result.files["html"] = _write_text(out / "index.html", _html(result, title, stems, names))
+    return result
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _write_text(path: Path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return path
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def _markdown(r: ColourEvalResult, title: str, n: int, eval_size: int) -> str:
+    lines = [f"# {title}", "",
+             f"{n} photos, long side ≤ {eval_size} px; features: {r.feature_network}; flat colour = mean of "
+             f"the evaluated photos, RGB ({', '.join(f'{c:.0f}' for c in r.flat_colour)}).", "",
+             "| method | feature cosine ↑ | SSIM (L) ↑ | CIEDE2000 ↓ | chroma ratio (→1) | KID ↓ |",
+             "|---|---|---|---|---|---|"]
+    for m, s in r.summary.items():
+        kid_v = r.set_scores.get(m, {}).get("kid")
+        lines.append(f"| {m} | {s['feature_cosine']:.3f} | {s['ssim_l']:.3f} | {s['ciede2000']:.2f} | "
+                     f"{s['chroma_ratio']:.2f} | {'' if kid_v is None else f'{kid_v:.4f}'} |")
+    lines += ["", "Goals against the flat baseline:", ""]
+    for name, g in r.goals.items():
+        parts = [f"{k} {v['value']:.3f} (goal {v['goal']}: {'met' if v['met'] else 'missed'})" for k, v in g.items()]
+        lines.append(f"- {name}: " + "; ".join(parts))
+    return "\n".join(lines) + "\n"
+
+
+def _contact_sheet(path: Path, photos: list[np.ndarray], sketches: list[np.ndarray],
+                   outputs: list[list[np.ndarray]], rows: int, cell: int = 256) -> Path:
+    """Rows of photo | sketch | colour (one column per pipeline), each image ``cell`` px wide."""
+    def fit(img: np.ndarray) -> np.ndarray:
+        if img.ndim == 2:
+            img = np.repeat(img[..., None], 3, axis=2)
+        h, w = img.shape[:2]
+        return cv2.resize(img, (cell, max(1, round(h * cell / w))), interpolation=cv2.INTER_AREA)
+
+    def pad(img: np.ndarray, height: int) -> np.ndarray:
+        out = np.full((height, img.shape[1], 3), 255, np.uint8)
+        out[:img.shape[0]] = img
+        return out
+
+    picks = np.linspace(0, len(photos) - 1, min(rows, len(photos))).round().astype(int)
+    grid = []
+    for i in picks:
+        cells = [fit(photos[i]), fit(sketches[i])] + [fit(o[i]) for o in outputs]
+        height = max(c.shape[0] for c in cells) + 4  # a white gap between rows
+        grid.append(np.concatenate([pad(c, height) for c in cells], 1))
+    write_image(path, np.concatenate(grid, 0))
+    return path
+
+
+def _html(r: ColourEvalResult, title: str, stems: list[str], names: list[str]) -> str:
+    esc = html.escape
+    head = "".join(f"<th>{esc(h)}</th>" for h in ["photo", "sketch", *names])
+    body = []
+    for i, stem in enumerate(stems):
+        cells = [f'<td><img src="images/{i:03d}_{esc(stem)}_photo.png"></td>',
+                 f'<td><img src="images/{i:03d}_{esc(stem)}_sketch.png"></td>']
+        for n in names:
+            row = next(x for x in r.rows if x["image"] == stem and x["method"] == n)
+            cells.append(f'<td><img src="images/{i:03d}_{esc(stem)}_{esc(_slug(n))}.png"><br>'
+                         f'ΔE {row["ciede2000"]:.1f} · cos {row["feature_cosine"]:.2f} · '
+                         f'chroma {row["chroma_ratio"]:.2f}</td>')
+        body.append(f"<tr><th>{esc(stem)}</th>{''.join(cells)}</tr>")
+    summary_rows = "".join(
+        f"<tr><td>{esc(m)}</td>" + "".join(f"<td>{s[k]:.3f}</td>" for k in METRICS) + "</tr>"
+        for m, s in r.summary.items())
+    return f"""<!doctype html><meta charset="utf-8"><title>{esc(title)}</title>
+<style>body{{font-family:sans-serif}} img{{max-width:256px;max-height:256px}} td,th{{padding:4px;vertical-align:top;font-size:12px}}</style>
+<h1>{esc(title)}</h1>
+<p>{len(stems)} photos; features: {esc(r.feature_network)}; flat colour = mean of the evaluated photos.</p>
+<table border="1"><tr><th>method</th>{''.join(f'<th>{k}</th>' for k in METRICS)}</tr>{summary_rows}</table>
+<h2>Images</h2><table><tr><th></th>{head}</tr>{''.join(body)}</table>
+"""
