@@ -4,11 +4,12 @@ which files a set of inputs expands to, where their outputs go, and what a batch
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-__all__ = ["IMAGE_SUFFIXES", "BatchReport", "collect_inputs", "output_names"]
+__all__ = ["IMAGE_SUFFIXES", "BatchReport", "Plan", "collect_inputs", "plan_outputs", "clean_stale_parts"]
 
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm"}
@@ -28,44 +29,152 @@ class BatchReport:
         return not self.failed
 
 
+def _is_hidden(p: Path) -> bool:
+    """Hidden files, among them the ``.<name>.XXXXXXXX.part<suffix>`` temporaries of atomic writes."""
+    return p.name.startswith(".")
+
+
+def _scan(p: Path, skip: Path | None) -> list[Path]:
+    return sorted(
+        f for f in p.rglob("*")
+        if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not _is_hidden(f)
+        and not (skip is not None and f.resolve().is_relative_to(skip))
+    )
+
+
+def _excluded(folder: Path, out_dir: Path | None) -> Path | None:
+    """The output folder is left out of a folder scan only when it lies strictly inside it
+    (``photos/ -o photos/sketches``); ``par/in -o par`` scans all of ``par/in``."""
+    if out_dir is None:
+        return None
+    out, src = Path(out_dir).resolve(), folder.resolve()
+    return out if out != src and out.is_relative_to(src) else None
+
+
+def _expand(inputs: Iterable[str | os.PathLike], out_dir: Path | None) -> list[tuple[Path, Path]]:
+    """(file, folder of its output relative to ``out_dir``) per input, unique, in a stable order."""
+    out: list[tuple[Path, Path]] = []
+    seen: set[Path] = set()
+    for raw in inputs:
+        p = Path(raw)
+        if p.is_dir():
+            found = [(f, f.parent.relative_to(p)) for f in _scan(p, _excluded(p, out_dir))]
+        elif p.is_file():
+            found = [(p, Path())]
+        else:
+            raise FileNotFoundError(f"no such file or folder: {p}")
+        for f, rel in found:
+            key = f.resolve()
+            if key not in seen:
+                seen.add(key)
+                out.append((f, rel))
+    return out
+
+
 def collect_inputs(inputs: Iterable[str | os.PathLike], exclude: str | os.PathLike | None = None) -> list[Path]:
     """Expand files and folders (recursively, image suffixes only) into a sorted, unique file list.
 
-    Files found in folders under ``exclude`` (the output folder) are skipped, so sketching a
-    folder into a subfolder of itself does not pick up earlier outputs.
+    Hidden files (and so the ``.part`` temporaries a killed run leaves) are not picked up from
+    folders. Files under ``exclude`` (the output folder) are skipped when it lies inside a scanned
+    folder, so sketching a folder into a subfolder of itself does not pick up earlier outputs.
 
     Files named explicitly are kept whatever their suffix (so a bad file is reported, not ignored).
     A path that does not exist raises ``FileNotFoundError``.
     """
-    out: list[Path] = []
-    seen: set[Path] = set()
-    skip = Path(exclude).resolve() if exclude is not None else None
-    for raw in inputs:
-        p = Path(raw)
-        if p.is_dir():
-            found = sorted(
-                f for f in p.rglob("*")
-                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-                and not (skip is not None and f.resolve().is_relative_to(skip))
-            )
-        elif p.is_file():
-            found = [p]
+    return [f for f, _ in _expand(inputs, None if exclude is None else Path(exclude))]
+
+
+def _key(p: Path) -> str:
+    """Identity of a path on any disk, case-insensitive ones included."""
+    return os.path.normcase(os.path.abspath(p)).casefold()
+
+
+@dataclass
+class Plan:
+    """Which input goes to which output(s), and the inputs refused with the reason."""
+
+    jobs: list[tuple[Path, Path]] = field(default_factory=list)  # (input, main output)
+    refused: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def plan_outputs(
+    inputs: Iterable[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    suffix: str = ".png",
+    sidecars: Sequence[str] = (),
+) -> Plan:
+    """Map every input to ``out_dir/<subfolder>/<stem><suffix>`` (plus ``<stem><sidecar>`` files).
+
+    The mapping depends on each input alone, so adding a file never moves another one's output;
+    files found in subfolders of an input folder keep their subfolder. Inputs whose outputs would
+    coincide (``a.jpg`` and ``a.png``; names that differ only in case; a sidecar name that is
+    another input's output) and inputs whose output would be an input file are refused, never
+    renamed or overwritten.
+    """
+    out_dir = Path(out_dir)
+    files = _expand(inputs, out_dir)
+    input_keys = {_key(f.resolve()): f for f, _ in files}
+    owners: dict[str, list[Path]] = {}
+    outputs: dict[Path, list[Path]] = {}
+    for f, rel in files:
+        names = [out_dir / rel / f"{f.stem}{ext}" for ext in (suffix, *sidecars)]
+        outputs[f] = names
+        for t in names:
+            owners.setdefault(_key(t), []).append(f)
+    plan = Plan()
+    for f, _ in files:
+        reason = None
+        for t in outputs[f]:
+            hit = input_keys.get(_key(t.resolve() if t.exists() else t))
+            if hit is not None:
+                reason = (f"{f}: its output {t} would replace the input {hit}; choose another -o"
+                          if hit != f else f"{f}: its output would replace the input itself; choose another -o")
+                break
+            clash = owners[_key(t)]
+            if len(clash) > 1:
+                reason = (f"{f}: {' and '.join(map(str, clash))} would both be written to {t}; "
+                          "rename one of them")
+                break
+        if reason:
+            plan.refused.append((f, reason))
         else:
-            raise FileNotFoundError(f"no such file or folder: {p}")
-        for f in found:
-            key = f.resolve()
-            if key not in seen:
-                seen.add(key)
-                out.append(f)
-    return out
+            plan.jobs.append((f, outputs[f][0]))
+    return plan
 
 
-def output_names(files: Sequence[Path], out_dir: Path, suffix: str = ".png") -> list[Path]:
-    """``<stem><suffix>`` per input; inputs sharing a stem get ``<stem>_<n><suffix>`` so none is overwritten."""
-    counts: dict[str, int] = {}
-    names = []
-    for f in files:
-        n = counts.get(f.stem.lower(), 0)
-        counts[f.stem.lower()] = n + 1
-        names.append(out_dir / (f"{f.stem}{suffix}" if n == 0 else f"{f.stem}_{n}{suffix}"))
-    return names
+def make_out_dir(out_dir: Path) -> None:
+    """Create the output folder up front, so a bad ``-o`` is one clear error before any work."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=out_dir, prefix=".advseg-probe-")
+        probe.close()
+    except OSError as exc:
+        raise ValueError(f"cannot create the output folder {out_dir}: {exc.strerror or exc}") from None
+
+
+#: A ``.part`` temporary older than this was left by a killed run (a write takes seconds).
+STALE_PART_SECONDS = 600
+
+
+def clean_stale_parts(folders: Iterable[Path], older_than: float = STALE_PART_SECONDS) -> list[Path]:
+    """Remove the ``.<name>.XXXXXXXX.part<suffix>`` temporaries of killed runs from output folders.
+
+    Only old ones: a younger one may belong to a run that is still writing.
+    """
+    import re
+    import time
+
+    pattern = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.part(\.[A-Za-z0-9]+)?$")
+    now, removed = time.time(), []
+    for d in set(folders):
+        if not d.is_dir():
+            continue
+        for p in d.iterdir():
+            try:
+                if pattern.match(p.name) and p.is_file() and not p.is_symlink() \
+                        and now - p.stat().st_mtime > older_than:
+                    p.unlink()
+                    removed.append(p)
+            except OSError:
+                continue  # gone already, or not ours to remove
+    return removed

@@ -14,11 +14,12 @@ from typing import Any, Sequence
 
 import click
 
-from .batch import BatchReport, collect_inputs, output_names
+from .batch import IMAGE_SUFFIXES, BatchReport, clean_stale_parts, collect_inputs, make_out_dir, plan_outputs
 
 __all__ = ["colorize_files", "bundle_summary", "colorize", "info"]
 
 PRECISION_CHOICES = ("auto", "fp32", "fp16", "bf16", "int8", "trt")
+SKETCH_SUFFIX = ".sketch.png"  # --save-sketch: <stem>.sketch.png beside <stem>.png
 
 
 def colorize_files(
@@ -53,17 +54,22 @@ def colorize_files(
 
     err = err if err is not None else sys.stderr
     out_dir = Path(out_dir)
-    files = collect_inputs(inputs, exclude=out_dir)  # never re-colour our own outputs
-    targets = output_names(files, out_dir, ".png")
+    # never re-colour our own outputs, overwrite an input, or merge two inputs into one output
+    plan = plan_outputs(inputs, out_dir, ".png", sidecars=(SKETCH_SUFFIX,) if save_sketch else ())
     report = BatchReport()
+    for f, reason in plan.refused:
+        report.failed.append((f, reason))
+        print(f"error: {reason}", file=err)
     todo = []
-    for f, t in zip(files, targets):
+    for f, t in plan.jobs:
         if t.exists() and not overwrite:
             report.skipped.append(f)
         else:
             todo.append((f, t))
     if not todo:
         return report
+    make_out_dir(out_dir)
+    clean_stale_parts({t.parent for _, t in todo})
 
     opts: dict[str, Any] = dict(providers=providers, precision=precision, tile=tile,
                                 tile_overlap=tile_overlap, strict=strict)
@@ -71,7 +77,6 @@ def colorize_files(
         model: Any = Pipeline(bundle, sketch=sketch_method, sketch_bundle=sketch_bundle, **opts)
     else:
         model = Colorizer(bundle, **opts)
-    out_dir.mkdir(parents=True, exist_ok=True)
     read_kw = {} if max_pixels is None else {"max_pixels": max_pixels}
     bar = tqdm(todo, desc="colorize", unit="img", disable=not progress, file=err)
     for f, t in bar:
@@ -80,7 +85,7 @@ def colorize_files(
             if from_photo:
                 result = model.run(rgb)
                 if save_sketch:
-                    write_image(t.with_name(t.stem + ".sketch.png"), result.sketch)
+                    write_image(t.with_name(t.stem + SKETCH_SUFFIX), result.sketch)
                 colour = result.color
             else:
                 colour = model.colorize(rgb)
@@ -129,6 +134,14 @@ def colorize(inputs: tuple[Path, ...], out_dir: Path, bundle: Path | None, from_
         raise click.UsageError(f"--tile-overlap ({tile_overlap}) must be smaller than --tile ({tile})")
     provider_list = [p.strip() for p in providers.split(",") if p.strip()] if providers else None
     try:
+        found = collect_inputs(inputs, exclude=out_dir)
+    except FileNotFoundError as exc:
+        raise click.BadParameter(str(exc), param_hint="INPUTS") from None
+    if not found:
+        raise click.BadParameter(
+            f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {', '.join(map(str, inputs))}",
+            param_hint="INPUTS")
+    try:
         report = colorize_files(
             inputs, out_dir, bundle=bundle, from_photo=from_photo, sketch_method=sketch_method,
             sketch_bundle=sketch_bundle, save_sketch=save_sketch, tile=tile, tile_overlap=tile_overlap,
@@ -137,7 +150,7 @@ def colorize(inputs: tuple[Path, ...], out_dir: Path, bundle: Path | None, from_
         )
     except click.UsageError:
         raise
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     if report.skipped:

@@ -13,7 +13,7 @@ from typing import Sequence, TextIO
 
 import click
 
-from .batch import IMAGE_SUFFIXES, BatchReport, collect_inputs, output_names
+from .batch import IMAGE_SUFFIXES, BatchReport, clean_stale_parts, collect_inputs, make_out_dir, plan_outputs
 
 __all__ = ["sketch_files", "sketch"]
 
@@ -49,19 +49,22 @@ def sketch_files(
 
     err = err if err is not None else sys.stderr
     out_dir = Path(out_dir)
-    files = collect_inputs(inputs, exclude=out_dir)
-    targets = output_names(files, out_dir)
+    plan = plan_outputs(inputs, out_dir)
     report = BatchReport()
+    for f, reason in plan.refused:  # never overwrite an input or merge two outputs
+        report.failed.append((f, reason))
+        print(f"error: {reason}", file=err)
     todo = []
-    for f, t in zip(files, targets):
+    for f, t in plan.jobs:
         if t.exists() and not overwrite:
             report.skipped.append(f)
         else:
             todo.append((f, t))
     if not todo:
         return report
+    make_out_dir(out_dir)
+    clean_stale_parts({t.parent for _, t in todo})
     extractor = SketchExtractor(method=method, bundle=bundle, providers=providers, size=size)
-    out_dir.mkdir(parents=True, exist_ok=True)
     read_kw = {} if max_pixels is None else {"max_pixels": max_pixels}
     bar = tqdm(todo, desc=f"sketch ({method})", unit="img", disable=not progress, file=err)
     warned_big = False
@@ -111,9 +114,9 @@ def sketch(inputs: tuple[Path, ...], out_dir: Path, method: str, size: int | Non
             f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {', '.join(map(str, inputs))}",
             param_hint="INPUTS")
     try:
-        report = sketch_files(files, out_dir, method=method, size=size, overwrite=overwrite,
+        report = sketch_files(inputs, out_dir, method=method, size=size, overwrite=overwrite,
                               bundle=bundle, max_pixels=max_pixels)
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     if report.skipped:

@@ -117,7 +117,7 @@ def test_default_bundle_embedded_then_cached_then_missing(bundle, tmp_path):
 
 def test_usage_errors(bundle, tmp_path):
     r = run("colorize", tmp_path / "nothing-here.png", "-o", tmp_path / "o", "--bundle", bundle)
-    assert r.returncode == 1 and "no such file or folder" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "no such file or folder" in r.stderr and "Traceback" not in r.stderr
     img = tmp_path / "in.png"
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(img)
     r = run("colorize", img, "-o", tmp_path / "o", "--bundle", bundle, "--save-sketch")

@@ -71,20 +71,21 @@ def test_skip_existing_and_overwrite(tmp_path, photo_paths):
     out = src / "sketches"  # inside the input folder: outputs must not become inputs
     r = run_cli(src, "-o", out, "--method", "canny")
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["photo0.png", "photo1.png"]
-    stamp = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    outputs = lambda: sorted(p for p in out.rglob("*") if p.is_file())  # noqa: E731
+    assert [str(p.relative_to(out)) for p in outputs()] == ["nested/photo1.png", "photo0.png"]  # subfolders kept
+    stamp = {p: p.stat().st_mtime_ns for p in outputs()}
+    first = {p: p.read_bytes() for p in outputs()}
 
     r = run_cli(src, "-o", out, "--method", "canny")
     assert r.returncode == 0, r.stderr
     assert "skipped 2" in r.stderr and "wrote 0" in r.stdout
-    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamp
+    assert {p: p.stat().st_mtime_ns for p in outputs()} == stamp
 
     r = run_cli(src, "-o", out, "--method", "canny", "--overwrite")
     assert r.returncode == 0, r.stderr
     assert "wrote 2" in r.stdout
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == first  # deterministic
-    assert all(p.stat().st_mtime_ns >= stamp[p.name] for p in out.iterdir())
+    assert {p: p.read_bytes() for p in outputs()} == first  # deterministic
+    assert all(p.stat().st_mtime_ns >= stamp[p] for p in outputs())
     assert not leftovers(src)
 
 
@@ -171,6 +172,7 @@ def test_collect_inputs_same_stem(tmp_path):
     files = collect_inputs([tmp_path / "d", tmp_path / "d" / "a.png"])
     assert [p.name for p in files] == ["a.jpg", "a.png", "b.PNG"]  # folder scan: image suffixes, no duplicates
     rep = sketch_files([tmp_path / "d"], tmp_path / "o", method="xdog", progress=False)
-    assert sorted(p.name for p in rep.written) == ["a.png", "a_1.png", "b.png"]
+    assert sorted(p.name for p in rep.written) == ["b.png"]  # a.jpg and a.png would share a.png: refused
+    assert sorted(p.name for p, _ in rep.failed) == ["a.jpg", "a.png"]
     with pytest.raises(FileNotFoundError, match="missing"):
         collect_inputs([tmp_path / "missing"])
