@@ -15,6 +15,7 @@ end, so a failed export leaves nothing behind.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import os
 import shutil
 import tempfile
@@ -263,7 +264,14 @@ def export_module(
         profile.check_for(tuple(fixed) if fixed else None, int(target.input_spec.get("size_multiple", 1)),
                           target.channels)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    # The parent folder's lock serialises the short steps that touch ``out`` (clean-up, the
+    # swap) between concurrent exports; the build itself runs unlocked in a private temporary,
+    # locked for as long as this export lives.
+    with _Locked(out.parent):
+        clean_stale_temporaries(out)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        own = _Locked(tmp)
+        own.__enter__()
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the bundle gets normal permissions
@@ -274,10 +282,13 @@ def export_module(
         from advseg_sdk.bundle import write_manifest
 
         write_manifest(tmp, manifest)
-        _replace_dir(tmp, out)
+        with _Locked(out.parent):
+            _check_out_dir(out)  # another export or the user may have put something there meanwhile
+            _replace_dir(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+        own.__exit__()
     say(f"bundle written: {out}")
     return out
 
@@ -468,21 +479,97 @@ def _check_out_dir(out: Path) -> None:
         )
 
 
+class _Locked:
+    """An exclusive ``flock`` on a directory for the life of the ``with`` block (or of the
+    process: the kernel drops it when a killed export dies, which marks its temporaries stale)."""
+
+    def __init__(self, path: Path, wait: bool = True):
+        self.path, self.wait, self.fd = path, wait, -1
+
+    def __enter__(self) -> _Locked | None:
+        import fcntl
+
+        self.fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(self.fd)
+            self.fd = -1
+            return None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _rename_exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False where
+    the system or file system cannot."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _temporaries(out: Path) -> list[Path]:
+    return sorted(p for pat in (f".{out.name}.tmp-*", f".{out.name}.old-*") for p in out.parent.glob(pat)
+                  if p.is_dir() and not p.is_symlink())
+
+
+def clean_stale_temporaries(out: str | os.PathLike) -> list[Path]:
+    """Remove what killed exports left beside ``out`` (``.NAME.tmp-*`` builds, ``.NAME.old-*``
+    swapped-out bundles), and first put back a bundle that a kill left moved aside while ``out``
+    is missing. A temporary whose export is still running is locked by it and kept.
+
+    Call it holding the lock on ``out``'s parent folder (``export_module`` does).
+    """
+    out = Path(out)
+    removed: list[Path] = []
+    for tmp in _temporaries(out):
+        with _Locked(tmp, wait=False) as held:
+            if held is None:
+                continue  # a live export owns it
+            aside = tmp / "bundle"
+            if not out.exists() and tmp.name.startswith(f".{out.name}.old-") and (aside / "manifest.json").is_file():
+                os.replace(aside, out)  # the previous bundle goes back where it was
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
+
+
 def _replace_dir(new: Path, out: Path) -> None:
-    """Move the finished bundle ``new`` to ``out``; an old bundle there is swapped out then removed."""
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, old / "bundle")
+    """Move the finished bundle ``new`` to ``out`` so that ``out`` always holds a whole bundle:
+    one atomic exchange where the system has it; elsewhere the old bundle is moved aside first,
+    and :func:`clean_stale_temporaries` puts it back if a kill lands between the two renames."""
+    if not out.exists():
+        os.replace(new, out)
+        return
+    if _rename_exchange(new, out):
+        shutil.rmtree(new, ignore_errors=True)  # ``new`` now holds the previous bundle
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    os.replace(out, old / "bundle")
     try:
         os.replace(new, out)
     except OSError:
-        if old is not None:
-            os.replace(old / "bundle", out)  # put the previous bundle back
+        os.replace(old / "bundle", out)  # put the previous bundle back
         raise
     finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _has_instance_norm(module: nn.Module) -> bool:

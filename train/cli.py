@@ -10,6 +10,7 @@ Examples::
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -55,6 +56,10 @@ def main(config_file, preset, overrides, data_root, out, resume, seg_grad, devic
     if print_config:
         click.echo(dump_yaml(cfg), nl=False)
         return
+    problem = _run_dir_problem(Path(cfg.run.out), cfg.run.resume)
+    if problem:
+        click.echo(f"advseg-train: error: {problem}", err=True)
+        sys.exit(2)
 
     from advseg_sdk.assets import AssetMissingError
 
@@ -78,6 +83,26 @@ def main(config_file, preset, overrides, data_root, out, resume, seg_grad, devic
     if result.generator is not None:
         click.echo(f"generator: {result.generator}")
         click.echo(f"checkpoint: {result.checkpoint}")
+
+
+#: What makes a folder a run that a new run would overwrite.
+_RUN_FILES = ("checkpoints/latest.pt", "generator.safetensors")
+
+
+def _run_dir_problem(run_dir: Path, resume: bool) -> str | None:
+    """Why training into ``run_dir`` must not start: it holds a run and ``--resume`` is not set
+    (a new run would replace its checkpoint and generator), or it cannot be created."""
+    if not resume:
+        found = [f for f in _RUN_FILES if (run_dir / f).exists()]
+        if found:
+            again = " ".join(a for a in sys.argv[1:] if a != "--resume")
+            return (f"{run_dir} already holds a run ({found[0]}); continue it with "
+                    f"`advseg-train {again} --resume`, or choose a new --out")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create the run folder {run_dir}: {exc.strerror or exc}"
+    return None
 
 
 if __name__ == "__main__":
