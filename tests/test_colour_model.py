@@ -115,17 +115,17 @@ def test_colour_metrics_on_known_images():
 @pytest.mark.real_assets
 def test_advseg_eval_colour_cli(bundle, photo_dir, tmp_path, venv_bin):
     out = tmp_path / "eval"
-    cmd = [str(venv_bin / "advseg-eval"), "colour", "--bundle", f"tiny={bundle}", "--bundle", "default",
+    cmd = [str(venv_bin / "advseg-eval"), "colour", "--bundle", f"tiny={bundle}", "--bundle", "embedded=default",
            "--photos", str(photo_dir), "--limit", "3", "--sketch", "xdog", "--out", str(out), "--threads", "1",
            "--eval-size", "96"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["images"] == 3
-    assert set(summary["methods"]) == {"tiny", "sketch2color-resnet_6blocks", "lines", "flat"}
+    assert set(summary["methods"]) == {"tiny", "embedded", "lines", "flat"}
     assert summary["methods"]["lines"]["chroma_ratio"] < 0.01  # black and white has no chroma
     assert "kid" in summary["set_scores"]["tiny"] and "fid" not in summary["set_scores"]["tiny"]
-    assert set(summary["goals"]) == {"tiny", "sketch2color-resnet_6blocks"}
+    assert set(summary["goals"]) == {"tiny", "embedded"}
     for name in ("report.md", "per_image.csv", "contact_sheet.png", "index.html"):
         assert (out / name).stat().st_size > 0
     assert len(list((out / "images").glob("*.png"))) == 3 * 4  # photo, sketch, two models

@@ -137,9 +137,9 @@ def _setup_distributed(device_name: str) -> tuple[_Dist, torch.device]:
     return d, device
 
 
-def _time_up(started: float, max_seconds: float, dd: _Dist) -> bool:
+def _time_up(started: float, max_seconds: float, dd: _Dist, device: torch.device) -> bool:
     """``run.max_seconds`` spent (rank 0's clock decides under DDP, so every rank stops together)."""
-    flag = torch.tensor([float(time.monotonic() - started >= max_seconds)])
+    flag = torch.tensor([float(time.monotonic() - started >= max_seconds)], device=device if dd.world > 1 else "cpu")
     if dd.world > 1:
         dist.broadcast(flag, src=0)
     return bool(flag.item())
@@ -378,7 +378,7 @@ def _train(cfg: TrainConfig, dd: _Dist, device: torch.device, run_dir: Path, ckp
             if r.max_steps is not None and step >= r.max_steps:
                 done = True
                 break
-            if r.max_seconds is not None and _time_up(started, r.max_seconds, dd):
+            if r.max_seconds is not None and _time_up(started, r.max_seconds, dd, device):
                 done = True
                 break
             snap_rng, snap = rng_state(), model.snapshot_volatile()

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Train and export the embedded default sketch -> colour model, as it was made for the package.
+#
+#   bash scripts/train_default_model.sh [RUNS_DIR] [BUNDLE_OUT]
+#
+# Two runs of advseg-train on the train splits of the scene datasets (landscapes, animals,
+# interiors), Pix2Pix through HED sketches at the SDK's photo scale (short side 144 px, 128 px
+# crops):
+#   1. base:  no segmentation loss, 35 epochs (20 at lr 2e-4, 15 decaying), batch 4;
+#   2. tuned: from base's networks, with the adversarial segmentation loss (binary + multi-class
+#             maps of the real DeepLabv3 PASCAL VOC segmenter, soft: the generator gets its
+#             gradient), a few epochs.
+# Then advseg-export writes the fp32 / fp16 / int8 bundle (int8 calibrated on HED sketches of
+# training photos). On 2 CPU cores: about 80 min for run 1 (one thread) and 30 min for run 2.
+# On a GPU, add --set run.device=cuda --set run.amp=bf16 and raise the epochs.
+# Both runs resume when re-run (--resume).
+set -euo pipefail
+source "$(dirname "$0")/_env.sh"
+cd "$REPO"
+RUNS="${1:-$REPO/runs/default-model}"
+BUNDLE="${2:-$RUNS/sketch2color.advseg}"
+THREADS="${ADVSEG_THREADS:-1}"
+EPOCHS_TUNE="${ADVSEG_TUNE_EPOCHS:-4}"
+
+advseg assets fetch hed-bsds500
+advseg data fetch landscapes animals interiors
+
+COMMON=(--preset demo
+  --set data.dataset=landscapes,animals,interiors --set data.preprocess=scale_shortside_and_crop
+  --set data.load_size=144 --set data.crop_size=128
+  --set model.netG=resnet_6blocks --set model.ngf=32 --set model.ndf=32 --set loss.lambda_L1=30
+  --set run.batch_size=4 --set "run.threads=$THREADS" --set run.progress=false
+  --set run.checkpoint_every=200 --set run.sample_every=250 --set run.log_every=25 --resume)
+
+advseg-train "${COMMON[@]}" --set seg.variant=none --set optim.niter=20 --set optim.niter_decay=15 \
+  --out "$RUNS/base"
+
+advseg-train "${COMMON[@]}" --set seg.variant=both --set seg.segmenter=deeplab-voc --set seg.grad=soft \
+  --set optim.niter=0 --set "optim.niter_decay=$EPOCHS_TUNE" --set optim.lr=0.0001 \
+  --set "run.init_from=$RUNS/base/checkpoints/latest.pt" --out "$RUNS/tuned"
+
+# int8 calibration on HED sketches of training photos (the domain the model sees)
+CALIB="$RUNS/calibration"
+if [ ! -d "$CALIB" ]; then
+  "$PY" - "$CALIB" <<'PYEOF'
+import sys
+from pathlib import Path
+from advseg_sdk.datasets import dataset_paths
+from advseg_sdk.imageio import read_image, write_image
+from advseg_train.data import Augment, SketchCache
+from advseg_sdk.assets import advseg_home
+out = Path(sys.argv[1]); out.mkdir(parents=True)
+cache, aug = SketchCache(advseg_home() / "sketch_cache", "hed"), Augment(144, 128, "scale_shortside_and_crop")
+for name in ("landscapes", "animals", "interiors"):
+    for path in dataset_paths(name, "train")[::40]:
+        write_image(out / f"{name}-{path.stem}.png", cache.load(path, aug)[1])
+PYEOF
+fi
+advseg-export "$RUNS/tuned/generator.safetensors" -o "$BUNDLE" --fp16 --int8 --calib "$CALIB" \
+  --sketch-method hed --name sketch2color-default
+echo "bundle: $BUNDLE"
