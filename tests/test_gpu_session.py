@@ -45,7 +45,7 @@ def test_dry_run_runs_every_step_through_the_shell_script(pack, tmp_path, repo_d
     out = tmp_path / "out"
     env = {**os.environ, "PYTHON": python_exe, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(["bash", str(repo_dir / "scripts" / "gpu_session.sh"), "--dry-run", "--pack", str(pack),
-                           "--out", str(out), "--budget-s", "90"],
+                           "--out", str(out), "--budget-s", "300"],
                           capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     doc = json.loads((out / "gpu_session.json").read_text())
