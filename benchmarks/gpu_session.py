@@ -153,10 +153,11 @@ STEPS: tuple[tuple[str, float], ...] = (
 
 class Session:
     def __init__(self, pack: Path, out: Path, budget_s: float, profile: Profile, dry_run: bool,
-                 log: Callable[[str], None] = print) -> None:
+                 log: Callable[[str], None] = print, only: set[str] | None = None) -> None:
         from .gpu_pack import read_pack
 
         self.pack, self.out, self.profile, self.dry_run, self.log = pack, out, profile, dry_run, log
+        self.only = only
         self.manifest = read_pack(pack)
         self.clock = Clock(budget_s)
         self.work = Path(tempfile.mkdtemp(prefix="advseg-gpu-session-"))
@@ -242,11 +243,22 @@ class Session:
         steps = {"environment": self.step_environment, "train_smoke": self.step_train_smoke,
                  "train_throughput": self.step_train_throughput, "inference": self.step_inference,
                  "final_training": self.step_final_training}
+        chosen = [(n, f) for n, f in STEPS if self.only is None or n in self.only or n == "environment"]
+        total = sum(f - prev for (_, f), prev in zip(STEPS, (0.0,) + tuple(f for _, f in STEPS[:-1]))
+                    if self.only is None or _ in self.only or _ == "environment")
+        end = 0.0
         for name, fraction in STEPS:
-            deadline = self.clock.until(fraction)
+            entry: dict[str, Any]
+            if (name, fraction) not in chosen:
+                self.doc["steps"][name] = {"status": "skipped", "reason": "not among --steps"}
+                continue
+            # the chosen steps share the budget in the proportions of the full session
+            i = [n for n, _ in STEPS].index(name)
+            share = fraction - (STEPS[i - 1][1] if i else 0.0)
+            end += share / total * STEPS[-1][1]
+            deadline = self.clock.until(end)
             need = self.profile.step_min_s.get(name, 1.0)
             have = deadline - time.monotonic()
-            entry: dict[str, Any]
             if have < need:
                 entry = {"status": "skipped", "reason": f"budget spent: {max(have, 0):.0f} s left for this step "
                          f"(of {self.clock.left():.0f} s in all), it needs at least {need:.0f} s"}
@@ -298,8 +310,10 @@ class Session:
             q = subprocess.run([smi, "--query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm",
                                 "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
             env["nvidia_smi"] = q.stdout.strip()
-        seconds = 0.25 if self.profile.device == "cuda" else 0.02
-        env["peaks"] = measure_peaks([self.profile.device], threads=torch.get_num_threads(), seconds=seconds)
+        if self.profile.device == "cuda":  # strict fp32, TF32, bf16, fp16, int8 matrix rates
+            env["peaks"] = measure_peaks(["cuda"], threads=torch.get_num_threads(), seconds=0.25)
+        else:
+            env["peaks"] = {"note": "not measured in the dry run (advseg-bench run measures CPU peaks)"}
         self.doc["env"] = env
         return {"env": env}
 
@@ -880,8 +894,9 @@ def render_markdown(doc: dict[str, Any]) -> str:
 
 
 def run_session(pack: str | Path, out: str | Path, budget_s: float, dry_run: bool = False,
-                log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run every step within ``budget_s`` seconds; returns the result document (also written)."""
+                log: Callable[[str], None] = print, steps: list[str] | None = None) -> dict[str, Any]:
+    """Run every step (or ``steps``; the environment always) within ``budget_s`` seconds;
+    returns the result document (also written)."""
     import torch
 
     profile = dry_profile() if dry_run else gpu_profile()
@@ -889,7 +904,11 @@ def run_session(pack: str | Path, out: str | Path, budget_s: float, dry_run: boo
         raise SystemExit("gpu-session: torch sees no CUDA device (use --dry-run on a CPU)")
     if dry_run:
         torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    return Session(Path(pack), Path(out), budget_s, profile, dry_run, log).run()
+    names = [n for n, _ in STEPS]
+    unknown = sorted(set(steps or []) - set(names))
+    if unknown:
+        raise SystemExit(f"gpu-session: unknown step(s) {', '.join(unknown)}; choose from {', '.join(names)}")
+    return Session(Path(pack), Path(out), budget_s, profile, dry_run, log, set(steps) if steps else None).run()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -900,13 +919,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=os.environ.get("OUT", "out/gpu-session"))
     ap.add_argument("--budget-s", type=float, default=480.0)
     ap.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU, the same code path")
+    ap.add_argument("--steps", default=None,
+                    help="comma-separated subset of the steps (e.g. for a rerun): " + ",".join(n for n, _ in STEPS))
     a = ap.parse_args(argv)
 
     def log(msg: str) -> None:
         print(msg, flush=True)
 
-    doc = run_session(a.pack, a.out, a.budget_s, a.dry_run, log)
-    bad = [n for n, s in doc["steps"].items() if s["status"] == "error"]
+    doc = run_session(a.pack, a.out, a.budget_s, a.dry_run, log,
+                      [s for s in a.steps.split(",") if s] if a.steps else None)
+    bad = [n for n, st in doc["steps"].items() if st["status"] == "error"]
     log(render_markdown(doc))
     log(f"gpu-session: {len(doc['steps'])} steps, errors in: {', '.join(bad) or 'none'}; results in {a.out}")
     return 1 if bad else 0

@@ -8,27 +8,30 @@
 # Then make exactly this device call (tool `run`; 9 minutes of the session's 15):
 #     command:   bash scripts/gpu_session.sh
 #     carry:     ["gpu-pack"]
-#     timeout_s: 560
+#     timeout_s: 540
 # Results come back under the call's files (gpu_session.json / .md / .log, install.log,
 # final_generator.safetensors, final_samples.png).
 #
 # Options: --dry-run (CPU, tiny sizes, no install: what the test suite runs), --pack DIR,
 # --out DIR (default $OUT, else out/gpu-session), --budget-s N (seconds for the whole script,
-# install included; default 500).
+# install included; default 480), --steps a,b (a subset, e.g. to rerun one that broke:
+# train_smoke, train_throughput, inference, final_training; the environment always runs).
 set -uo pipefail
 start=$(date +%s)
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY="${PYTHON:-python3}"
 PACK=gpu-pack
 DEST="${OUT:-out/gpu-session}"
-BUDGET=500
+BUDGET=480
 DRY=""
+STEPS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) DRY="--dry-run" ;;
     --pack) PACK="$2"; shift ;;
     --out) DEST="$2"; shift ;;
     --budget-s) BUDGET="$2"; shift ;;
+    --steps) STEPS=(--steps "$2"); shift ;;
     *) echo "gpu_session.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -63,6 +66,6 @@ if [ -z "$DRY" ]; then
 fi
 
 left=$(( BUDGET - ($(date +%s) - start) ))
-PYTHONUNBUFFERED=1 "$PY" -m advseg_bench.gpu_session --pack "$PACK" --out "$DEST" --budget-s "$left" $DRY 2>&1 \
+PYTHONUNBUFFERED=1 "$PY" -m advseg_bench.gpu_session --pack "$PACK" --out "$DEST" --budget-s "$left" $DRY ${STEPS[@]+"${STEPS[@]}"} 2>&1 \
   | tee "$DEST/gpu_session.log"
 exit "${PIPESTATUS[0]}"

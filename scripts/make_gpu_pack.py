@@ -9,7 +9,7 @@ left out and why). Then the GPU session's device call (tool `run`):
 
     command:   bash scripts/gpu_session.sh
     carry:     ["gpu-pack"]
-    timeout_s: 560
+    timeout_s: 540
 """
 
 import sys

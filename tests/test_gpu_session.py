@@ -102,3 +102,12 @@ def test_inference_plan_puts_the_goals_first():
     assert {b for m, s, b, be, q in full if m == "resnet_9blocks" and s == 256} == {1, 8, 32, 64, 128, 256}
     assert {m for m, *_ in full} == {"resnet_9blocks", "unet_256", "hed"} and {s for _, s, *_ in full} == {256, 512}
     assert full[-1][3] == "torch-compile"  # the costliest to prepare goes last
+
+
+def test_steps_subset_for_a_rerun(pack, tmp_path):
+    doc = run_session(pack, tmp_path / "out", budget_s=120, dry_run=True, log=lambda m: None, steps=["inference"])
+    assert doc["steps"]["inference"]["status"] == "ok" and doc["steps"]["environment"]["status"] == "ok"
+    for name in ("train_smoke", "train_throughput", "final_training"):
+        assert doc["steps"][name] == {"status": "skipped", "reason": "not among --steps"}
+    with pytest.raises(SystemExit, match="unknown step"):
+        run_session(pack, tmp_path / "x", budget_s=1, dry_run=True, steps=["nope"])
