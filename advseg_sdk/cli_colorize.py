@@ -22,6 +22,75 @@ PRECISION_CHOICES = ("auto", "fp32", "fp16", "bf16", "int8", "trt")
 SKETCH_SUFFIX = ".sketch.png"  # --save-sketch: <stem>.sketch.png beside <stem>.png
 
 
+def pending_outputs(
+    inputs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    save_sketch: bool = False,
+    overwrite: bool = False,
+    err: Any = None,
+) -> tuple[BatchReport, list[tuple[Path, Path]]]:
+    """The (input, output) pairs still to colour, and a report of the rest.
+
+    Refused inputs (their output would replace an input or another input's output) are in
+    ``report.failed`` and printed to ``err``; inputs whose output exists are in ``report.skipped``
+    unless ``overwrite``. When work remains, the output folder exists and stale temporaries of
+    killed runs are gone. Shared by every way of running ``advseg colorize``, so a resumed or
+    distributed run names, refuses and skips exactly as a single process does.
+    """
+    err = err if err is not None else sys.stderr
+    out_dir = Path(out_dir)
+    # never re-colour our own outputs, overwrite an input, or merge two inputs into one output
+    plan = plan_outputs(inputs, out_dir, ".png", sidecars=(SKETCH_SUFFIX,) if save_sketch else ())
+    report = BatchReport()
+    for f, reason in plan.refused:
+        report.failed.append((f, reason))
+        print(f"error: {reason}", file=err)
+    todo = []
+    for f, t in plan.jobs:
+        if t.exists() and not overwrite:
+            report.skipped.append(f)
+        else:
+            todo.append((f, t))
+    if todo:
+        make_out_dir(out_dir)
+        clean_stale_parts({t.parent for _, t in todo})
+    return report, todo
+
+
+def open_model(
+    bundle: str | os.PathLike | None = None,
+    from_photo: bool = False,
+    sketch_method: str = "hed",
+    sketch_bundle: str | os.PathLike | None = None,
+    **options: Any,
+) -> Any:
+    """The model ``advseg colorize`` runs: a ``Pipeline`` for photos, else a ``Colorizer``;
+    ``options`` (providers, precision, tile, ...) go to it."""
+    from .colorizer import Colorizer, Pipeline
+
+    if from_photo:
+        return Pipeline(bundle, sketch=sketch_method, sketch_bundle=sketch_bundle, **options)
+    return Colorizer(bundle, **options)
+
+
+def save_result(out: Path, result: Any, save_sketch: bool = False) -> Path:
+    """Write one input's colour image to ``out`` atomically (a ``PipelineResult`` also writes its
+    sketch to ``<stem>.sketch.png`` with ``save_sketch``)."""
+    from .colorizer import PipelineResult
+    from .imageio import write_image
+
+    if isinstance(result, PipelineResult):
+        if save_sketch:
+            write_image(out.with_name(out.stem + SKETCH_SUFFIX), result.sketch)
+        result = result.color
+    return write_image(out, result)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The one line a failing input is reported with (our errors already name the file)."""
+    return str(exc) if isinstance(exc, (ValueError, OSError)) else f"{type(exc).__name__}: {exc}"
+
+
 def colorize_files(
     inputs: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
@@ -49,50 +118,24 @@ def colorize_files(
     """
     from tqdm import tqdm
 
-    from .colorizer import Colorizer, Pipeline
-    from .imageio import read_image, write_image
+    from .imageio import read_image
 
     err = err if err is not None else sys.stderr
-    out_dir = Path(out_dir)
-    # never re-colour our own outputs, overwrite an input, or merge two inputs into one output
-    plan = plan_outputs(inputs, out_dir, ".png", sidecars=(SKETCH_SUFFIX,) if save_sketch else ())
-    report = BatchReport()
-    for f, reason in plan.refused:
-        report.failed.append((f, reason))
-        print(f"error: {reason}", file=err)
-    todo = []
-    for f, t in plan.jobs:
-        if t.exists() and not overwrite:
-            report.skipped.append(f)
-        else:
-            todo.append((f, t))
+    report, todo = pending_outputs(inputs, out_dir, save_sketch=save_sketch, overwrite=overwrite, err=err)
     if not todo:
         return report
-    make_out_dir(out_dir)
-    clean_stale_parts({t.parent for _, t in todo})
-
-    opts: dict[str, Any] = dict(providers=providers, precision=precision, tile=tile,
-                                tile_overlap=tile_overlap, strict=strict)
-    if from_photo:
-        model: Any = Pipeline(bundle, sketch=sketch_method, sketch_bundle=sketch_bundle, **opts)
-    else:
-        model = Colorizer(bundle, **opts)
+    model = open_model(bundle, from_photo=from_photo, sketch_method=sketch_method, sketch_bundle=sketch_bundle,
+                       providers=providers, precision=precision, tile=tile, tile_overlap=tile_overlap,
+                       strict=strict)
     read_kw = {} if max_pixels is None else {"max_pixels": max_pixels}
     bar = tqdm(todo, desc="colorize", unit="img", disable=not progress, file=err)
     for f, t in bar:
         try:
             rgb = read_image(f, **read_kw)
-            if from_photo:
-                result = model.run(rgb)
-                if save_sketch:
-                    write_image(t.with_name(t.stem + SKETCH_SUFFIX), result.sketch)
-                colour = result.color
-            else:
-                colour = model.colorize(rgb)
-            write_image(t, colour)
+            save_result(t, model.run(rgb) if from_photo else model.colorize(rgb), save_sketch=save_sketch)
             report.written.append(t)
         except Exception as exc:  # one bad input must not stop the batch
-            reason = str(exc) if isinstance(exc, (ValueError, OSError)) else f"{type(exc).__name__}: {exc}"
+            reason = failure_reason(exc)
             report.failed.append((f, reason))
             tqdm.write(f"error: {reason}" if str(f) in reason else f"error: {f}: {reason}", file=err)
     return report
@@ -124,10 +167,21 @@ def colorize_files(
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None,
               help="Refuse images with more pixels than this (default 64 MP or $ADVSEG_MAX_PIXELS).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("--ray", "use_ray", is_flag=True,
+              help="Colour on Ray Data with a pool of actors, locally or on a cluster (pip install 'advseg[ray]').")
+@click.option("--ray-address", default=None, metavar="ADDR",
+              help="With --ray: the cluster to join (default $RAY_ADDRESS, else a local Ray instance).")
+@click.option("--actors", type=click.IntRange(min=1), default=None,
+              help="With --ray: actors, each holding one model (default: one per CPU, or per GPU share).")
+@click.option("--gpus-per-actor", type=click.FloatRange(min=0), default=0.0,
+              help="With --ray: GPUs per actor; a fraction lets actors share a GPU.")
 def colorize(inputs: tuple[Path, ...], out_dir: Path, bundle: Path | None, from_photo: bool, sketch_method: str,
              sketch_bundle: Path | None, save_sketch: bool, tile: int | None, tile_overlap: int, precision: str,
-             providers: str | None, strict: bool, overwrite: bool, max_pixels: int | None, quiet: bool) -> None:
+             providers: str | None, strict: bool, overwrite: bool, max_pixels: int | None, quiet: bool,
+             use_ray: bool, ray_address: str | None, actors: int | None, gpus_per_actor: float) -> None:
     """Colour sketches (or, with --from-photo, photos) given as files or folders (recursive)."""
+    if not use_ray and (ray_address or actors or gpus_per_actor):
+        raise click.UsageError("--ray-address, --actors and --gpus-per-actor need --ray")
     if (save_sketch or sketch_bundle) and not from_photo:
         raise click.UsageError("--save-sketch and --sketch-bundle need --from-photo")
     if tile is not None and tile_overlap >= tile:
@@ -141,22 +195,31 @@ def colorize(inputs: tuple[Path, ...], out_dir: Path, bundle: Path | None, from_
         raise click.BadParameter(
             f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {', '.join(map(str, inputs))}",
             param_hint="INPUTS")
+    kwargs: dict[str, Any] = dict(
+        bundle=bundle, from_photo=from_photo, sketch_method=sketch_method,
+        sketch_bundle=sketch_bundle, save_sketch=save_sketch, tile=tile, tile_overlap=tile_overlap,
+        precision=precision, providers=provider_list, strict=strict, overwrite=overwrite,
+        max_pixels=max_pixels, progress=not quiet,
+    )
     try:
-        report = colorize_files(
-            inputs, out_dir, bundle=bundle, from_photo=from_photo, sketch_method=sketch_method,
-            sketch_bundle=sketch_bundle, save_sketch=save_sketch, tile=tile, tile_overlap=tile_overlap,
-            precision=precision, providers=provider_list, strict=strict, overwrite=overwrite,
-            max_pixels=max_pixels, progress=not quiet,
-        )
+        if use_ray:
+            from .distributed import colorize_folder
+
+            report = colorize_folder(inputs, out_dir, address=ray_address, actors=actors,
+                                     gpus_per_actor=gpus_per_actor, **kwargs)
+        else:
+            report = colorize_files(inputs, out_dir, **kwargs)
     except click.UsageError:
         raise
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError, ImportError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     if report.skipped:
         click.echo(f"skipped {len(report.skipped)} input(s) whose output exists in {out_dir} (use --overwrite)",
                    err=True)
     click.echo(f"wrote {len(report.written)} image(s) to {out_dir}")
+    if use_ray and report.written:
+        click.echo(report.summary())
     if report.failed:
         click.echo(f"{len(report.failed)} input(s) failed:", err=True)
         for f, reason in report.failed:

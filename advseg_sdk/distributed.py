@@ -1,0 +1,367 @@
+"""Colour a whole image collection on Ray Data: a laptop and a cluster run the same code.
+
+>>> from advseg_sdk.distributed import colorize_folder, colorize_dataset
+>>> report = colorize_folder(["scans/"], "colour/", actors=4)          # PNGs, like `advseg colorize`
+>>> print(report.summary())
+>>> ds = colorize_dataset(ray.data.read_images("s3://bucket/sketches/", include_paths=True))
+>>> ds.take(1)[0]["color"]                                              # uint8 (H, W, 3) arrays
+
+Each actor loads one :class:`~advseg_sdk.colorizer.Colorizer` (or, for photos, one
+:class:`~advseg_sdk.colorizer.Pipeline`) once and colours the batches it is given; images of one
+network shape in a batch run as one network call, and a folder is ordered by image size so
+batches hold one shape where the collection allows. Outputs follow ``advseg colorize`` exactly:
+the same names (:func:`~advseg_sdk.cli_colorize.pending_outputs`), atomic writes
+(:func:`~advseg_sdk.cli_colorize.save_result`), finished outputs skipped (so a re-run resumes),
+and a bad file is a row of the result table (:func:`~advseg_sdk.cli_colorize.failure_reason`),
+never a failed job. An actor that dies (a lost node, a killed process) is restarted and its
+batch retried; outputs are named by input, so a retry never duplicates one.
+
+Ray is an optional extra (``pip install 'advseg[ray]'``); it is imported only when these
+functions run, so ``import advseg_sdk`` stays free of it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from .batch import BatchReport
+from .cli_colorize import failure_reason, open_model, pending_outputs, save_result
+
+if TYPE_CHECKING:  # pragma: no cover
+    import ray.data
+
+__all__ = ["RayReport", "colorize_dataset", "colorize_folder", "connect", "CRASH_ONCE_ENV"]
+
+#: Fault injection for checking recovery on a real cluster: when set to a file path, the first
+#: actor to create that file exits abruptly on its first batch (once per run, whichever actor).
+CRASH_ONCE_ENV = "ADVSEG_RAY_CRASH_ONCE"
+#: Blocks per run at most; above this a block holds several batches (fewer scheduler objects).
+MAX_BLOCKS = 20_000
+
+
+def _ray() -> Any:
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise ImportError("colouring on Ray needs Ray Data: pip install 'advseg[ray]'") from None
+    return ray
+
+
+def connect(address: str | None = None, **init_kwargs: Any) -> bool:
+    """Join the Ray cluster at ``address`` (or ``$RAY_ADDRESS``), else start a local instance.
+
+    Returns whether this call started the connection (so the caller shuts it down); an
+    already-initialised Ray is reused as it is.
+    """
+    ray = _ray()
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
+    kwargs: dict[str, Any] = {"logging_level": "WARNING", **init_kwargs}
+    try:
+        ray.init(address=address, **kwargs)
+    except ConnectionError as exc:
+        raise ConnectionError(f"cannot reach the Ray cluster at {address}: {exc}") from None
+    return True
+
+
+# --------------------------------------------------------------------------- the actor
+
+
+def _objects(items: Sequence[Any]) -> np.ndarray:
+    """A 1-D object array (one entry per row) that numpy does not try to broadcast."""
+    out = np.empty(len(items), dtype=object)
+    out[:] = list(items)
+    return out
+
+
+class _ColorizeActor:
+    """One model per actor process: loaded once (bundle checks, ONNX sessions), then fed batches.
+
+    A batch is a dict of columns: ``path`` (files to read) or ``image`` (arrays), and optionally
+    ``output`` (where to write; then rows come back as ``status``/``error`` only, no pixels).
+    """
+
+    def __init__(self, model_options: dict[str, Any], from_photo: bool, save_sketch: bool,
+                 max_pixels: int | None, threads: int | None, crash_once: str | None = None):
+        opts = dict(model_options)
+        if threads:  # several actors share a machine: ONNX Runtime must not claim every core
+            opts["intra_op_threads"] = threads
+        self.model = open_model(from_photo=from_photo, **opts)
+        sketcher = getattr(self.model, "sketcher", None)
+        if threads and getattr(sketcher, "runner", None) is not None:
+            from .runtime import open_runner
+
+            sketcher.runner = open_runner(sketcher.bundle, providers=opts.get("providers"),
+                                          intra_op_threads=threads)
+        self.from_photo = from_photo
+        self.save_sketch = save_sketch
+        self.read_kw = {} if max_pixels is None else {"max_pixels": max_pixels}
+        self.crash_once = crash_once
+
+    def _maybe_crash(self) -> None:
+        marker, self.crash_once = self.crash_once, None
+        if not marker:
+            return
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return
+        os._exit(3)  # an abrupt death, as a lost node or an OOM kill would be
+
+    def _load(self, batch: dict[str, np.ndarray], i: int) -> np.ndarray:
+        from .imageio import read_image, to_rgb_uint8
+
+        if "image" in batch:
+            return to_rgb_uint8(batch["image"][i], **self.read_kw)
+        return read_image(str(batch["path"][i]), **self.read_kw)
+
+    def _infer(self, images: list[np.ndarray]) -> list[Any]:
+        """Results for ``images`` (one call: same-shape images share network calls), or per image
+        with the exception in place of a result when the joint call fails."""
+        def run(xs: list[np.ndarray]) -> list[Any]:
+            return self.model.run(xs) if self.from_photo else self.model.colorize_arrays(xs)
+
+        try:
+            return run(images)
+        except Exception:
+            out: list[Any] = []
+            for img in images:
+                try:
+                    out.append(run([img])[0])
+                except Exception as exc:  # noqa: PERF203 - per-image attribution of the failure
+                    out.append(exc)
+            return out
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self._maybe_crash()
+        n = len(next(iter(batch.values())))
+        errors = [""] * n
+        images: dict[int, np.ndarray] = {}
+        for i in range(n):
+            try:
+                images[i] = self._load(batch, i)
+            except Exception as exc:  # a bad file is a row of the result, not a failed job
+                errors[i] = failure_reason(exc)
+        results: dict[int, Any] = dict(zip(images, self._infer(list(images.values()))))
+        for i, r in list(results.items()):
+            if isinstance(r, Exception):
+                errors[i] = failure_reason(r)
+                del results[i]
+        out = {k: v for k, v in batch.items() if k != "image"}
+        if "output" in batch:
+            for i, r in results.items():
+                try:
+                    save_result(Path(str(batch["output"][i])), r, save_sketch=self.save_sketch)
+                except Exception as exc:
+                    errors[i] = failure_reason(exc)
+            out["status"] = np.array(["failed" if e else "written" for e in errors], dtype=object)
+        else:
+            empty = np.zeros((0, 0, 3), np.uint8)  # a failed row: no pixels, the reason in "error"
+            res = [results.get(i) for i in range(n)]
+            if self.from_photo:
+                out["color"] = _objects([empty if r is None else r.color for r in res])
+                out["sketch"] = _objects([empty[..., 0] if r is None else r.sketch for r in res])
+            else:
+                out["color"] = _objects([empty if r is None else r for r in res])
+        out["error"] = np.array(errors, dtype=object)
+        return out
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+def _actor_count(actors: int | None, cpus_per_actor: float, gpus_per_actor: float) -> int:
+    """``actors``, else as many as the cluster's GPUs (with ``gpus_per_actor``) or CPUs hold."""
+    if actors is not None:
+        if actors < 1:
+            raise ValueError(f"actors must be at least 1, got {actors}")
+        return actors
+    res = _ray().cluster_resources()
+    if gpus_per_actor > 0:
+        return max(1, int(res.get("GPU", 0) / gpus_per_actor))
+    return max(1, int(res.get("CPU", 1) / cpus_per_actor))
+
+
+def colorize_dataset(
+    ds: "ray.data.Dataset",
+    bundle: str | os.PathLike | None = None,
+    *,
+    from_photo: bool = False,
+    sketch_method: str = "hed",
+    sketch_bundle: str | os.PathLike | None = None,
+    save_sketch: bool = False,
+    tile: int | None = None,
+    tile_overlap: int = 32,
+    precision: str = "auto",
+    providers: Sequence[str] | None = None,
+    strict: bool = False,
+    max_pixels: int | None = None,
+    actors: int | None = None,
+    cpus_per_actor: float = 1.0,
+    gpus_per_actor: float = 0.0,
+    batch_size: int = 8,
+    max_task_retries: int = 3,
+) -> "ray.data.Dataset":
+    """Colour a Ray Dataset lazily: each row's image goes through an actor-held model.
+
+    Rows need ``image`` (arrays, e.g. from ``ray.data.read_images``) or ``path`` (files, read and
+    checked by :func:`~advseg_sdk.imageio.read_image`). Without an ``output`` column the result
+    rows hold ``color`` (uint8 (H, W, 3); with ``from_photo`` also ``sketch``) and ``error``
+    (``""`` when it worked; a failed row's arrays are empty). With ``output`` (a PNG path per row)
+    the image is written there atomically and the row holds ``status`` and ``error`` instead.
+    Other columns pass through. ``gpus_per_actor`` may be a fraction (actors share a GPU); on CPU
+    each actor's ONNX Runtime uses ``cpus_per_actor`` threads. An actor that dies is restarted
+    and its batch retried up to ``max_task_retries`` times.
+    """
+    ray = _ray()
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if gpus_per_actor < 0 or cpus_per_actor <= 0:
+        raise ValueError("gpus_per_actor must be >= 0 and cpus_per_actor > 0")
+    options: dict[str, Any] = dict(bundle=bundle, providers=list(providers) if providers else None,
+                                   precision=precision, tile=tile, tile_overlap=tile_overlap, strict=strict)
+    if from_photo:
+        options.update(sketch_method=sketch_method, sketch_bundle=sketch_bundle)
+    threads = None if gpus_per_actor > 0 else max(1, int(cpus_per_actor))
+    with warnings.catch_warnings():
+        # max_restarts / max_task_retries have no named parameter yet; bounded retries keep a
+        # batch that kills its actor every time from looping forever (Ray Data's default)
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
+        return ds.map_batches(
+            _ColorizeActor,
+            fn_constructor_kwargs=dict(model_options=options, from_photo=from_photo, save_sketch=save_sketch,
+                                       max_pixels=max_pixels, threads=threads,
+                                       crash_once=os.environ.get(CRASH_ONCE_ENV) or None),
+            compute=ray.data.ActorPoolStrategy(size=_actor_count(actors, cpus_per_actor, gpus_per_actor)),
+            batch_size=batch_size,
+            batch_format="numpy",
+            num_cpus=cpus_per_actor,
+            num_gpus=gpus_per_actor or None,
+            max_restarts=-1,
+            max_task_retries=max_task_retries,
+        )
+
+
+# --------------------------------------------------------------------------- folders
+
+
+@dataclass
+class RayReport(BatchReport):
+    """A :class:`BatchReport` plus the result table (one row per input coloured) and the timing."""
+
+    rows: list[dict[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    actors: int = 0
+
+    @property
+    def images_per_s(self) -> float:
+        return len(self.written) / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        return (f"coloured {len(self.written)} image(s) in {self.seconds:.1f} s "
+                f"({self.images_per_s:.2f} images/s) with {self.actors} actor(s); "
+                f"{len(self.failed)} failed, {len(self.skipped)} skipped")
+
+
+def _size_key(path: Path) -> tuple[int, int]:
+    """Image size from the file header (cheap), to order work so batches share a network shape."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size[1], im.size[0]
+    except Exception:
+        return 0, 0  # unreadable: the actor reports why
+
+
+def colorize_folder(
+    inputs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    bundle: str | os.PathLike | None = None,
+    *,
+    from_photo: bool = False,
+    sketch_method: str = "hed",
+    sketch_bundle: str | os.PathLike | None = None,
+    save_sketch: bool = False,
+    tile: int | None = None,
+    tile_overlap: int = 32,
+    precision: str = "auto",
+    providers: Sequence[str] | None = None,
+    strict: bool = False,
+    overwrite: bool = False,
+    max_pixels: int | None = None,
+    address: str | None = None,
+    actors: int | None = None,
+    cpus_per_actor: float = 1.0,
+    gpus_per_actor: float = 0.0,
+    batch_size: int = 8,
+    max_task_retries: int = 3,
+    progress: bool = True,
+    err: Any = None,
+) -> RayReport:
+    """``advseg colorize`` on Ray: colour files and folders into ``out_dir`` with a pool of actors.
+
+    Names, refusals, skips (a re-run resumes) and atomic writes are those of
+    :func:`~advseg_sdk.cli_colorize.colorize_files`; failing inputs are reported, never fatal.
+    Ray is joined at ``address`` (``$RAY_ADDRESS``) or started locally (and stopped afterwards);
+    on a cluster, inputs and ``out_dir`` must be on storage every node sees, at the same path.
+    """
+    ray = _ray()
+    err = err if err is not None else sys.stderr
+    base, todo = pending_outputs(inputs, out_dir, save_sketch=save_sketch, overwrite=overwrite, err=err)
+    report = RayReport(written=base.written, skipped=base.skipped, failed=base.failed)
+    if not todo:
+        return report
+    todo.sort(key=lambda job: _size_key(job[0]))
+    items = [{"input": str(f), "path": os.path.abspath(f), "output": os.path.abspath(t)} for f, t in todo]
+    by_input = {str(f): (f, t) for f, t in todo}
+    started = connect(address)
+    try:
+        n_actors = min(_actor_count(actors, cpus_per_actor, gpus_per_actor), math.ceil(len(items) / batch_size))
+        ds = ray.data.from_items(items, override_num_blocks=min(math.ceil(len(items) / batch_size), MAX_BLOCKS))
+        ds = colorize_dataset(ds, bundle, from_photo=from_photo, sketch_method=sketch_method,
+                              sketch_bundle=sketch_bundle, save_sketch=save_sketch, tile=tile,
+                              tile_overlap=tile_overlap, precision=precision, providers=providers,
+                              strict=strict, max_pixels=max_pixels, actors=n_actors,
+                              cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor,
+                              batch_size=batch_size, max_task_retries=max_task_retries)
+        ds.context.enable_progress_bars = progress
+        ds.context.max_errored_blocks = -1  # a batch that kills its actor every try is reported below
+        report.actors = n_actors
+        t0 = time.perf_counter()
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            for key, status, error in zip(batch["input"], batch["status"], batch["error"]):
+                f, t = by_input[str(key)]
+                row = {"input": str(f), "output": str(t), "status": str(status),
+                       "error": str(error).replace(os.path.abspath(f), str(f))}
+                report.rows.append(row)
+                if row["status"] == "written":
+                    report.written.append(t)
+                else:
+                    report.failed.append((f, row["error"]))
+                    print(f"error: {row['error']}" if str(f) in row["error"] else f"error: {f}: {row['error']}",
+                          file=err)
+        report.seconds = time.perf_counter() - t0
+    finally:
+        if started:
+            ray.shutdown()
+    done = {r["input"] for r in report.rows}
+    for key, (f, t) in by_input.items():
+        if key not in done:  # its batch killed the actor on every try
+            reason = (f"{f}: the Ray worker colouring it died {max_task_retries + 1} time(s); "
+                      "it may crash the decoder or run out of memory")
+            report.rows.append({"input": str(f), "output": str(t), "status": "failed", "error": reason})
+            report.failed.append((f, reason))
+            print(f"error: {reason}", file=err)
+    return report
