@@ -138,7 +138,27 @@ class Asset:
     def is_present(self) -> bool:
         if self.kind == "photos":
             return (self.path / "photos.json").is_file()
-        return self.path.is_file()
+        return self.path.is_file() and (self.sha256 is None or _still_verified(self.path, self.sha256))
+
+
+def _still_verified(path: Path, sha256: str) -> bool:
+    """Whether a cached file is still the one whose sha256 was checked: size and mtime match the
+    stamp written then, or the sha256 matches now (and the stamp is renewed). A truncated or
+    altered file is not present, so ``fetch`` fetches it again."""
+    st = path.stat()
+    stamp, want = path.with_name(f".{path.name}.verified"), f"{sha256} {st.st_size} {st.st_mtime_ns}\n"
+    try:
+        if stamp.read_text() == want:
+            return True
+    except OSError:
+        pass
+    if sha256_file(path) != sha256:
+        return False
+    try:
+        atomic_write_bytes(stamp, want.encode())
+    except OSError:
+        pass  # a read-only cache is re-hashed next time
+    return True
 
 
 _SKIMAGE_FILES = {

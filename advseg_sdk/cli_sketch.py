@@ -19,10 +19,6 @@ __all__ = ["sketch_files", "sketch"]
 
 
 
-#: Above this many pixels, HED without --size gets a one-time note about speed and memory.
-HED_BIG_PIXELS = 4_000_000
-
-
 def sketch_files(
     inputs: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
@@ -67,14 +63,13 @@ def sketch_files(
     extractor = SketchExtractor(method=method, bundle=bundle, providers=providers, size=size)
     read_kw = {} if max_pixels is None else {"max_pixels": max_pixels}
     bar = tqdm(todo, desc=f"sketch ({method})", unit="img", disable=not progress, file=err)
-    warned_big = False
     for f, t in bar:
         try:
             rgb = read_image(f, **read_kw)
-            if method == "hed" and size is None and rgb.shape[0] * rgb.shape[1] > HED_BIG_PIXELS and not warned_big:
-                warned_big = True
-                tqdm.write(f"note: {f} is {rgb.shape[1]}x{rgb.shape[0]}; HED at full size is slow and needs "
-                           "several GB of memory: --size 1024 sketches at a 1024-px long side instead", file=err)
+            wh = extractor.working_size(rgb.shape[:2])
+            if method == "hed" and size is None and wh != rgb.shape[:2]:
+                tqdm.write(f"note: {f} is {rgb.shape[1]}x{rgb.shape[0]}; HED works at {wh[1]}x{wh[0]} to bound "
+                           "memory, the sketch keeps the full size (--size N chooses the working size)", file=err)
             write_image(t, extractor.extract(rgb))
             report.written.append(t)
         except ImageReadError as exc:  # its message names the file

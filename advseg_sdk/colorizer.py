@@ -239,6 +239,13 @@ class Colorizer:
                 f"{self.runner.label}: output shape {tuple(y.shape)} does not match input shape "
                 f"{tuple(batch.shape)} (expected (N, C, H, W) with the input's N, H, W)"
             )
+        want = int(self.bundle.output_spec.get("channels", 3))
+        if y.shape[1] != want:  # e.g. RGBA from a graph whose channel count is only known when run
+            raise BundleError(f"{self.runner.label}: the graph returned {y.shape[1]} channels; "
+                              f"the manifest's output has {want}")
+        if not np.isfinite(y).all():  # would silently become a black or clipped picture
+            raise BundleError(f"{self.runner.label}: the graph produced NaN or infinite values; "
+                              "the bundle's weights or graph are broken, re-export it")
         return [self._from_net(o) for o in y]
 
     def tile_plan(self, h: int, w: int) -> list[Tile]:

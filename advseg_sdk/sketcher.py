@@ -22,7 +22,7 @@ import numpy as np
 from . import sketch as _sketch
 from .imageio import to_rgb_uint8
 
-__all__ = ["METHODS", "SketchExtractor", "HEDBundleMissingError"]
+__all__ = ["METHODS", "SketchExtractor", "HEDBundleMissingError", "DEFAULT_HED_MAX_PIXELS"]
 
 METHODS = ("hed", "xdog", "canny")
 
@@ -40,12 +40,24 @@ def _resize(a: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return cv2.resize(a, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
-def _working_size(hw: tuple[int, int], long_side: int | None) -> tuple[int, int]:
+#: HED (VGG16 at full resolution, plus its reflect border) needs about 0.75 GB per million working
+#: pixels: 1.3 GB at 1024², 2.4 GB at 1536², ~15 GB at 4096². Above this many pixels HED works on
+#: a downscaled copy and the sketch is post-processed at full size, so memory stays bounded.
+DEFAULT_HED_MAX_PIXELS = 1536 * 1536
+#: Post-processing costs ~0.14 GB per million output pixels (2.3 GB at 4096²). Larger outputs are
+#: post-processed at the working size; their 1-px lines are scaled up and thinned again.
+FULL_SIZE_POSTPROCESS_PIXELS = 2048 * 2048
+
+
+def _working_size(hw: tuple[int, int], long_side: int | None, max_pixels: int | None = None) -> tuple[int, int]:
     h, w = hw
-    if long_side is None:
-        return h, w
-    s = long_side / max(h, w)
-    return max(1, round(h * s)), max(1, round(w * s))
+    if long_side is not None:
+        s = long_side / max(h, w)
+        h, w = max(1, round(h * s)), max(1, round(w * s))
+    if max_pixels is not None and h * w > max_pixels:
+        s = (max_pixels / (h * w)) ** 0.5
+        h, w = max(1, int(h * s)), max(1, int(w * s))
+    return h, w
 
 
 class SketchExtractor:
@@ -59,6 +71,9 @@ class SketchExtractor:
         size: if given, the image is resized so its long side is ``size`` before extraction
             (faster for large photos, coarser detail); the sketch is returned at the input size.
         precision: bundle artefact to run (``"auto"``, ``"fp32"``, ``"fp16"``, ``"int8"``, ``"trt"``).
+        max_hed_pixels: HED only: the most pixels HED works at (after ``size``); larger images are
+            downscaled for the network and the sketch is post-processed at the input size, which
+            bounds memory (:data:`DEFAULT_HED_MAX_PIXELS`: about 2.5 GB at most). ``None``: no bound.
         border: HED only: reflect-pad the image by this many px before inference and crop after,
             as the official pipeline did (it used 128 px), so the network does not see the image
             frame as an edge. ``None``: ``min(128, long side // 4)``; ``0`` is fastest.
@@ -74,6 +89,7 @@ class SketchExtractor:
         size: int | None = None,
         precision: str = "auto",
         border: int | None = None,
+        max_hed_pixels: int | None = DEFAULT_HED_MAX_PIXELS,
         **params: Any,
     ):
         if method not in METHODS:
@@ -85,6 +101,7 @@ class SketchExtractor:
         self.method = method
         self.size = None if size is None else int(size)
         self.border = border
+        self.max_hed_pixels = None if max_hed_pixels is None else max(1, int(max_hed_pixels))
         self.params = params
         self.runner = None
         self.bundle = None
@@ -158,19 +175,26 @@ class SketchExtractor:
         if out.ndim != 4 or out.shape[:2] != (1, 1):
             raise ValueError(f"HED bundle {self.bundle.source}: expected output (1, 1, H, W), got {out.shape}")
         prob = out[0, 0].astype(np.float32)
+        if not np.isfinite(prob).all():
+            raise ValueError(f"HED bundle {self.bundle.source} produced NaN or infinite values; "
+                             "its weights or graph are broken, re-export it")
         if spec.fixed_size is not None:
             prob = cv2.resize(prob, (pw, ph), interpolation=cv2.INTER_LINEAR)
         prob = prob[pad : pad + h, pad : pad + w]
         return np.clip(prob, 0.0, 1.0)
 
     # ------------------------------------------------------------------ public
+    def working_size(self, hw: tuple[int, int]) -> tuple[int, int]:
+        """(H, W) the method works at for an image of size ``hw`` (``size``, then HED's pixel bound)."""
+        return _working_size(hw, self.size, self.max_hed_pixels if self.method == "hed" else None)
+
     def edge_probability(self, x: Any) -> np.ndarray:
         """HED only: the fused edge probability map (H, W) float32 at the input's size."""
         if self.method != "hed":
             raise ValueError(f"edge_probability needs method 'hed', this extractor uses {self.method!r}")
         rgb = to_rgb_uint8(x)
         hw = rgb.shape[:2]
-        work = _resize(rgb, _working_size(hw, self.size))
+        work = _resize(rgb, self.working_size(hw))
         return _resize(self._hed_prob(work), hw)
 
     def extract(self, x: Any) -> np.ndarray | list[np.ndarray]:
@@ -187,11 +211,15 @@ class SketchExtractor:
     def _extract_one(self, x: Any) -> np.ndarray:
         rgb = to_rgb_uint8(x)
         hw = rgb.shape[:2]
-        work = _resize(rgb, _working_size(hw, self.size))
+        work = _resize(rgb, self.working_size(hw))
         if self.method == "hed":
+            prob = self._hed_prob(work)
+            if hw[0] * hw[1] > FULL_SIZE_POSTPROCESS_PIXELS and work.shape[:2] != hw:
+                # bounded memory: lines found at the working size, scaled up, thinned to 1 px again
+                lines = _resize(_sketch.hed_postprocess(prob, **self.params), hw) < 128
+                return np.where(_sketch.thin_edges(lines), 0, 255).astype(np.uint8)
             # Post-process at the output size so lines stay 1 px wide there.
-            prob = _resize(self._hed_prob(work), hw)
-            return _sketch.hed_postprocess(prob, **self.params)
+            return _sketch.hed_postprocess(_resize(prob, hw), **self.params)
         fn = _sketch.xdog if self.method == "xdog" else _sketch.canny
         out = fn(work, **self.params)
         if out.shape != hw:
