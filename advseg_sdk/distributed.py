@@ -22,6 +22,7 @@ functions run, so ``import advseg_sdk`` stays free of it.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
@@ -181,6 +182,30 @@ class _ColorizeActor:
 # --------------------------------------------------------------------------- datasets
 
 
+def _model_options(bundle: Any, from_photo: bool, sketch_method: str, sketch_bundle: Any, tile: int | None,
+                   tile_overlap: int, precision: str, providers: Sequence[str] | None,
+                   strict: bool) -> dict[str, Any]:
+    """Keyword arguments of :func:`~advseg_sdk.cli_colorize.open_model`; bundle paths made absolute,
+    since workers do not share the driver's working directory."""
+    def absolute(b: Any) -> Any:
+        return os.path.abspath(b) if isinstance(b, (str, os.PathLike)) else b
+
+    options: dict[str, Any] = dict(bundle=absolute(bundle), providers=list(providers) if providers else None,
+                                   precision=precision, tile=tile, tile_overlap=tile_overlap, strict=strict)
+    if from_photo:
+        options.update(sketch_method=sketch_method, sketch_bundle=absolute(sketch_bundle))
+    return options
+
+
+def _preflight(options: dict[str, Any], from_photo: bool) -> None:
+    """Open the model once here, on CPU, so a missing or broken bundle is one clear error before
+    any actor starts (TensorRT engines are matched on the workers' GPUs, not here)."""
+    opts = dict(options, providers=["CPUExecutionProvider"])
+    if str(opts.get("precision", "")).startswith("trt"):
+        opts["precision"] = "auto"
+    open_model(from_photo=from_photo, **opts)
+
+
 def _actor_count(actors: int | None, cpus_per_actor: float, gpus_per_actor: float) -> int:
     """``actors``, else as many as the cluster's GPUs (with ``gpus_per_actor``) or CPUs hold."""
     if actors is not None:
@@ -210,7 +235,7 @@ def colorize_dataset(
     actors: int | None = None,
     cpus_per_actor: float = 1.0,
     gpus_per_actor: float = 0.0,
-    batch_size: int = 8,
+    batch_size: int | None = 8,
     max_task_retries: int = 3,
 ) -> "ray.data.Dataset":
     """Colour a Ray Dataset lazily: each row's image goes through an actor-held model.
@@ -220,19 +245,18 @@ def colorize_dataset(
     rows hold ``color`` (uint8 (H, W, 3); with ``from_photo`` also ``sketch``) and ``error``
     (``""`` when it worked; a failed row's arrays are empty). With ``output`` (a PNG path per row)
     the image is written there atomically and the row holds ``status`` and ``error`` instead.
-    Other columns pass through. ``gpus_per_actor`` may be a fraction (actors share a GPU); on CPU
+    Other columns pass through; ``batch_size=None`` makes each block one batch (and one task,
+    so a lost task loses only that block). ``gpus_per_actor`` may be a fraction (actors share a GPU); on CPU
     each actor's ONNX Runtime uses ``cpus_per_actor`` threads. An actor that dies is restarted
     and its batch retried up to ``max_task_retries`` times.
     """
     ray = _ray()
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if gpus_per_actor < 0 or cpus_per_actor <= 0:
         raise ValueError("gpus_per_actor must be >= 0 and cpus_per_actor > 0")
-    options: dict[str, Any] = dict(bundle=bundle, providers=list(providers) if providers else None,
-                                   precision=precision, tile=tile, tile_overlap=tile_overlap, strict=strict)
-    if from_photo:
-        options.update(sketch_method=sketch_method, sketch_bundle=sketch_bundle)
+    options = _model_options(bundle, from_photo, sketch_method, sketch_bundle, tile, tile_overlap, precision,
+                             providers, strict)
     threads = None if gpus_per_actor > 0 else max(1, int(cpus_per_actor))
     with warnings.catch_warnings():
         # max_restarts / max_task_retries have no named parameter yet; bounded retries keep a
@@ -326,17 +350,24 @@ def colorize_folder(
     todo.sort(key=lambda job: _size_key(job[0]))
     items = [{"input": str(f), "path": os.path.abspath(f), "output": os.path.abspath(t)} for f, t in todo]
     by_input = {str(f): (f, t) for f, t in todo}
+    _preflight(_model_options(bundle, from_photo, sketch_method, sketch_bundle, tile, tile_overlap, precision,
+                              providers, strict), from_photo)
     started = connect(address)
     try:
-        n_actors = min(_actor_count(actors, cpus_per_actor, gpus_per_actor), math.ceil(len(items) / batch_size))
-        ds = ray.data.from_items(items, override_num_blocks=min(math.ceil(len(items) / batch_size), MAX_BLOCKS))
+        n_blocks = min(math.ceil(len(items) / batch_size), MAX_BLOCKS)
+        n_actors = min(_actor_count(actors, cpus_per_actor, gpus_per_actor), n_blocks)
+        ds = ray.data.from_items(items, override_num_blocks=n_blocks)
         ds = colorize_dataset(ds, bundle, from_photo=from_photo, sketch_method=sketch_method,
                               sketch_bundle=sketch_bundle, save_sketch=save_sketch, tile=tile,
                               tile_overlap=tile_overlap, precision=precision, providers=providers,
                               strict=strict, max_pixels=max_pixels, actors=n_actors,
                               cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor,
-                              batch_size=batch_size, max_task_retries=max_task_retries)
+                              # a block of at most batch_size rows is one batch and one task
+                              batch_size=None if n_blocks * batch_size >= len(items) else batch_size,
+                              max_task_retries=max_task_retries)
         ds.context.enable_progress_bars = progress
+        if not progress:
+            logging.getLogger("ray.data").setLevel(logging.WARNING)
         ds.context.max_errored_blocks = -1  # a batch that kills its actor every try is reported below
         report.actors = n_actors
         t0 = time.perf_counter()
@@ -358,9 +389,9 @@ def colorize_folder(
             ray.shutdown()
     done = {r["input"] for r in report.rows}
     for key, (f, t) in by_input.items():
-        if key not in done:  # its batch killed the actor on every try
-            reason = (f"{f}: the Ray worker colouring it died {max_task_retries + 1} time(s); "
-                      "it may crash the decoder or run out of memory")
+        if key not in done:  # its batch killed its actor on every try (or raised outside our checks)
+            reason = (f"{f}: its batch did not come back from the Ray workers (tried up to "
+                      f"{max_task_retries + 1} times: a crash, out of memory?); see the Ray logs")
             report.rows.append({"input": str(f), "output": str(t), "status": "failed", "error": reason})
             report.failed.append((f, reason))
             print(f"error: {reason}", file=err)

@@ -9,6 +9,7 @@ re-run must only do what is missing.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -96,51 +97,60 @@ def test_importing_the_sdk_does_not_import_ray():
 
 
 @pytest.mark.real_assets
-def test_folder_on_actors_matches_single_process(cluster, inputs, reference, tmp_path):
-    out = tmp_path / "out"
-    report = colorize_folder([inputs], out, actors=2, batch_size=4, progress=False, **KW)
-    assert_same_images(out, reference)
-    n_ok = len(images(reference)) // 2  # a colour image and a sketch per input
-    assert len(report.written) == n_ok and report.actors == 2
-    assert _failed_names(report) == ["broken.png", "twin.jpg", "twin.png"]
-    broken = [r for r in report.rows if r["status"] == "failed"]
-    assert [Path(r["input"]).name for r in broken] == ["broken.png"]  # the result table
-    assert "not an image" in broken[0]["error"] and str(inputs / "broken.png") in broken[0]["error"]
-    assert report.images_per_s > 0 and "images/s" in report.summary()
-
-
-@pytest.mark.real_assets
-def test_killed_actor_is_retried_and_a_rerun_only_does_what_is_missing(cluster, inputs, reference, tmp_path,
-                                                                      monkeypatch):
+def test_killed_actor_is_retried_and_outputs_match_single_process(cluster, inputs, reference, tmp_path,
+                                                                  monkeypatch):
     out, marker = tmp_path / "out", tmp_path / "crashed"
     monkeypatch.setenv(CRASH_ONCE_ENV, str(marker))  # the first actor to take a batch dies on it, once
     report = colorize_folder([inputs], out, actors=2, batch_size=4, progress=False, **KW)
     assert marker.exists(), "no actor was killed"
-    assert_same_images(out, reference)  # nothing missing, nothing extra
+    assert_same_images(out, reference)  # pixel for pixel; nothing missing, nothing extra
     ins = [r["input"] for r in report.rows]
     assert len(ins) == len(set(ins)) == len(report.written) + 1  # one row per input: no duplicates
-    monkeypatch.delenv(CRASH_ONCE_ENV)
+    assert len(report.written) == len(images(reference)) // 2 and report.actors == 2  # colour + sketch each
+    assert _failed_names(report) == ["broken.png", "twin.jpg", "twin.png"]
+    broken = [r for r in report.rows if r["status"] == "failed"]  # the result table
+    assert [Path(r["input"]).name for r in broken] == ["broken.png"]
+    assert "not an image" in broken[0]["error"] and str(inputs / "broken.png") in broken[0]["error"]
+    assert report.images_per_s > 0 and "images/s" in report.summary()
 
-    gone = sorted(out.glob("*[!h].png"))[:3]  # three colour images (not sketches) lost
+
+def _partly_done(reference: Path, out: Path, missing: int = 3) -> list[Path]:
+    """``out`` as a killed run leaves it: the reference outputs but ``missing`` colour images, and
+    an old temporary; returns the outputs that are missing."""
+    shutil.copytree(reference, out)
+    gone = sorted(out.glob("*[!h].png"))[:missing]  # colour images, not <stem>.sketch.png
     for p in gone:
         p.unlink()
-    redone = {p.with_name(p.stem + ".sketch.png") for p in gone}  # rewritten with their colour image
-    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.png") if p not in redone}
-    again = colorize_folder([inputs], out, actors=1, progress=False, **KW)
-    assert sorted(again.written) == gone
-    assert len(again.skipped) == len(report.written) - 3
-    assert all(p.stat().st_mtime_ns == t for p, t in before.items())  # finished outputs untouched
-    assert_same_images(out, reference)
+    stale = out / ".a.png.abcd1234.part.png"
+    stale.write_bytes(b"half")
+    os.utime(stale, (1, 1))
+    return gone
 
 
 @pytest.mark.real_assets
-def test_cli_joins_a_cluster_by_address(cluster, inputs, reference, tmp_path):
+def test_cli_joins_a_cluster_by_address_and_resumes(cluster, inputs, reference, tmp_path):
     out = tmp_path / "out"
-    r = advseg("colorize", inputs, "-o", out, *MODE, "--ray", "--ray-address", cluster, "--actors", "2", "-q")
+    gone = _partly_done(reference, out)
+    redone = {p.with_name(p.stem + ".sketch.png") for p in gone}  # rewritten with their colour image
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("[!.]*.png") if p not in redone}
+    r = advseg("colorize", inputs, "-o", out, *MODE, "--ray", "--ray-address", cluster, "--actors", "1", "-q")
     assert r.returncode == 1, r.stderr
     assert "Traceback" not in r.stderr
     assert "broken.png" in r.stderr and "would both be written to" in r.stderr
-    assert "images/s" in r.stdout and "with 2 actor(s)" in r.stdout
+    assert f"skipped {len(images(reference)) // 2 - 3} input(s)" in r.stderr  # colour + sketch per input
+    assert "wrote 3 image(s)" in r.stdout and "images/s" in r.stdout and "with 1 actor(s)" in r.stdout
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items())  # finished outputs untouched
+    assert_same_images(out, reference)  # the stale temporary is gone too
+
+
+@pytest.mark.real_assets
+@pytest.mark.slow
+def test_cli_starts_a_local_ray_instance(inputs, reference, tmp_path):
+    out = tmp_path / "out"
+    gone = _partly_done(reference, out)
+    r = advseg("colorize", inputs, "-o", out, *MODE, "--ray", "-q")  # actors: one per CPU, capped by the work
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert f"wrote {len(gone)} image(s)" in r.stdout and "with 1 actor(s)" in r.stdout
     assert_same_images(out, reference)
 
 
