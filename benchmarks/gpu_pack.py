@@ -31,7 +31,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["PACK_VERSION", "DEFAULT_PACK_DIR", "build_pack", "read_pack", "pack_size_mb"]
+__all__ = ["PACK_VERSION", "DEFAULT_PACK_DIR", "build_pack", "read_pack", "pack_size_mb", "travelling_tree_mb",
+           "default_budget_mb"]
 
 PACK_VERSION = 1
 #: Where scripts/make_gpu_pack.py writes the pack (ignored by git; named in the run's carry).
@@ -47,6 +48,24 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+#: What the device tool carries in one call: the working tree plus the carried folders.
+CARRY_LIMIT_MB = 64.0
+
+
+def travelling_tree_mb(repo: str | Path = ".") -> float:
+    """MiB of what travels with a device call besides the carried folders: tracked files and
+    untracked files git does not ignore."""
+    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=repo,
+                         capture_output=True, check=True).stdout.decode()
+    files = [Path(repo) / f for f in out.split("\0") if f]
+    return sum(f.stat().st_size for f in files if f.is_file()) / 2**20
+
+
+def default_budget_mb(repo: str | Path = ".", margin_mb: float = 4.0) -> float:
+    """40 MB, or less where the working tree leaves less of the 64 MiB a call carries."""
+    return max(4.0, min(40.0, CARRY_LIMIT_MB - travelling_tree_mb(repo) - margin_mb))
 
 
 def pack_size_mb(root: str | Path) -> float:
@@ -156,15 +175,7 @@ def build_pack(
         items.append({"path": path.relative_to(tmp).as_posix(), "bytes": path.stat().st_size,
                       "sha256": _sha256(path), "what": what})
 
-    # 1. HED weights (fp16 state dict): the inference benchmark's HED and nothing else needs them
-    hed = load_hed()
-    hed_path = tmp / HED_FILE
-    save_file({k: v.detach().half().contiguous() for k, v in hed.state_dict().items()}, str(hed_path),
-              metadata={"source": "advseg asset hed-bsds500 (Keras BSDS500 weights), stored as fp16"})
-    add(hed_path, "HED BSDS500 weights, fp16 state dict of advseg_train.hed.HED")
-    log(f"HED weights: {hed_path.stat().st_size / 2**20:.1f} MB")
-
-    # 2. real photos + their HED sketches, made with the training pipeline's own function
+    # 1. real photos + their HED sketches, made with the training pipeline's own function
     records = {r["file"]: r for r in assets.photo_records()}
     cache = SketchCache(tmp / ".sketch-cache", "hed")
     kept: list[dict[str, Any]] = []
@@ -188,7 +199,7 @@ def build_pack(
     shutil.rmtree(tmp / ".sketch-cache", ignore_errors=True)
     (tmp / "photos" / "photos.json").write_text(json.dumps({"photos": kept}, indent=1))
 
-    # 3. segmenters: code and weights in the working tree (deeplab-voc vendors its TFLite file);
+    # 2. segmenters: code and weights in the working tree (deeplab-voc vendors its TFLite file);
     #    weights from the asset cache only where they fit (ISNet does not: 88 MB fp16)
     usable, seg_skipped = _segmenter_items(segmenters, log, (budget - used()) / 2**20)
     skipped += seg_skipped
@@ -220,13 +231,28 @@ def build_pack(
                 add(whl, "tflite (pure-Python TFLite reader) for deeplab-voc's vendored weights")
                 entry["wheels"] = [whl.relative_to(tmp).as_posix()]
         chosen.append(entry)
+    # 3. HED weights (fp16 state dict) if they fit: only the inference benchmark's HED needs them
+    #    (without them it times a randomly initialised HED, and says so)
+    hed_sd = {k: v.detach().half().contiguous() for k, v in load_hed().state_dict().items()}
+    hed_mb = sum(v.numel() * 2 for v in hed_sd.values()) / 2**20
+    hed_file: str | None = None
+    if used() / 2**20 + hed_mb <= budget_mb:
+        hed_path = tmp / HED_FILE
+        save_file(hed_sd, str(hed_path),
+                  metadata={"source": "advseg asset hed-bsds500 (Keras BSDS500 weights), stored as fp16"})
+        add(hed_path, "HED BSDS500 weights, fp16 state dict of advseg_train.hed.HED")
+        hed_file = HED_FILE
+        log(f"HED weights: {hed_path.stat().st_size / 2**20:.1f} MB")
+    else:
+        skipped.append({"what": "HED weights", "reason": f"{hed_mb:.0f} MB (fp16) do not fit in the "
+                        f"{budget_mb - used() / 2**20:.0f} MB left of the pack budget"})
     if used() > budget:
         raise RuntimeError(f"pack is {used() / 2**20:.1f} MB, over its budget of {budget_mb} MB")
 
     manifest = {
         "version": PACK_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "budget_mb": budget_mb, "size_mb": round(used() / 2**20, 2), "photo_side": photo_side,
-        "hed": HED_FILE, "photos": [k["file"] for k in kept], "segmenters": chosen,
+        "hed": hed_file, "photos": [k["file"] for k in kept], "segmenters": chosen,
         "items": items, "skipped": skipped, "build_s": round(time.perf_counter() - t0, 1),
     }
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
@@ -244,11 +270,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("-o", "--out", default=DEFAULT_PACK_DIR)
     ap.add_argument("--photos", type=int, default=34)
     ap.add_argument("--photo-side", type=int, default=512)
-    ap.add_argument("--budget-mb", type=float, default=40.0)
+    ap.add_argument("--budget-mb", type=float, default=None,
+                    help="default: 40, or less where the working tree leaves less of the 64 MiB a call carries")
     ap.add_argument("--segmenters", default="deeplab-voc,isnet")
     ap.add_argument("--no-wheels", action="store_true")
     a = ap.parse_args(argv)
-    build_pack(a.out, photos=a.photos, photo_side=a.photo_side, budget_mb=a.budget_mb,
+    repo = Path(__file__).resolve().parents[1] if (Path(__file__).resolve().parents[1] / ".git").exists() else Path(".")
+    budget = a.budget_mb if a.budget_mb is not None else default_budget_mb(repo)
+    print(f"pack budget {budget:.1f} MB (working tree {travelling_tree_mb(repo):.1f} MB travels too)")
+    build_pack(a.out, photos=a.photos, photo_side=a.photo_side, budget_mb=budget,
                segmenters=[s for s in a.segmenters.split(",") if s], wheels=not a.no_wheels)
     return 0
 

@@ -174,6 +174,7 @@ class Session:
     def _home(self) -> None:
         """A private ADVSEG_HOME whose photos are the pack's (the bench's inputs read them there)."""
         home = self.work / "advseg_home"
+        self._prev_home = os.environ.get("ADVSEG_HOME")
         (home / "weights").mkdir(parents=True)
         (home / "photos").symlink_to((self.pack / "photos").resolve())
         for item in self.manifest.get("items", []):
@@ -243,19 +244,18 @@ class Session:
         steps = {"environment": self.step_environment, "train_smoke": self.step_train_smoke,
                  "train_throughput": self.step_train_throughput, "inference": self.step_inference,
                  "final_training": self.step_final_training}
-        chosen = [(n, f) for n, f in STEPS if self.only is None or n in self.only or n == "environment"]
-        total = sum(f - prev for (_, f), prev in zip(STEPS, (0.0,) + tuple(f for _, f in STEPS[:-1]))
-                    if self.only is None or _ in self.only or _ == "environment")
+        starts = [0.0] + [f for _, f in STEPS[:-1]]
+        shares = {n: f - start for (n, f), start in zip(STEPS, starts)}
+        active = [n for n, _ in STEPS if self.only is None or n in self.only or n == "environment"]
+        total = sum(shares[n] for n in active)
         end = 0.0
-        for name, fraction in STEPS:
+        for name, _ in STEPS:
             entry: dict[str, Any]
-            if (name, fraction) not in chosen:
+            if name not in active:
                 self.doc["steps"][name] = {"status": "skipped", "reason": "not among --steps"}
                 continue
             # the chosen steps share the budget in the proportions of the full session
-            i = [n for n, _ in STEPS].index(name)
-            share = fraction - (STEPS[i - 1][1] if i else 0.0)
-            end += share / total * STEPS[-1][1]
+            end += shares[name] / total * STEPS[-1][1]
             deadline = self.clock.until(end)
             need = self.profile.step_min_s.get(name, 1.0)
             have = deadline - time.monotonic()
@@ -280,8 +280,16 @@ class Session:
         self.doc["goals"] = evaluate_goals(self.doc)
         self.doc["elapsed_s"] = round(self.clock.elapsed(), 1)
         self.write()
-        shutil.rmtree(self.work, ignore_errors=True)
         return self.doc
+
+    def close(self) -> None:
+        """Remove the work folder and give ADVSEG_HOME back."""
+        shutil.rmtree(self.work, ignore_errors=True)
+        _INPUT_CACHE.clear()
+        if self._prev_home is None:
+            os.environ.pop("ADVSEG_HOME", None)
+        else:
+            os.environ["ADVSEG_HOME"] = self._prev_home
 
     def write(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -297,7 +305,7 @@ class Session:
 
         env: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__,
                                "cuda": torch.version.cuda, "cuda_available": torch.cuda.is_available(),
-                               "cpus": os.cpu_count(), "segmenter": self.segmenter_name,
+                               "cpus": os.cpu_count(), "shm_free_mb": shm_free_mb(), "segmenter": self.segmenter_name,
                                "segmenter_note": self.segmenter_note}
         if self.profile.device == "cuda":
             props = torch.cuda.get_device_properties(0)
@@ -447,13 +455,21 @@ class Session:
                 if not p.tp_compile:
                     out["results"][name] = {"status": "skipped", "reason": "torch.compile is not tried in the dry run"}
                     continue
-                if left < 90:
+                if left < 120:
                     out["results"][name] = {"status": "skipped", "reason": f"{left:.0f} s left: compiling the "
                                             "generator's forward and backward can take a minute or more"}
                     continue
                 configs[name] = {**configs["fast"], "compile": True}
             seconds = min(p.tp_seconds, max(left / (n - i) - 5, 1.0))
-            out["results"][name] = self._throughput(configs[name], seconds, deadline)
+            try:
+                out["results"][name] = self._throughput(configs[name], seconds, deadline)
+            except Exception as exc:  # one configuration failing keeps the others' figures
+                self.log(traceback.format_exc())
+                out["results"][name] = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"[:500]}
+                if cuda:
+                    import torch
+
+                    torch.cuda.empty_cache()
         off = out["results"].get("official", {}).get("images_per_s")
         best = max((r.get("images_per_s") or 0 for k, r in out["results"].items() if k != "official"), default=0)
         out["speedup"] = round(best / off, 2) if off and best else None
@@ -462,12 +478,14 @@ class Session:
     def _throughput(self, c: dict[str, Any], seconds: float, deadline: float) -> dict[str, Any]:
         import torch
 
+        p = self.profile
+        c = {**c, "workers": _fit_workers(c["workers"], c["batch"], p.tp_size)}
+
         from advseg_train.config import resolve_config
         from advseg_train.data import ResumableSampler, build_dataset
         from advseg_train.models import build_model
         from advseg_train.trainer import build_loader, resolve_device
 
-        p = self.profile
         data = self.datasets(p.train_load)
         cfg = resolve_config(preset="official-pix2pix", overrides=[
             f"model.ngf={p.tp_ngf}", f"model.ndf={p.tp_ngf}", "data.mode=aligned", f"data.root={data['aligned']}",
@@ -540,8 +558,7 @@ class Session:
         cuda = p.device == "cuda"
         specs = {"resnet_9blocks": generator_spec("resnet_9blocks", p.inf_ngf),
                  "unet_256": generator_spec("unet_256", p.inf_ngf),
-                 "hed": ModelSpec(name="hed", kind="hed", arch="hed", checkpoint=str(self.pack / self.manifest["hed"]),
-                                  source="HED, BSDS500 weights (fp16 storage in the pack)")}
+                 "hed": _hed_spec(self.pack, self.manifest.get("hed"), self.work)}
         for name in ("resnet_9blocks", "unet_256"):
             _random_checkpoint(specs[name], self.work)
         results, skipped = [], []
@@ -583,6 +600,7 @@ class Session:
         for s in sessions.values():
             s.close()
         return {"results": results, "skipped": skipped, "policy": p.inf_policy,
+                "models": {k: {"source": v.source, "notes": v.notes} for k, v in specs.items()},
                 "reference": "torch eager fp32 with TF32 off (strict), first image of the batch"}
 
     def _infer_one(self, sess, spec, what: dict[str, Any], accuracy_done: set) -> dict[str, Any]:
@@ -639,6 +657,7 @@ class Session:
             f"data.load_size={p.train_load}", "seg.variant=binary", "seg.grad=soft", *self.seg_overrides(),
             f"run.batch_size={p.final_batch}", f"run.amp='{'bf16' if cuda else 'off'}'",
             f"run.channels_last={'true' if cuda else 'false'}", f"run.out={out}", f"run.max_seconds={seconds:.1f}",
+            f"data.num_workers={_fit_workers(8, p.final_batch, p.final_size) if cuda else 0}",
             "run.log_every=20", "run.sample_every=0", "run.checkpoint_every=0", "run.progress=false",
             "optim.niter=100000", "optim.niter_decay=0", "optim.lr_policy=constant", "run.num_samples=4"])
         r = train(cfg)
@@ -667,9 +686,27 @@ class Session:
 # --------------------------------------------------------------------------- helpers
 
 
+def shm_free_mb() -> float | None:
+    """Free space of /dev/shm, where loader workers hand batches over (small in some sandboxes)."""
+    try:
+        return shutil.disk_usage("/dev/shm").free / 2**20
+    except OSError:
+        return None
+
+
+def _fit_workers(workers: int, batch: int, size: int, prefetch: int = 2) -> int:
+    """Loader workers whose batches in flight (``workers x prefetch``, a sketch and a photo each)
+    fill at most half of /dev/shm."""
+    free = shm_free_mb()
+    if not workers or free is None:
+        return workers
+    batch_mb = batch * 2 * 3 * size * size * 4 / 2**20
+    return max(1, min(workers, int(0.5 * free / (prefetch * batch_mb))))
+
+
 def _link(src: Path, dest: Path) -> None:
     try:
-        os.link(src, dest)
+        dest.symlink_to(src.resolve())
     except OSError:
         shutil.copy2(src, dest)
 
@@ -685,6 +722,27 @@ def _random_checkpoint(spec, work: Path) -> None:
         torch.manual_seed(0)
         save_generator(build_generator(GeneratorConfig.from_dict(spec.config)).eval(), path)
     spec.checkpoint = str(path)
+
+
+def _hed_spec(pack: Path, hed_file: str | None, work: Path):
+    """HED with the pack's real weights, or randomly initialised ones (timing is the same; the
+    PSNR is then of a random network) where the pack had no room for them."""
+    from .models import ModelSpec
+
+    if hed_file:
+        return ModelSpec(name="hed", kind="hed", arch="hed", checkpoint=str(pack / hed_file),
+                         source="HED, BSDS500 weights (fp16 storage in the pack)")
+    import torch
+    from safetensors.torch import save_file
+
+    from advseg_train.hed import HED
+
+    path = work / "hed-random.safetensors"
+    torch.manual_seed(0)
+    save_file({k: v.contiguous() for k, v in HED().state_dict().items()}, str(path))
+    return ModelSpec(name="hed", kind="hed", arch="hed", checkpoint=str(path),
+                     source="HED architecture with RANDOM weights (the pack had no room for the real ones)",
+                     notes=["random weights: accuracy figures are of a random network"])
 
 
 _INPUT_CACHE: dict[tuple[str, int], np.ndarray] = {}
@@ -908,7 +966,11 @@ def run_session(pack: str | Path, out: str | Path, budget_s: float, dry_run: boo
     unknown = sorted(set(steps or []) - set(names))
     if unknown:
         raise SystemExit(f"gpu-session: unknown step(s) {', '.join(unknown)}; choose from {', '.join(names)}")
-    return Session(Path(pack), Path(out), budget_s, profile, dry_run, log, set(steps) if steps else None).run()
+    session = Session(Path(pack), Path(out), budget_s, profile, dry_run, log, set(steps) if steps else None)
+    try:
+        return session.run()
+    finally:
+        session.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,10 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from advseg_bench.gpu_pack import build_pack, pack_size_mb, read_pack
+from advseg_bench.gpu_pack import build_pack, default_budget_mb, pack_size_mb, read_pack, travelling_tree_mb
 from advseg_bench.gpu_session import STEPS, dry_profile, inference_plan, run_session
 
 pytestmark = pytest.mark.real_assets
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +36,7 @@ def test_pack_holds_photos_sketches_hed_and_says_what_it_left_out(pack):
     assert json.loads((pack / "photos" / "photos.json").read_text())["photos"][0]["licence"]
     assert (pack / m["hed"]).is_file()
     assert m["size_mb"] <= m["budget_mb"] == 40.0 and abs(pack_size_mb(pack) - m["size_mb"]) < 0.1
+    assert 0 < travelling_tree_mb(repo_root()) < 64 and default_budget_mb(repo_root()) <= 40
     # ISNet's 84 MB of fp16 weights cannot fit (or are not cached): left out with the reason
     assert any(s["what"] == "segmenter isnet" and s["reason"] for s in m["skipped"])
     from PIL import Image
@@ -39,6 +44,18 @@ def test_pack_holds_photos_sketches_hed_and_says_what_it_left_out(pack):
     sketch = Image.open(pack / "sketches" / f"{Path(m['photos'][0]).stem}.png")
     photo = Image.open(pack / "photos" / m["photos"][0])
     assert sketch.size == photo.size and sketch.mode == "L"
+
+
+def test_without_room_for_hed_weights_the_pack_says_so_and_the_session_times_a_random_hed(tmp_path):
+    pack = tmp_path / "small"
+    m = build_pack(pack, photos=1, photo_side=40, budget_mb=4.0, wheels=False, segmenters=(), log=lambda m: None)
+    assert m["hed"] is None and m["size_mb"] <= 4.0
+    assert any(s["what"] == "HED weights" and "do not fit" in s["reason"] for s in m["skipped"])
+    doc = run_session(pack, tmp_path / "out", budget_s=120, dry_run=True, log=lambda m: None, steps=["inference"])
+    inf = doc["steps"]["inference"]
+    assert "RANDOM" in inf["models"]["hed"]["source"]
+    assert any(r["model"] == "hed" and r["status"] == "ok" for r in inf["results"])
+    assert doc["env"]["segmenter"] == "tiny" and "random 'tiny'" in doc["env"]["segmenter_note"]
 
 
 def test_dry_run_runs_every_step_through_the_shell_script(pack, tmp_path, repo_dir, python_exe):

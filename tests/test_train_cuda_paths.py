@@ -12,7 +12,7 @@ from advseg_train.config import resolve_config
 from advseg_train.losses import AdvSegLoss, GANLoss
 from advseg_train.models import build_model
 from advseg_train.segmentation import build_segmenter
-from advseg_train.trainer import resolve_device, resolve_num_workers
+from advseg_train.trainer import build_loader, resolve_device, resolve_num_workers
 
 torch.set_num_threads(1)
 
@@ -45,6 +45,24 @@ def test_loader_workers_default_to_some_on_cuda_none_on_cpu():
     cfg = resolve_config(overrides=["data.root=x"])
     assert cfg.data.num_workers is None and cfg.run.cudnn_benchmark is True
     assert resolve_config(overrides=["data.root=x", "data.num_workers=2"]).data.num_workers == 2
+
+
+def test_loader_drops_the_partial_batch_only_when_compiling(tmp_path, photo_paths):
+    from PIL import Image
+
+    from advseg_train.data import ResumableSampler, build_dataset
+
+    for i, p in enumerate(photo_paths[:5]):  # 5 real side-by-side pairs
+        photo = np.array(Image.open(p).convert("RGB").resize((40, 36), Image.BICUBIC))
+        Image.fromarray(np.concatenate([photo[:, ::-1], photo], axis=1)).save(tmp_path / f"{i}.png")
+    for compile, batches in ((False, 3), (True, 2)):  # compiled networks see one batch shape
+        cfg = resolve_config(overrides=[
+            "model.kind=pix2pix", "data.mode=aligned", f"data.root={tmp_path}", "data.phase=.",
+            "data.load_size=36", "data.crop_size=32", "run.batch_size=2", f"run.compile={str(compile).lower()}"])
+        dataset = build_dataset(cfg.data, paired=True)
+        loader, workers, drop_last = build_loader(cfg, dataset, ResumableSampler(dataset), torch.device("cpu"))
+        assert workers == 0 and drop_last is compile
+        assert [len(b["A"]) for b in loader] == ([2, 2, 1] if not compile else [2, 2])[:batches]
 
 
 # --------------------------------------------------------------------------- vanilla GAN loss

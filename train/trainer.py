@@ -116,7 +116,7 @@ def build_loader(cfg: TrainConfig, dataset: Any, sampler: ResumableSampler,
     drop_last = bool(r.compile) and sampler.num_samples >= r.batch_size
     loader = DataLoader(dataset, batch_size=r.batch_size, sampler=sampler, num_workers=workers,
                         drop_last=drop_last, pin_memory=device.type == "cuda",
-                        persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
+                        persistent_workers=workers > 0,
                         generator=torch.Generator().manual_seed(r.seed))
     return loader, workers, drop_last
 
