@@ -550,7 +550,8 @@ class Session:
     def step_inference(self, deadline: float) -> dict[str, Any]:
         import torch
 
-        from .models import ModelSpec, generator_spec
+        from .models import generator_spec
+        from .plan import peak_basis
         from .probe import model_cost
         from .run_torch import TorchSession
 
@@ -589,8 +590,15 @@ class Session:
                         sessions.pop(k).close()
                     sessions[skey] = TorchSession(spec, backend, precision, p.device, threads=torch.get_num_threads())
                 r = self._infer_one(sessions[skey], spec, what, accuracy_done)
-                if (model, size) in costs:
-                    r["gflops_per_image"] = round(costs[(model, size)]["gflops"], 2)
+                if (model, size) in costs and r.get("status") == "ok":
+                    g = costs[(model, size)]["gflops"]
+                    r["gflops_per_image"] = round(g, 2)
+                    r["achieved_tflops"] = round(g * r["images_per_s"] / 1e3, 2)
+                    basis = peak_basis(p.device, backend, precision)  # fp32 convolutions run in TF32
+                    peak = ((self.doc.get("env") or {}).get("peaks", {}).get(p.device, {}).get(basis) or {}).get("gflops")
+                    if peak:
+                        r["peak_fraction"] = round(g * r["images_per_s"] / peak, 4)
+                        r["peak_basis"] = basis
                 results.append(r)
             except Exception as exc:
                 self.log(traceback.format_exc())
@@ -924,8 +932,9 @@ def render_markdown(doc: dict[str, Any]) -> str:
     inf = doc["steps"].get("inference") or {}
     if inf.get("results"):
         L += ["", "## Inference (CUDA events; PSNR vs strict fp32)", "",
-              "| model | size | batch | backend | precision | p50 ms | p90 ms | images/s | host ms | PSNR dB | peak GPU MB |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| model | size | batch | backend | precision | p50 ms | p90 ms | images/s | host ms | PSNR dB | peak GPU MB "
+              "| TFLOP/s | % of peak |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in inf["results"]:
             if r.get("status") != "ok":
                 L.append(f"| {r['model']} | {r['size']} | {r['batch']} | {r['backend']} | {r['precision']} | "
@@ -935,7 +944,9 @@ def render_markdown(doc: dict[str, Any]) -> str:
             L.append(f"| {r['model']} | {r['size']} | {r['batch']} | {r['backend']} | {prec} | "
                      f"{_fmt(r['latency_ms']['p50'])} | {_fmt(r['latency_ms']['p90'])} | {_fmt(r['images_per_s'], 1)} | "
                      f"{_fmt(r.get('host_latency_ms'))} | {_fmt((r.get('accuracy') or {}).get('psnr_db'), 1)} | "
-                     f"{_fmt(r.get('peak_gpu_mb'), 0)} |")
+                     f"{_fmt(r.get('peak_gpu_mb'), 0)} | {_fmt(r.get('achieved_tflops'), 1)} | "
+                     f"{_fmt(r['peak_fraction'] * 100 if r.get('peak_fraction') else None, 1)}"
+                     f"{' (' + r['peak_basis'] + ')' if r.get('peak_basis') not in (None, r['precision']) else ''} |")
         if inf.get("skipped"):
             L.append(f"\n{len(inf['skipped'])} combinations skipped, e.g. " + "; ".join(
                 f"{s['model']} {s['size']}² b{s['batch']} {s['backend']} {s['precision']}: {s['reason']}"

@@ -154,7 +154,7 @@ def test_goals_and_report_from_gpu_shaped_results():
                "inference": {"status": "ok", "seconds": 150, "skipped": [], "results": [
                    row(256, 1, "torch-cudagraph", "fp16", 0.8, accuracy={"psnr_db": 48.0}),
                    row(256, 1, "torch-eager", "fp32", 3.1, fp32_math="tf32 (cuDNN convolutions on tensor cores)",
-                       accuracy={"psnr_db": 60.0}),
+                       accuracy={"psnr_db": 60.0}, achieved_tflops=32.0, peak_fraction=0.08, peak_basis="tf32"),
                    row(256, 256, "torch-cudagraph", "bf16", 70.0),
                    {"model": "resnet_9blocks", "size": 512, "batch": 64, "backend": "torch-cudagraph",
                     "precision": "fp16", "status": "error", "reason": "OutOfMemoryError"}]},
@@ -169,4 +169,5 @@ def test_goals_and_report_from_gpu_shaped_results():
     doc["goals"] = goals
     md = render_markdown(doc)
     assert "fp32 (TF32)" in md and "error: OutOfMemoryError" in md and "NVIDIA H200" in md
+    assert "| 32.0 | 8.0 (tf32) |" in md  # a fraction of the TF32 peak says so
     assert "| official | 1 | 30.0 |" in md and "Speed-up fast / official: 12.50" in md
