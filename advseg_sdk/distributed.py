@@ -206,16 +206,18 @@ def _preflight(options: dict[str, Any], from_photo: bool) -> None:
     open_model(from_photo=from_photo, **opts)
 
 
-def _actor_count(actors: int | None, cpus_per_actor: float, gpus_per_actor: float) -> int:
-    """``actors``, else as many as the cluster's GPUs (with ``gpus_per_actor``) or CPUs hold."""
+def _actor_count(actors: int | None, cpus_per_actor: float, gpus_per_actor: float, spare_cpus: int = 0) -> int:
+    """``actors``, else as many as the cluster's CPUs hold (less ``spare_cpus``, which upstream
+    read tasks need: actors holding every CPU would starve them) and, with GPUs, its GPU shares."""
     if actors is not None:
         if actors < 1:
             raise ValueError(f"actors must be at least 1, got {actors}")
         return actors
     res = _ray().cluster_resources()
+    n = int(max(res.get("CPU", 1) - spare_cpus, cpus_per_actor) / cpus_per_actor)
     if gpus_per_actor > 0:
-        return max(1, int(res.get("GPU", 0) / gpus_per_actor))
-    return max(1, int(res.get("CPU", 1) / cpus_per_actor))
+        n = min(n, int(res.get("GPU", 0) / gpus_per_actor))
+    return max(1, n)
 
 
 def colorize_dataset(
@@ -245,7 +247,9 @@ def colorize_dataset(
     rows hold ``color`` (uint8 (H, W, 3); with ``from_photo`` also ``sketch``) and ``error``
     (``""`` when it worked; a failed row's arrays are empty). With ``output`` (a PNG path per row)
     the image is written there atomically and the row holds ``status`` and ``error`` instead.
-    Other columns pass through; ``batch_size=None`` makes each block one batch (and one task,
+    Other columns pass through. Reading (``ray.data.read_images``) runs as tasks that need CPUs of
+    their own: by default one CPU is left to them, and ``actors`` should leave some too (actors
+    holding every CPU stall the reads). ``batch_size=None`` makes each block one batch (and one task,
     so a lost task loses only that block). ``gpus_per_actor`` may be a fraction (actors share a GPU); on CPU
     each actor's ONNX Runtime uses ``cpus_per_actor`` threads. An actor that dies is restarted
     and its batch retried up to ``max_task_retries`` times.
@@ -267,7 +271,8 @@ def colorize_dataset(
             fn_constructor_kwargs=dict(model_options=options, from_photo=from_photo, save_sketch=save_sketch,
                                        max_pixels=max_pixels, threads=threads,
                                        crash_once=os.environ.get(CRASH_ONCE_ENV) or None),
-            compute=ray.data.ActorPoolStrategy(size=_actor_count(actors, cpus_per_actor, gpus_per_actor)),
+            compute=ray.data.ActorPoolStrategy(size=_actor_count(actors, cpus_per_actor, gpus_per_actor,
+                                                                 spare_cpus=1)),
             batch_size=batch_size,
             batch_format="numpy",
             num_cpus=cpus_per_actor,
