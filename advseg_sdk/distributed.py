@@ -358,6 +358,8 @@ def colorize_folder(
     _preflight(_model_options(bundle, from_photo, sketch_method, sketch_bundle, tile, tile_overlap, precision,
                               providers, strict), from_photo)
     started = connect(address)
+    data_log = logging.getLogger("ray.data")
+    log_level = data_log.level
     try:
         n_blocks = min(math.ceil(len(items) / batch_size), MAX_BLOCKS)
         n_actors = min(_actor_count(actors, cpus_per_actor, gpus_per_actor), n_blocks)
@@ -372,7 +374,7 @@ def colorize_folder(
                               max_task_retries=max_task_retries)
         ds.context.enable_progress_bars = progress
         if not progress:
-            logging.getLogger("ray.data").setLevel(logging.WARNING)
+            data_log.setLevel(logging.WARNING)
         ds.context.max_errored_blocks = -1  # a batch that kills its actor every try is reported below
         report.actors = n_actors
         t0 = time.perf_counter()
@@ -390,6 +392,7 @@ def colorize_folder(
                           file=err)
         report.seconds = time.perf_counter() - t0
     finally:
+        data_log.setLevel(log_level)
         if started:
             ray.shutdown()
     done = {r["input"] for r in report.rows}
