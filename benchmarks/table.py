@@ -679,8 +679,8 @@ def write_results(path: Path, records: Sequence[RunRecord], settings: Settings, 
           "```", ""]
     seg_rec = next((r for r in records if r.cell.arm.variant != "none"), records[0])
     cfg_text = (seg_rec.run_dir / "config.yaml").read_text() if (seg_rec.run_dir / "config.yaml").is_file() else ""
-    L += [f"<details><summary>Resolved training config of {seg_rec.cell.name} (the other arms differ only in "
-          "seg.variant / seg.grad / run.seed / run.out)</summary>", "", "```yaml", cfg_text.rstrip(), "```", "",
+    L += [f"<details><summary>Resolved training config of {seg_rec.cell.name} (the other runs differ only in "
+          "seg.variant, seg.grad, run.seed and run.out; seg.segmenter is unused without the loss)</summary>", "", "```yaml", cfg_text.rstrip(), "```", "",
           "</details>", ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
