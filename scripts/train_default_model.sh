@@ -6,7 +6,7 @@
 # Two runs of advseg-train on the train splits of the scene datasets (landscapes, animals,
 # interiors), Pix2Pix through HED sketches at the SDK's photo scale (short side 144 px, 128 px
 # crops):
-#   1. base:  no segmentation loss, 35 epochs (20 at lr 2e-4, 15 decaying), batch 4;
+#   1. base:  no segmentation loss, 29 epochs (20 at lr 2e-4, 9 decaying), batch 4;
 #   2. tuned: from base's networks, with the adversarial segmentation loss (binary + multi-class
 #             maps of the real DeepLabv3 PASCAL VOC segmenter, soft: the generator gets its
 #             gradient), a few epochs.
@@ -20,7 +20,7 @@ cd "$REPO"
 RUNS="${1:-$REPO/runs/default-model}"
 BUNDLE="${2:-$RUNS/sketch2color.advseg}"
 THREADS="${ADVSEG_THREADS:-1}"
-EPOCHS_TUNE="${ADVSEG_TUNE_EPOCHS:-4}"
+EPOCHS_TUNE="${ADVSEG_TUNE_EPOCHS:-6}"
 
 advseg assets fetch hed-bsds500
 advseg data fetch landscapes animals interiors
@@ -30,9 +30,9 @@ COMMON=(--preset demo
   --set data.load_size=144 --set data.crop_size=128
   --set model.netG=resnet_6blocks --set model.ngf=32 --set model.ndf=32 --set loss.lambda_L1=30
   --set run.batch_size=4 --set "run.threads=$THREADS" --set run.progress=false
-  --set run.checkpoint_every=200 --set run.sample_every=250 --set run.log_every=25 --resume)
+  --set run.checkpoint_every=100 --set run.sample_every=250 --set run.log_every=25 --resume)
 
-advseg-train "${COMMON[@]}" --set seg.variant=none --set optim.niter=20 --set optim.niter_decay=15 \
+advseg-train "${COMMON[@]}" --set seg.variant=none --set optim.niter=20 --set optim.niter_decay=9 \
   --out "$RUNS/base"
 
 advseg-train "${COMMON[@]}" --set seg.variant=both --set seg.segmenter=deeplab-voc --set seg.grad=soft \

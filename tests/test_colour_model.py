@@ -134,3 +134,19 @@ def test_advseg_eval_colour_cli(bundle, photo_dir, tmp_path, venv_bin):
     nothing = subprocess.run([str(venv_bin / "advseg-eval"), "colour", "--out", str(tmp_path / "e2")],
                              capture_output=True, text=True)
     assert nothing.returncode == 2 and "--dataset" in nothing.stderr
+
+
+@pytest.mark.real_assets
+def test_building_a_real_segmenter_leaves_the_initial_weights_alone():
+    """One seed, one start: a run with the seg loss begins from the baseline run's G and D."""
+    from advseg_train.models import build_model
+
+    def init(*extra: str):
+        cfg = resolve_config(preset="demo", overrides=["model.ngf=4", "model.ndf=4", *extra])
+        torch.manual_seed(0)
+        return build_model(cfg)
+
+    base, seg = init("seg.variant=none"), init("seg.variant=both", "seg.segmenter=deeplab-voc")
+    for name in ("G", "D"):
+        a, b = base.nets[name].state_dict(), seg.nets[name].state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a)

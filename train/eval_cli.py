@@ -168,9 +168,6 @@ def compare_cmd(runs, out_dir: Path, names, real: Path | None, n_images: int, th
     click.echo("wrote " + ", ".join(str(p) for p in written.values()))
 
 
-if __name__ == "__main__":
-    main()
-
 
 @main.command("colour")
 @click.option("--bundle", "bundles", multiple=True,
@@ -238,3 +235,7 @@ def colour_cmd(bundles, datasets, split, photo_dirs, out_dir: Path, sketch_metho
         _fail(exc)
     click.echo(result.files["report"].read_text(), nl=False)
     click.echo("wrote " + ", ".join(str(p) for p in result.files.values()))
+
+
+if __name__ == "__main__":
+    main()

@@ -502,6 +502,9 @@ def build_model(cfg: TrainConfig, segmenter: nn.Module | None = None, device: to
     if segmenter is None and cfg.seg.variant != "none":
         from .segmentation import build_segmenter
 
-        segmenter = build_segmenter(cfg.seg.segmenter, **cfg.seg.segmenter_kwargs)
+        # A segmenter's construction must not consume the global random stream: with one seed, a
+        # run with the seg loss starts from the same G and D weights as the baseline run.
+        with torch.random.fork_rng(devices=[]):
+            segmenter = build_segmenter(cfg.seg.segmenter, **cfg.seg.segmenter_kwargs)
     cls = {"cycle_gan": CycleGANModel, "pix2pix": Pix2PixModel}[cfg.model.kind]
     return cls(cfg, segmenter, device)
