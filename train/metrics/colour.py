@@ -116,7 +116,7 @@ class _Features:
     def __call__(self, images: list[np.ndarray]) -> np.ndarray:
         feats = []
         for img in images:
-            x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255.0
+            x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255.0
             feats.append(self.extractor(x)[0])
         return np.stack(feats).astype(np.float64)
 
