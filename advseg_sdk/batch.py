@@ -4,10 +4,11 @@ which files a set of inputs expands to, where their outputs go, and what a batch
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Sequence, TextIO
 
 __all__ = ["IMAGE_SUFFIXES", "BatchReport", "Plan", "collect_inputs", "plan_outputs", "clean_stale_parts"]
 
@@ -178,3 +179,33 @@ def clean_stale_parts(folders: Iterable[Path], older_than: float = STALE_PART_SE
             except OSError:
                 continue  # gone already, or not ours to remove
     return removed
+
+
+def pending_jobs(
+    inputs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    suffix: str = ".png",
+    sidecars: Sequence[str] = (),
+    overwrite: bool = False,
+    err: TextIO | None = None,
+) -> tuple[BatchReport, list[tuple[Path, Path]]]:
+    """The (input, output) pairs still to do, and a report of the rest: refused inputs (their
+    output would replace an input or another input's output) are failed and printed to ``err``;
+    inputs whose output exists are skipped unless ``overwrite``. When work remains, the output
+    folder exists and stale temporaries of killed runs are gone."""
+    err = err if err is not None else sys.stderr
+    plan = plan_outputs(inputs, Path(out_dir), suffix, sidecars=tuple(sidecars))
+    report = BatchReport()
+    for f, reason in plan.refused:
+        report.failed.append((f, reason))
+        print(f"error: {reason}", file=err)
+    todo = []
+    for f, t in plan.jobs:
+        if t.exists() and not overwrite:
+            report.skipped.append(f)
+        else:
+            todo.append((f, t))
+    if todo:
+        make_out_dir(Path(out_dir))
+        clean_stale_parts({t.parent for _, t in todo})
+    return report, todo

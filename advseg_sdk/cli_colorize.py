@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import click
 
-from .batch import IMAGE_SUFFIXES, BatchReport, clean_stale_parts, collect_inputs, make_out_dir, plan_outputs
+from .batch import IMAGE_SUFFIXES, BatchReport, collect_inputs, pending_jobs
 
 __all__ = ["colorize_files", "bundle_summary", "colorize", "info"]
 
@@ -37,24 +37,9 @@ def pending_outputs(
     killed runs are gone. Shared by every way of running ``advseg colorize``, so a resumed or
     distributed run names, refuses and skips exactly as a single process does.
     """
-    err = err if err is not None else sys.stderr
-    out_dir = Path(out_dir)
     # never re-colour our own outputs, overwrite an input, or merge two inputs into one output
-    plan = plan_outputs(inputs, out_dir, ".png", sidecars=(SKETCH_SUFFIX,) if save_sketch else ())
-    report = BatchReport()
-    for f, reason in plan.refused:
-        report.failed.append((f, reason))
-        print(f"error: {reason}", file=err)
-    todo = []
-    for f, t in plan.jobs:
-        if t.exists() and not overwrite:
-            report.skipped.append(f)
-        else:
-            todo.append((f, t))
-    if todo:
-        make_out_dir(out_dir)
-        clean_stale_parts({t.parent for _, t in todo})
-    return report, todo
+    return pending_jobs(inputs, out_dir, ".png", sidecars=(SKETCH_SUFFIX,) if save_sketch else (),
+                        overwrite=overwrite, err=err)
 
 
 def open_model(

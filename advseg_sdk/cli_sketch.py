@@ -13,7 +13,7 @@ from typing import Sequence, TextIO
 
 import click
 
-from .batch import IMAGE_SUFFIXES, BatchReport, clean_stale_parts, collect_inputs, make_out_dir, plan_outputs
+from .batch import IMAGE_SUFFIXES, BatchReport, collect_inputs, pending_jobs
 
 __all__ = ["sketch_files", "sketch"]
 
@@ -45,21 +45,9 @@ def sketch_files(
 
     err = err if err is not None else sys.stderr
     out_dir = Path(out_dir)
-    plan = plan_outputs(inputs, out_dir)
-    report = BatchReport()
-    for f, reason in plan.refused:  # never overwrite an input or merge two outputs
-        report.failed.append((f, reason))
-        print(f"error: {reason}", file=err)
-    todo = []
-    for f, t in plan.jobs:
-        if t.exists() and not overwrite:
-            report.skipped.append(f)
-        else:
-            todo.append((f, t))
+    report, todo = pending_jobs(inputs, out_dir, overwrite=overwrite, err=err)  # never overwrite an input
     if not todo:
         return report
-    make_out_dir(out_dir)
-    clean_stale_parts({t.parent for _, t in todo})
     extractor = SketchExtractor(method=method, bundle=bundle, providers=providers, size=size)
     read_kw = {} if max_pixels is None else {"max_pixels": max_pixels}
     bar = tqdm(todo, desc=f"sketch ({method})", unit="img", disable=not progress, file=err)
