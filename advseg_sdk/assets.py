@@ -23,6 +23,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .files import atomic_path, atomic_write_bytes, sha256_file
+
 __all__ = [
     "AssetError",
     "AssetMissingError",
@@ -33,9 +35,6 @@ __all__ = [
     "list_assets",
     "photo_paths",
     "photo_records",
-    "sha256_file",
-    "atomic_write_bytes",
-    "atomic_path",
 ]
 
 
@@ -50,57 +49,6 @@ class AssetMissingError(FileNotFoundError):
 def advseg_home() -> Path:
     """Root of the asset cache: ``$ADVSEG_HOME`` or ``~/.cache/advseg``."""
     return Path(os.environ.get("ADVSEG_HOME", Path.home() / ".cache" / "advseg")).expanduser()
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-class atomic_path:
-    """Context manager yielding a temporary path next to ``target``; renamed onto it on success.
-
-    >>> with atomic_path(out) as tmp:
-    ...     write_something(tmp)
-    """
-
-    def __init__(self, target: str | os.PathLike, suffix: str | None = None):
-        self.target = Path(target)
-        self.suffix = suffix if suffix is not None else self.target.suffix
-
-    def __enter__(self) -> Path:
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(
-            prefix=f".{self.target.name}.", suffix=f".part{self.suffix}", dir=self.target.parent
-        )
-        os.close(fd)
-        self.tmp = Path(name)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None and self.tmp.exists() and self.tmp.stat().st_size > 0:
-            os.chmod(self.tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; behave like open()
-            os.replace(self.tmp, self.target)
-        else:
-            self.tmp.unlink(missing_ok=True)
-            if exc_type is None:
-                raise AssetError(f"nothing was written to {self.target}")
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``target`` through a temporary file and an atomic rename."""
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(data)
-    return Path(target)
 
 
 # --------------------------------------------------------------------------- registry

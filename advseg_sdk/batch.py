@@ -10,11 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence, TextIO
 
+from .files import IMAGE_SUFFIXES, is_image_file
+
 __all__ = ["IMAGE_SUFFIXES", "BatchReport", "Plan", "collect_inputs", "plan_outputs", "clean_stale_parts"]
 
-IMAGE_SUFFIXES = frozenset(
-    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm"}
-)
 
 
 @dataclass
@@ -30,16 +29,10 @@ class BatchReport:
         return not self.failed
 
 
-def _is_hidden(p: Path) -> bool:
-    """Hidden files, among them the ``.<name>.XXXXXXXX.part<suffix>`` temporaries of atomic writes."""
-    return p.name.startswith(".")
-
-
 def _scan(p: Path, skip: Path | None) -> list[Path]:
     return sorted(
         f for f in p.rglob("*")
-        if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not _is_hidden(f)
-        and not (skip is not None and f.resolve().is_relative_to(skip))
+        if is_image_file(f) and not (skip is not None and f.resolve().is_relative_to(skip))
     )
 
 

@@ -66,7 +66,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .assets import advseg_home, atomic_write_bytes, sha256_file
+from .assets import advseg_home
+from .files import atomic_write_bytes, sha256_file
 
 __all__ = [
     "FORMAT_VERSION",

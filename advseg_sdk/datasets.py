@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .assets import AssetError, AssetMissingError, _deb_download, _pip_download, advseg_home, sha256_file
+from .assets import AssetError, AssetMissingError, _deb_download, _pip_download, advseg_home
+from .files import sha256_file
 
 __all__ = [
     "DATASETS",

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from .assets import atomic_path
+from .files import atomic_path
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",

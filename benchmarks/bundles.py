@@ -91,7 +91,7 @@ def prepare_generator(spec: ModelSpec, precisions: Sequence[str], seed: int = 0,
     """Fill in ``spec.checkpoint`` (random init for ``--arch``) and, with ``export``, ``spec.bundle``."""
     import torch
 
-    from advseg_sdk.assets import sha256_file
+    from advseg_sdk.files import sha256_file
     from advseg_train.networks import GeneratorConfig, build_generator, load_generator, save_generator
 
     root = cache_dir()
@@ -127,7 +127,8 @@ def prepare_generator(spec: ModelSpec, precisions: Sequence[str], seed: int = 0,
 
 def prepare_hed(precisions: Sequence[str], log: Log = print) -> str:
     """The cached HED bundle with ``precisions`` (exported from the real weights when needed)."""
-    from advseg_sdk.assets import asset_path, sha256_file
+    from advseg_sdk.assets import asset_path
+    from advseg_sdk.files import sha256_file
 
     weights = asset_path("hed-bsds500")
     bundle = cache_dir() / f"hed-{sha256_file(weights)[:16]}-x{exporter_tag()}.advseg"

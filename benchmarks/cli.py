@@ -177,7 +177,7 @@ def report_cmd(results: str, out_dir: str | None) -> None:
     out = Path(out_dir) if out_dir else src.parent
     out.mkdir(parents=True, exist_ok=True)
     if doc["kind"] == "scale":
-        from advseg_sdk.assets import atomic_write_bytes
+        from advseg_sdk.files import atomic_write_bytes
 
         paths = [atomic_write_bytes(out / f"{src.stem}.md", render_scale_markdown(doc).encode()),
                  write_scale_plot(doc, out / f"{src.stem}.png")]
@@ -211,7 +211,7 @@ def report_cmd(results: str, out_dir: str | None) -> None:
 def scale_cmd(model, ngf, backend, precision, sizes, tile_limit, tile, overlap, untiled_too, threads, warmup,
               repeats, max_time, timeout_s, memory_budget_gb, out_dir, name) -> None:
     """Latency per megapixel from small to large images, tiled above --tile-limit."""
-    from advseg_sdk.assets import atomic_write_bytes
+    from advseg_sdk.files import atomic_write_bytes
 
     from .models import parse_models
     from .scale import ScaleConfig, render_scale_markdown, run_scale, write_scale_plot

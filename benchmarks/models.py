@@ -161,7 +161,7 @@ def _bundle_spec(path: str) -> ModelSpec:
         cand = Path(src) if Path(src).is_absolute() else b.path.parent / src
         sha = b.provenance.get("source_checkpoint_sha256")
         if cand.is_file():
-            from advseg_sdk.assets import sha256_file
+            from advseg_sdk.files import sha256_file
 
             if sha is None or sha256_file(cand) == sha:
                 ckpt = str(cand)

@@ -33,7 +33,7 @@ def _models(rs: list[dict]) -> list[str]:
 
 
 def _save(fig, path: Path) -> Path:
-    from advseg_sdk.assets import atomic_path
+    from advseg_sdk.files import atomic_path
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")

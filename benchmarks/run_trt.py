@@ -82,7 +82,7 @@ class TensorRTSession:
         art = bundle.artefact(precision)
         src, sha = art.path, art.sha256
         if precision == "int8":  # TensorRT's parser takes symmetric int8 only
-            from advseg_sdk.assets import sha256_file
+            from advseg_sdk.files import sha256_file
 
             from .bundles import tensorrt_int8
 

@@ -240,7 +240,7 @@ def write_scale_plot(doc: dict[str, Any], path: str | Path) -> Path | None:
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    from advseg_sdk.assets import atomic_path
+    from advseg_sdk.files import atomic_path
 
     ok = [r for r in doc["results"] if r["status"] == "ok"]
     if not ok:

@@ -200,7 +200,8 @@ def export_hed(
     probability (B,1,H,W). Other arguments as :func:`export_generator` (``calib``: photos)."""
     from advseg_train.hed import load_hed
 
-    from advseg_sdk.assets import asset_path, sha256_file
+    from advseg_sdk.assets import asset_path
+    from advseg_sdk.files import sha256_file
 
     wpath = Path(weights) if weights is not None else asset_path("hed-bsds500")
     net = load_hed(wpath)
@@ -620,7 +621,7 @@ def _calib_info(cin: InputSet, calib, task: str, sketch_method: str) -> dict[str
 
 
 def _source_provenance(source: Any, layout: str | None) -> dict[str, Any]:
-    from advseg_sdk.assets import sha256_file
+    from advseg_sdk.files import sha256_file
 
     prov: dict[str, Any] = {"source": None, "source_checkpoint_sha256": None, "source_layout": layout,
                             "training_config": None}

@@ -21,10 +21,11 @@ import cv2
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
+from advseg_sdk import files
+
 __all__ = [
     "PARITY_PHOTOS",
     "SKETCH_METHODS",
-    "IMAGE_SUFFIXES",
     "CalibrationError",
     "InputSet",
     "fit_square",
@@ -39,7 +40,6 @@ __all__ = [
 #: The fixed parity photos (from the ``photos`` asset): a portrait, food, an animal.
 PARITY_PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png")
 SKETCH_METHODS = ("xdog", "hed")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
 class CalibrationError(ValueError):
@@ -169,15 +169,12 @@ def parity_inputs(
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
     """Image files directly in ``folder``, sorted by name."""
-    d = Path(folder)
-    if not d.is_dir():
-        raise CalibrationError(f"calibration folder not found or not a directory: {d}")
-    files = sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise CalibrationError(
-            f"calibration folder {d} has no images (looked for {', '.join(IMAGE_SUFFIXES)})"
-        )
-    return files
+    return files.list_images(
+        folder,
+        CalibrationError,
+        missing="calibration folder not found or not a directory: {folder}",
+        empty="calibration folder {folder} has no images (looked for {suffixes})",
+    )
 
 
 def calibration_inputs(

@@ -190,7 +190,7 @@ def build_engine(
     Not verified here (no TensorRT on our machines).
     """
     trt, dev = require_tensorrt()
-    from advseg_sdk.assets import atomic_write_bytes
+    from advseg_sdk.files import atomic_write_bytes
 
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from advseg_sdk import assets
+from advseg_sdk import assets, files
 
 
 def test_missing_asset_error_names_the_fetch_command(tmp_path, monkeypatch):
@@ -30,7 +30,7 @@ def test_photo_set_is_real_and_every_photo_has_a_licence(photo_paths):
     assert len(records) == len(photo_paths) >= 30
     for rec, path in zip(records, photo_paths):
         assert path.is_file() and path.stat().st_size > 10_000
-        assert assets.sha256_file(path) == rec["sha256"]
+        assert files.sha256_file(path) == rec["sha256"]
         assert rec["licence"] and rec["licence"] != "see package copyright", rec
     licences = {r["file"]: r["licence"] for r in records}
     assert licences["seeding_by_Clements_Engelhardt.jpg"] == "CC0-1.0"
@@ -50,11 +50,11 @@ def test_dep5_parser_handles_multiline_files_fields():
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "out.bin"
     with pytest.raises(RuntimeError):
-        with assets.atomic_path(target) as tmp:
+        with files.atomic_path(target) as tmp:
             tmp.write_bytes(b"half")
             raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
-    assets.atomic_write_bytes(target, b"whole")
+    files.atomic_write_bytes(target, b"whole")
     assert target.read_bytes() == b"whole" and len(list(tmp_path.iterdir())) == 1
 
 
@@ -66,7 +66,7 @@ def test_fetch_real_hed_weights_via_cli_into_fresh_cache(tmp_path, venv_bin):
     )
     assert proc.returncode == 0, proc.stderr
     path = tmp_path / "home" / "weights" / "hed_bsds500.weights.h5"
-    assert assets.sha256_file(path) == assets.ASSETS["hed-bsds500"].sha256
+    assert files.sha256_file(path) == assets.ASSETS["hed-bsds500"].sha256
     listing = subprocess.run([str(venv_bin / "advseg"), "assets", "list"], env=env, capture_output=True, text=True)
     assert "hed-bsds500" in listing.stdout and "present=yes" in listing.stdout
 
@@ -82,7 +82,7 @@ def test_sha256_mismatch_is_refused_and_nothing_is_left(tmp_path, monkeypatch):
 
 
 def test_atomic_path_gives_normal_file_permissions(tmp_path):
-    target = assets.atomic_write_bytes(tmp_path / "f.json", b"{}")
+    target = files.atomic_write_bytes(tmp_path / "f.json", b"{}")
     mask = os.umask(0)
     os.umask(mask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~mask

@@ -28,7 +28,7 @@ from advseg_export.tensorrt_build import (
     import_tensorrt,
     parse_shape,
 )
-from advseg_sdk.assets import sha256_file
+from advseg_sdk.files import sha256_file
 from advseg_sdk.bundle import load_bundle
 from advseg_train.networks import GeneratorConfig, build_generator, load_generator, save_generator
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from advseg_sdk.assets import sha256_file
+from advseg_sdk.files import sha256_file
 
 pytestmark = pytest.mark.real_assets
 

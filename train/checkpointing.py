@@ -25,7 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from advseg_sdk.assets import atomic_path
+from advseg_sdk.files import atomic_path
 
 __all__ = [
     "FORMAT",

@@ -525,7 +525,7 @@ def _save(net: nn.Module, path: str | os.PathLike, fmt: str, cfg_cls: type,
           extra_metadata: Mapping[str, Any] | None) -> None:
     from safetensors.torch import save_file
 
-    from advseg_sdk.assets import atomic_path
+    from advseg_sdk.files import atomic_path
 
     net = _unwrap_module(net)
     cfg = getattr(net, "config", None)

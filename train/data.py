@@ -30,12 +30,12 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, DistributedSampler
 
+from advseg_sdk import files
 from advseg_sdk.imageio import read_image, write_image
 
 from .config import DataConfig
 
 __all__ = [
-    "IMG_EXTENSIONS",
     "DataError",
     "Augment",
     "UnalignedDataset",
@@ -47,7 +47,6 @@ __all__ = [
     "list_images",
 ]
 
-IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
 class DataError(ValueError):
@@ -55,14 +54,10 @@ class DataError(ValueError):
 
 
 def list_images(folder: Path, what: str) -> list[Path]:
-    """Sorted image files directly in ``folder``; a clear error if it is missing or empty."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"{what}: folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS)
-    if not files:
-        raise DataError(f"{what}: no images ({', '.join(IMG_EXTENSIONS)}) in {folder}")
-    return files
+    """Sorted image files directly in ``folder``; a clear error naming ``what`` if it is missing or empty."""
+    return files.list_images(
+        folder, DataError, missing=f"{what}: folder not found: {{folder}}", empty=f"{what}: no images ({{suffixes}}) in {{folder}}"
+    )
 
 
 def _rng(seed: int, epoch: int, index: int) -> np.random.Generator:

@@ -34,7 +34,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from advseg_sdk.assets import atomic_path, atomic_write_bytes
+from advseg_sdk.files import atomic_path, atomic_write_bytes
 
 from .checkpointing import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig, dump_yaml, to_dict

@@ -37,7 +37,7 @@ import torch
 from skimage.color import deltaE_ciede2000, rgb2lab
 from skimage.metrics import structural_similarity
 
-from advseg_sdk.assets import atomic_path
+from advseg_sdk.files import atomic_path
 from advseg_sdk.imageio import read_image, write_image
 
 __all__ = [

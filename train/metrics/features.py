@@ -133,7 +133,8 @@ class ImgsimResNet50Extractor(FeatureExtractor):
         input_size: int = 224,
         device: str | torch.device | None = None,
     ) -> None:
-        from advseg_sdk.assets import asset_path, sha256_file
+        from advseg_sdk.assets import asset_path
+        from advseg_sdk.files import sha256_file
 
         path = asset_path("imgsim-resnet50") if weights is None else weights
         trunk = load_imgsim_resnet50(path)

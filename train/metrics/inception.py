@@ -530,7 +530,7 @@ def load_fid_inception(
     Sets ``weights_sha256``, ``weights_label`` (what reports print) and ``weights_path``.
     """
     path = resolve_inception_weights(weights)
-    from advseg_sdk.assets import sha256_file
+    from advseg_sdk.files import sha256_file
 
     digest = sha256_file(path)
     if check_hash and digest not in KNOWN_WEIGHTS:

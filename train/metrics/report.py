@@ -68,7 +68,7 @@ class EvalReport:
         return cls(metrics=metrics, **keep)
 
     def write_json(self, path: str | os.PathLike) -> Path:
-        from advseg_sdk.assets import atomic_write_bytes
+        from advseg_sdk.files import atomic_write_bytes
 
         text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
         return atomic_write_bytes(path, text.encode())
@@ -187,7 +187,7 @@ def write_comparison(
     out_dir: str | os.PathLike, runs: Sequence[tuple[str, EvalReport | None]], grid: Image.Image
 ) -> dict[str, Path]:
     """Write ``metrics.md``, ``metrics.json`` and ``grid.png`` into ``out_dir`` (each atomically)."""
-    from advseg_sdk.assets import atomic_path, atomic_write_bytes
+    from advseg_sdk.files import atomic_path, atomic_write_bytes
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from advseg_sdk import files
+
 from .features import FeatureExtractor
 from .fid import gaussian_stats
 
@@ -44,7 +46,6 @@ __all__ = [
     "CACHE_FORMAT",
     "EvalInputError",
     "FeatureStats",
-    "IMAGE_EXTENSIONS",
     "RESIZE_MODES",
     "SmallSampleWarning",
     "compute_features",
@@ -57,7 +58,6 @@ __all__ = [
 ]
 
 RESIZE_MODES = ("pytorch-fid", "clean")
-IMAGE_EXTENSIONS = frozenset({".bmp", ".jpg", ".jpeg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp"})
 CACHE_FORMAT = "advseg-eval-stats/1"
 _MAX_BATCH_PIXELS = 24_000_000  # keeps a batch of large photos within a few hundred MB
 
@@ -71,20 +71,9 @@ class SmallSampleWarning(UserWarning):
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files directly in ``folder`` (by extension, case-insensitive), sorted by name.
-
-    Unlike pytorch-fid, whose lowercase glob silently skips ``.JPG``/``.PNG`` files, upper-case
-    extensions count; subfolders are not searched.
-    """
-    root = Path(folder)
-    if not root.is_dir():
-        raise EvalInputError(f"{root}: not a directory of images")
-    files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not files:
-        raise EvalInputError(
-            f"{root}: no images found (looked for {', '.join(sorted(IMAGE_EXTENSIONS))} directly in the folder)"
-        )
-    return files
+    """Image files directly in ``folder``, sorted by name; upper-case suffixes count (unlike
+    pytorch-fid's lowercase glob, which silently skips ``.JPG``)."""
+    return files.list_images(folder, EvalInputError)
 
 
 def load_image(path: str | os.PathLike, resize: str = "pytorch-fid", size: int = 299) -> np.ndarray:
@@ -191,7 +180,7 @@ def default_cache_dir() -> Path:
 
 def stats_cache_key(paths: Sequence[Path], root: Path, extractor: FeatureExtractor, resize: str) -> str:
     """sha256 over (format, extractor.cache_id, resize, every relative name + content sha256)."""
-    from advseg_sdk.assets import sha256_file
+    from advseg_sdk.files import sha256_file
 
     h = hashlib.sha256(json.dumps([CACHE_FORMAT, extractor.cache_id, resize]).encode())
     for p in paths:
@@ -214,7 +203,7 @@ def _read_cache(path: Path, key: str, dim: int) -> FeatureStats | None:
 
 
 def _write_cache(path: Path, stats: FeatureStats) -> None:
-    from advseg_sdk.assets import atomic_path
+    from advseg_sdk.files import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, format=np.array(CACHE_FORMAT), key=np.array(stats.key), features=stats.features, mu=stats.mu, sigma=stats.sigma)
