@@ -96,7 +96,7 @@ def test_pipeline_sketches_and_colours_at_the_trained_scale(bundle, photo_paths)
 
 
 def test_colour_metrics_on_known_images():
-    from advseg_train.metrics.colour import colour_metrics, flat_baseline
+    from advseg_eval.colour import colour_metrics, flat_baseline
 
     rng = np.random.default_rng(0)
     photo = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from advseg_train.metrics.inception import FID_WEIGHTS_FILENAME, FID_WEIGHTS_SHA256
+from advseg_eval.inception import FID_WEIGHTS_FILENAME, FID_WEIGHTS_SHA256
 
 pytestmark = pytest.mark.real_assets
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from advseg_train.metrics.fid import (
+from advseg_eval.fid import (
     frechet_distance,
     frechet_distance_from_features,
     frechet_distance_lowrank,

@@ -12,10 +12,10 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 
-from advseg_train.metrics.features import ImgsimResNet50Extractor, get_extractor
-from advseg_train.metrics.fid import frechet_distance_from_features, gaussian_stats
-from advseg_train.metrics.score import score_folders
-from advseg_train.metrics.stats import (
+from advseg_eval.features import ImgsimResNet50Extractor, get_extractor
+from advseg_eval.fid import frechet_distance_from_features, gaussian_stats
+from advseg_eval.score import score_folders
+from advseg_eval.stats import (
     EvalInputError,
     SmallSampleWarning,
     compute_features,

@@ -12,9 +12,9 @@ import copy
 import pytest
 import torch
 
-from advseg_train.metrics import inception as inc
-from advseg_train.metrics.features import InceptionFIDExtractor
-from advseg_train.metrics.inception import (
+from advseg_eval import inception as inc
+from advseg_eval.features import InceptionFIDExtractor
+from advseg_eval.inception import (
     FID_WEIGHTS_FILENAME,
     FID_WEIGHTS_SHA256,
     FID_WEIGHTS_SIZE,
@@ -176,7 +176,7 @@ def test_fid_and_kid_through_score_folders(random_inception, tmp_path):
     import numpy as np
     from PIL import Image
 
-    from advseg_train.metrics.score import score_folders
+    from advseg_eval.score import score_folders
 
     rng = np.random.default_rng(0)
     for name, shift in (("gen", 60), ("real", 0)):

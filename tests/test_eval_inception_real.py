@@ -17,16 +17,16 @@ import torch
 from PIL import Image, ImageFilter
 
 from advseg_sdk.assets import ASSETS, asset_path
-from advseg_train.metrics import inception as inc
-from advseg_train.metrics.features import InceptionFIDExtractor
-from advseg_train.metrics.inception import (
+from advseg_eval import inception as inc
+from advseg_eval.features import InceptionFIDExtractor
+from advseg_eval.inception import (
     FID_HELPER_SHA256,
     FIDInceptionV3,
     InceptionWeightsError,
     load_fid_inception,
     read_torchscript_tensors,
 )
-from advseg_train.metrics.score import score_folders
+from advseg_eval.score import score_folders
 
 pytestmark = pytest.mark.real_assets
 

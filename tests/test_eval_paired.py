@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from advseg_train.metrics.paired import match_pairs, paired_scores, psnr, ssim
-from advseg_train.metrics.stats import EvalInputError
+from advseg_eval.paired import match_pairs, paired_scores, psnr, ssim
+from advseg_eval.stats import EvalInputError
 
 pytestmark = pytest.mark.real_assets
 

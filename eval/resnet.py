@@ -58,7 +58,7 @@ class Bottleneck(nn.Module):
 class ResNet50(nn.Module):
     """ResNet-50 trunk; ``features(x)`` -> (B,2048) pooled, ``forward`` adds ``fc``.
 
-    ``x`` is already normalised (ImageNet mean/std); see :mod:`advseg_train.metrics.features`
+    ``x`` is already normalised (ImageNet mean/std); see :mod:`advseg_eval.features`
     for the extractor that does the preprocessing.
     """
 

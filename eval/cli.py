@@ -4,8 +4,8 @@
                       [--inception-weights PATH] [--resize pytorch-fid|clean] [--json OUT]
     advseg-eval compare RUN... --out DIR [--real REAL_DIR] [--metric ...]
 
-A thin click layer over :func:`advseg_train.metrics.score_folders` and
-:mod:`advseg_train.metrics.report`.
+A thin click layer over :func:`advseg_eval.score_folders` and
+:mod:`advseg_eval.report`.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import click
 
-from .metrics.inception import FID_WEIGHTS_FILENAME, InceptionWeightsError, StateDictLayoutError
-from .metrics.report import EvalReport, comparison_columns, image_grid, load_report, write_comparison
-from .metrics.score import METRICS, score_folders
-from .metrics.stats import RESIZE_MODES, EvalInputError, list_images
+from .inception import FID_WEIGHTS_FILENAME, InceptionWeightsError, StateDictLayoutError
+from .report import EvalReport, comparison_columns, image_grid, load_report, write_comparison
+from .score import METRICS, score_folders
+from .stats import RESIZE_MODES, EvalInputError, list_images
 
 _USER_ERRORS: tuple[type[BaseException], ...] = (
     InceptionWeightsError,
@@ -197,8 +197,8 @@ def colour_cmd(bundles, datasets, split, photo_dirs, out_dir: Path, sketch_metho
     from advseg_sdk.colorizer import Pipeline
     from advseg_sdk.datasets import dataset_paths
 
-    from .metrics.colour import evaluate_colour
-    from .metrics.stats import list_images as list_eval_images
+    from .colour import evaluate_colour
+    from .stats import list_images as list_eval_images
 
     if threads:
         import torch
