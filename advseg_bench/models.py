@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from advseg_sdk import quality
+
 __all__ = ["ModelSpec", "MODEL_KINDS", "GENERATOR_ARCHS", "size_problem", "example_photos",
            "generator_input", "hed_input", "psnr"]
 
@@ -130,11 +132,8 @@ def psnr(reference: np.ndarray, candidate: np.ndarray, value_range: tuple[float,
         raise ValueError(f"accuracy: output shapes differ: {ref.shape} vs {cand.shape}")
     if not np.isfinite(cand).all():
         return {"psnr_db": None, "max_abs": None, "nonfinite": int((~np.isfinite(cand)).sum())}
-    lo, hi = value_range
-    diff = (cand - ref) * (255.0 / (hi - lo))
-    mse = float(np.mean(diff * diff))
-    return {"psnr_db": None if mse == 0 else round(10 * math.log10(255.0**2 / mse), 3),
-            "max_abs": float(np.abs(cand - ref).max())}
+    db = quality.psnr(ref, cand, value_range)
+    return {"psnr_db": None if math.isinf(db) else round(db, 3), "max_abs": float(np.abs(cand - ref).max())}
 
 
 def generator_spec(arch: str, ngf: int = 64, norm: str = "instance") -> ModelSpec:

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from skimage.metrics import structural_similarity
+
+from advseg_sdk.quality import psnr
 
 from .stats import EvalInputError, list_images
 
@@ -26,14 +28,6 @@ __all__ = ["PairedResult", "match_pairs", "paired_scores", "psnr", "ssim"]
 def _check(a: np.ndarray, b: np.ndarray) -> None:
     if a.shape != b.shape:
         raise ValueError(f"paired metric needs equal shapes, got {a.shape} and {b.shape}")
-
-
-def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
-    """PSNR in dB of two images of equal shape (inf when identical)."""
-    _check(a, b)
-    if np.array_equal(a, b):
-        return float("inf")
-    return float(peak_signal_noise_ratio(np.asarray(a, np.float64), np.asarray(b, np.float64), data_range=data_range))
 
 
 def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:

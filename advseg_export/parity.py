@@ -9,11 +9,15 @@ mapping). Identical outputs have an infinite PSNR, written as JSON ``null``.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
+
+from advseg_sdk import quality
 
 __all__ = [
     "PARITY_CONVENTION",
@@ -39,7 +43,7 @@ class Threshold:
     max_abs: float | None = None
     min_psnr: float | None = None
 
-    def failures(self, result: "ParityResult") -> list[str]:
+    def failures(self, result: ParityResult) -> list[str]:
         """Human-readable reasons ``result`` misses this threshold (empty when it passes)."""
         if result.nonfinite:
             return [f"{result.nonfinite} NaN/inf output values"]
@@ -59,7 +63,7 @@ class Threshold:
         return d
 
     @classmethod
-    def from_any(cls, value: "Threshold | Mapping[str, float]") -> "Threshold":
+    def from_any(cls, value: Threshold | Mapping[str, float]) -> Threshold:
         if isinstance(value, Threshold):
             return value
         unknown = set(value) - {"max_abs", "min_psnr"}
@@ -102,15 +106,8 @@ class ParityResult:
         return f"max_abs={self.max_abs:.3g}, PSNR={p} dB"
 
 
-def psnr(reference: np.ndarray, candidate: np.ndarray, value_range: Sequence[float] = (-1.0, 1.0)) -> float:
-    """PSNR in dB of ``candidate`` vs ``reference`` with both mapped from ``value_range`` to 0..255."""
-    lo, hi = float(value_range[0]), float(value_range[1])
-    if not hi > lo:
-        raise ValueError(f"value_range must be (lo, hi) with lo < hi, got {tuple(value_range)}")
-    scale = 255.0 / (hi - lo)
-    diff = (np.asarray(candidate, np.float64) - np.asarray(reference, np.float64)) * scale
-    mse = float(np.mean(diff * diff))
-    return math.inf if mse == 0.0 else 10.0 * math.log10(255.0**2 / mse)
+#: PSNR with network outputs' [-1, 1] range as the default (mapped to 0..255).
+psnr = functools.partial(quality.psnr, value_range=(-1.0, 1.0))
 
 
 def compare(
@@ -128,5 +125,5 @@ def compare(
     return ParityResult(
         max_abs=float(err.max()) if err.size else 0.0,
         mean_abs=float(err.mean()) if err.size else 0.0,
-        psnr=psnr(ref, cand, value_range),
+        psnr=quality.psnr(ref, cand, value_range),
     )
