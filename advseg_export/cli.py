@@ -38,7 +38,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     errors: list[type[BaseException]] = [AssetMissingError, BundleError, ImageReadError, CalibrationError,
                                          ExportError, TensorRTUnavailableError, FileNotFoundError, ValueError]
     try:
-        from advseg_train.networks import CheckpointError
+        from advseg_train.checkpoints import CheckpointError
 
         errors.append(CheckpointError)
     except ImportError:

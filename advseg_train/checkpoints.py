@@ -41,22 +41,14 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from .networks import (
-    DISCRIMINATOR_ARCHS,
-    GENERATOR_ARCHS,
-    CheckpointError,
-    DiscriminatorConfig,
-    GeneratorConfig,
-    build_discriminator,
-    build_generator,
-)
+from .archs import DISCRIMINATOR_ARCHS, GENERATOR_ARCHS, DiscriminatorConfig, GeneratorConfig, generator_arch_for
 
 __all__ = [
     "CheckpointError",
@@ -68,12 +60,17 @@ __all__ = [
     "detect_layout",
     "generator_state_and_config",
     "discriminator_state_and_config",
-    "load_generator",
-    "load_discriminator",
+    "load_checked",
     "save_generator",
     "save_discriminator",
     "read_metadata",
 ]
+
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be read or does not match the network it is loaded into."""
+
 
 GENERATOR_FORMAT = "generator/1"
 DISCRIMINATOR_FORMAT = "discriminator/1"
@@ -312,7 +309,7 @@ def _infer_resnet(sd: StateDict, desc: str) -> dict[str, Any]:
     n = len(blocks)
     if blocks != list(range(10, 10 + n)):
         raise CheckpointError(f"{desc}: residual blocks at unexpected indices {blocks}")
-    arch = {9: "resnet_9blocks", 6: "resnet_6blocks"}.get(n)
+    arch = generator_arch_for("resnet", n)
     if arch is None:
         raise CheckpointError(f"{desc}: ResnetGenerator with {n} blocks; only 6 and 9 are "
                               f"supported ({list(GENERATOR_ARCHS)})")
@@ -332,7 +329,7 @@ def _infer_resnet(sd: StateDict, desc: str) -> dict[str, Any]:
 def _infer_unet(sd: StateDict, desc: str) -> dict[str, Any]:
     downs = [k for k in sd if re.fullmatch(r"model(\.model\.1)(\.model\.3)*\.model\.1\.weight", k)]
     num_downs = len(downs) + 1  # + the outermost level (model.model.0)
-    arch = {7: "unet_128", 8: "unet_256"}.get(num_downs)
+    arch = generator_arch_for("unet", num_downs)
     if arch is None:
         raise CheckpointError(f"{desc}: U-Net with {num_downs} down-samplings; only 7 (unet_128) "
                               "and 8 (unet_256) are supported")
@@ -367,6 +364,17 @@ def _infer_pixel(sd: StateDict, desc: str) -> dict[str, Any]:
     first = _shape(sd, "net.0.weight", desc)
     return {"arch": "pixel", "input_nc": first[1], "ndf": first[0],
             "norm": _norm_of(sd, "net.3", "net.2", desc)}
+
+
+_Infer = Callable[[StateDict, str], dict[str, Any]]
+
+#: per kind: container entry names, our format tag, config class, inference per layout
+_KINDS: dict[str, tuple[tuple[str, ...], str, type, dict[str, _Infer]]] = {
+    "generator": (GENERATOR_KEYS, GENERATOR_FORMAT, GeneratorConfig,
+                  {"advsegloss_resnet_split": _infer_resnet, "resnet_flat": _infer_resnet, "unet": _infer_unet}),
+    "discriminator": (DISCRIMINATOR_KEYS, DISCRIMINATOR_FORMAT, DiscriminatorConfig,
+                      {"nlayer_discriminator": _infer_nlayer, "pixel_discriminator": _infer_pixel}),
+}
 
 
 # --------------------------------------------------------------------------- strict loading
@@ -441,71 +449,47 @@ def _prepare(source: Any, key: str | None, candidates: tuple[str, ...], what: st
     return strip_wrapper_prefix(sd), stored, desc
 
 
+def _state_and_config(
+    source: Any, key: str | None, overrides: Mapping[str, Any], what: str
+) -> tuple[Any, StateDict, str]:
+    """Read a ``what`` ("generator" | "discriminator") source into ``(config, state dict, layout)``."""
+    candidates, fmt, cls, infer = _KINDS[what]
+    sd, stored, desc = _prepare(source, key, candidates, what, fmt)
+    sd, _ = drop_instance_norm_buffers(sd)
+    layout = detect_layout(sd)
+    if layout not in infer:
+        known = "" if what == "generator" else f"; known: {list(DISCRIMINATOR_ARCHS)}"
+        raise CheckpointError(
+            f"{desc} does not look like a {what} state dict (layout {layout}{known}); first keys: {_first_keys(sd)}"
+        )
+    if layout == "advsegloss_resnet_split":
+        sd = _advsegloss_to_flat(sd, desc)
+    values = {**infer[layout](sd, desc), **(stored or {}), **overrides}
+    return _make_config(cls, values, desc), sd, layout
+
+
 def generator_state_and_config(
     source: Any, *, key: str | None = None, **overrides: Any
 ) -> tuple[GeneratorConfig, StateDict, str]:
     """Read any supported generator source into ``(config, state dict in our layout, layout)``."""
-    sd, stored, desc = _prepare(source, key, GENERATOR_KEYS, "generator", GENERATOR_FORMAT)
-    sd, _ = drop_instance_norm_buffers(sd)
-    layout = detect_layout(sd)
-    if layout == "advsegloss_resnet_split":
-        sd = _advsegloss_to_flat(sd, desc)
-        inferred = _infer_resnet(sd, desc)
-    elif layout == "resnet_flat":
-        inferred = _infer_resnet(sd, desc)
-    elif layout == "unet":
-        inferred = _infer_unet(sd, desc)
-    else:
-        raise CheckpointError(
-            f"{desc} does not look like a generator state dict (layout {layout}); "
-            f"first keys: {_first_keys(sd)}"
-        )
-    values = {**inferred, **(stored or {}), **overrides}
-    return _make_config(GeneratorConfig, values, desc), sd, layout
+    return _state_and_config(source, key, overrides, "generator")
 
 
 def discriminator_state_and_config(
     source: Any, *, key: str | None = None, **overrides: Any
 ) -> tuple[DiscriminatorConfig, StateDict, str]:
     """Read any supported discriminator source into ``(config, state dict, layout)``."""
-    sd, stored, desc = _prepare(source, key, DISCRIMINATOR_KEYS, "discriminator",
-                                DISCRIMINATOR_FORMAT)
-    sd, _ = drop_instance_norm_buffers(sd)
-    layout = detect_layout(sd)
-    if layout == "nlayer_discriminator":
-        inferred = _infer_nlayer(sd, desc)
-    elif layout == "pixel_discriminator":
-        inferred = _infer_pixel(sd, desc)
-    else:
-        raise CheckpointError(
-            f"{desc} does not look like a discriminator state dict (layout {layout}; "
-            f"known: {list(DISCRIMINATOR_ARCHS)}); first keys: {_first_keys(sd)}"
-        )
-    values = {**inferred, **(stored or {}), **overrides}
-    return _make_config(DiscriminatorConfig, values, desc), sd, layout
+    return _state_and_config(source, key, overrides, "discriminator")
 
 
-def _load_into(net: nn.Module, sd: StateDict, desc: str, cfg: Any, layout: str) -> nn.Module:
-    _check_match(net, sd, desc, cfg, layout)
+def load_checked(net: nn.Module, sd: StateDict, source: Any, layout: str) -> nn.Module:
+    """Load ``sd`` (read from ``source`` in ``layout``) strictly into ``net``, which was built from
+    ``net.config``; a mismatch raises :class:`CheckpointError` naming the keys and shapes.
+    Returns ``net`` in eval mode with ``.source_layout``."""
+    _check_match(net, sd, _describe(source), net.config, layout)
     net.load_state_dict(sd, strict=True)
-    net.eval()
-    return net
-
-
-def load_generator(source: Any, *, key: str | None = None, **overrides: Any) -> nn.Module:
-    """See :func:`advseg_train.networks.load_generator`."""
-    cfg, sd, layout = generator_state_and_config(source, key=key, **overrides)
-    net = build_generator(cfg, init_type=None)
     net.source_layout = layout
-    return _load_into(net, sd, _describe(source), cfg, layout)
-
-
-def load_discriminator(source: Any, *, key: str | None = None, **overrides: Any) -> nn.Module:
-    """See :func:`advseg_train.networks.load_discriminator`."""
-    cfg, sd, layout = discriminator_state_and_config(source, key=key, **overrides)
-    net = build_discriminator(cfg, init_type=None)
-    net.source_layout = layout
-    return _load_into(net, sd, _describe(source), cfg, layout)
+    return net.eval()
 
 
 # --------------------------------------------------------------------------- saving (ours)

@@ -29,6 +29,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import yaml
 
+from .archs import DISCRIMINATOR_ARCHS, GENERATOR_ARCHS, GENERATORS, INIT_TYPES, NORMS
+
 __all__ = [
     "ModelConfig",
     "LossConfig",
@@ -193,11 +195,11 @@ class TrainConfig:
 
 _CHOICES: dict[str, tuple[Any, ...]] = {
     "model.kind": ("cycle_gan", "pix2pix"),
-    "model.netG": ("resnet_9blocks", "resnet_6blocks", "unet_128", "unet_256"),
-    "model.norm": ("instance", "batch", "none"),
-    "model.netD": ("basic", "n_layers", "pixel"),
+    "model.netG": GENERATOR_ARCHS,
+    "model.norm": NORMS,
+    "model.netD": DISCRIMINATOR_ARCHS,
     "model.gan_mode": ("lsgan", "vanilla"),
-    "model.init_type": ("normal", "xavier", "kaiming", "orthogonal"),
+    "model.init_type": INIT_TYPES,
     "seg.variant": ("none", "binary", "multi", "both"),
     "seg.grad": ("soft", "hard"),
     "data.mode": ("unaligned", "aligned", "photos"),
@@ -244,7 +246,7 @@ def _validate(cfg: TrainConfig) -> None:
     if d.preprocess in ("resize_and_crop", "scale_shortside_and_crop") and d.crop_size > d.load_size:
         raise ConfigError(f"data.crop_size ({d.crop_size}) must not exceed data.load_size ({d.load_size})")
     if d.preprocess != "none":
-        multiple = 4 if cfg.model.netG.startswith("resnet") else (128 if cfg.model.netG == "unet_128" else 256)
+        multiple = GENERATORS[cfg.model.netG].size_multiple
         if d.crop_size % multiple:
             raise ConfigError(
                 f"data.crop_size={d.crop_size} must be a multiple of {multiple} for model.netG={cfg.model.netG}"

@@ -44,14 +44,22 @@ official ``.pth`` files as well (:func:`load_generator`).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
+
+from .archs import DISCRIMINATOR_ARCHS, GENERATOR_ARCHS, INIT_TYPES, NORMS, DiscriminatorConfig, GeneratorConfig
+from .checkpoints import (
+    CheckpointError,
+    discriminator_state_and_config,
+    generator_state_and_config,
+    load_checked,
+    save_discriminator,
+    save_generator,
+)
 
 __all__ = [
     "GENERATOR_ARCHS",
@@ -78,131 +86,6 @@ __all__ = [
     "save_discriminator",
     "CheckpointError",
 ]
-
-GENERATOR_ARCHS = ("resnet_9blocks", "resnet_6blocks", "unet_128", "unet_256")
-DISCRIMINATOR_ARCHS = ("basic", "n_layers", "pixel")
-NORMS = ("instance", "batch", "none")
-INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal")
-
-_RESNET_BLOCKS = {"resnet_9blocks": 9, "resnet_6blocks": 6}
-_UNET_DOWNS = {"unet_128": 7, "unet_256": 8}
-
-
-class CheckpointError(ValueError):
-    """A checkpoint cannot be read or does not match the network it is loaded into."""
-
-
-# --------------------------------------------------------------------------- configs
-
-
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}={value!r} is not supported; choose one of {list(choices)}")
-
-
-def _check_positive(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
-def _from_dict(cls, d: Mapping[str, Any]):
-    if not isinstance(d, Mapping):
-        raise ValueError(f"{cls.__name__}.from_dict needs a mapping, got {type(d).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; known: {sorted(names)}")
-    return cls(**dict(d))
-
-
-@dataclass(frozen=True)
-class GeneratorConfig:
-    """Architecture of a generator. ``arch`` picks the family and depth."""
-
-    arch: str = "resnet_9blocks"
-    input_nc: int = 3
-    output_nc: int = 3
-    ngf: int = 64
-    norm: str = "instance"
-    use_dropout: bool = False
-
-    def __post_init__(self) -> None:
-        _check_choice("arch", self.arch, GENERATOR_ARCHS)
-        _check_choice("norm", self.norm, NORMS)
-        for name in ("input_nc", "output_nc", "ngf"):
-            _check_positive(name, getattr(self, name))
-        if not isinstance(self.use_dropout, bool):
-            raise ValueError(f"use_dropout must be a bool, got {self.use_dropout!r}")
-
-    @property
-    def is_resnet(self) -> bool:
-        return self.arch in _RESNET_BLOCKS
-
-    @property
-    def n_blocks(self) -> int | None:
-        """Residual blocks of a resnet_* generator (None for U-Nets)."""
-        return _RESNET_BLOCKS.get(self.arch)
-
-    @property
-    def num_downs(self) -> int | None:
-        """Down-samplings of a unet_* generator (None for ResNets)."""
-        return _UNET_DOWNS.get(self.arch)
-
-    @property
-    def size_multiple(self) -> int:
-        """Input height and width must be multiples of this."""
-        return 4 if self.is_resnet else 2 ** self.num_downs
-
-    @property
-    def fixed_size(self) -> tuple[int, int] | None:
-        """The input size a U-Net is made for (None: any multiple of ``size_multiple``)."""
-        return None if self.is_resnet else (2 ** self.num_downs, 2 ** self.num_downs)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> GeneratorConfig:
-        return _from_dict(cls, d)
-
-    def replace(self, **changes: Any) -> GeneratorConfig:
-        return dataclasses.replace(self, **changes)
-
-
-@dataclass(frozen=True)
-class DiscriminatorConfig:
-    """Architecture of a discriminator. ``basic`` always has 3 layers; ``n_layers`` uses it."""
-
-    arch: str = "basic"
-    input_nc: int = 3
-    ndf: int = 64
-    n_layers: int = 3
-    norm: str = "instance"
-    use_sigmoid: bool = False
-
-    def __post_init__(self) -> None:
-        _check_choice("arch", self.arch, DISCRIMINATOR_ARCHS)
-        _check_choice("norm", self.norm, NORMS)
-        for name in ("input_nc", "ndf", "n_layers"):
-            _check_positive(name, getattr(self, name))
-        if not isinstance(self.use_sigmoid, bool):
-            raise ValueError(f"use_sigmoid must be a bool, got {self.use_sigmoid!r}")
-
-    @property
-    def effective_n_layers(self) -> int:
-        """Layers actually built: 3 for ``basic`` (as officially), ``n_layers`` otherwise."""
-        return 3 if self.arch == "basic" else self.n_layers
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> DiscriminatorConfig:
-        return _from_dict(cls, d)
-
-    def replace(self, **changes: Any) -> DiscriminatorConfig:
-        return dataclasses.replace(self, **changes)
-
 
 # --------------------------------------------------------------------------- building blocks
 
@@ -446,7 +329,8 @@ class PixelDiscriminator(nn.Module):
 def init_weights(net: nn.Module, init_type: str = "normal", gain: float = 0.02) -> nn.Module:
     """The official init: conv/linear weights from ``init_type`` (normal: N(0, gain)), biases 0;
     BatchNorm weights N(1, gain), biases 0. Modules are visited in ``nn.Module.apply`` order."""
-    _check_choice("init_type", init_type, INIT_TYPES)
+    if init_type not in INIT_TYPES:
+        raise ValueError(f"init_type={init_type!r} is not supported; choose one of {list(INIT_TYPES)}")
 
     def init_module(m: nn.Module) -> None:
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
@@ -528,8 +412,9 @@ def set_dropout(net: nn.Module, active: bool) -> nn.Module:
     return net
 
 
-# --------------------------------------------------------------------------- loading / saving
-# The formats live in advseg_train.checkpoints; these wrappers keep one import place.
+# --------------------------------------------------------------------------- loading
+# The formats live in advseg_train.checkpoints (which also writes our files: save_generator,
+# save_discriminator, re-exported here); these build the module and load the weights into it.
 
 
 def load_generator(source: Any, *, key: str | None = None, **overrides: Any) -> nn.Module:
@@ -538,32 +423,12 @@ def load_generator(source: Any, *, key: str | None = None, **overrides: Any) -> 
     where the weights tell it; ``overrides`` (GeneratorConfig fields) fix the rest. Returns the
     module in eval mode with ``.config`` and ``.source_layout`` (the key layout that was read).
     Raises :class:`CheckpointError` (a ValueError) on a mismatch, naming keys and shapes."""
-    from .checkpoints import load_generator as _load
-
-    return _load(source, key=key, **overrides)
+    cfg, sd, layout = generator_state_and_config(source, key=key, **overrides)
+    return load_checked(build_generator(cfg, init_type=None), sd, source, layout)
 
 
 def load_discriminator(source: Any, *, key: str | None = None, **overrides: Any) -> nn.Module:
     """Like :func:`load_generator` for discriminators (``use_sigmoid`` is not in the weights:
     pass it as an override; default False)."""
-    from .checkpoints import load_discriminator as _load
-
-    return _load(source, key=key, **overrides)
-
-
-def save_generator(
-    net: nn.Module, path: str | os.PathLike, extra_metadata: Mapping[str, Any] | None = None
-) -> None:
-    """Write ``net`` (which must have ``.config``) as our safetensors format, atomically."""
-    from .checkpoints import save_generator as _save
-
-    _save(net, path, extra_metadata)
-
-
-def save_discriminator(
-    net: nn.Module, path: str | os.PathLike, extra_metadata: Mapping[str, Any] | None = None
-) -> None:
-    """Write a discriminator as our safetensors format, atomically."""
-    from .checkpoints import save_discriminator as _save
-
-    _save(net, path, extra_metadata)
+    cfg, sd, layout = discriminator_state_and_config(source, key=key, **overrides)
+    return load_checked(build_discriminator(cfg, init_type=None), sd, source, layout)

@@ -1,0 +1,167 @@
+"""The architecture table: generator and discriminator names and what each one means.
+
+Torch-free, so configuration checks, checkpoint inference and command lines can read it without
+building a network. :mod:`advseg_train.networks` builds the modules these configs describe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+__all__ = [
+    "GeneratorArch",
+    "GENERATORS",
+    "GENERATOR_ARCHS",
+    "DISCRIMINATOR_ARCHS",
+    "NORMS",
+    "INIT_TYPES",
+    "generator_arch_for",
+    "GeneratorConfig",
+    "DiscriminatorConfig",
+]
+
+
+@dataclass(frozen=True)
+class GeneratorArch:
+    """One generator architecture: ``kind`` ``resnet`` (``depth`` residual blocks) or ``unet``
+    (``depth`` down-samplings)."""
+
+    name: str
+    kind: str
+    depth: int
+
+    @property
+    def size_multiple(self) -> int:
+        """Input height and width must be multiples of this."""
+        return 4 if self.kind == "resnet" else 2**self.depth
+
+    @property
+    def fixed_size(self) -> tuple[int, int] | None:
+        """The input size a U-Net is made for (None: any multiple of ``size_multiple``)."""
+        return None if self.kind == "resnet" else (2**self.depth, 2**self.depth)
+
+
+GENERATORS: dict[str, GeneratorArch] = {
+    a.name: a
+    for a in (
+        GeneratorArch("resnet_9blocks", "resnet", 9),
+        GeneratorArch("resnet_6blocks", "resnet", 6),
+        GeneratorArch("unet_128", "unet", 7),
+        GeneratorArch("unet_256", "unet", 8),
+    )
+}
+GENERATOR_ARCHS = tuple(GENERATORS)
+DISCRIMINATOR_ARCHS = ("basic", "n_layers", "pixel")
+NORMS = ("instance", "batch", "none")
+INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal")
+
+
+def generator_arch_for(kind: str, depth: int) -> str | None:
+    """The architecture name with this kind and depth (e.g. ``("resnet", 9)`` -> ``resnet_9blocks``)."""
+    return next((a.name for a in GENERATORS.values() if (a.kind, a.depth) == (kind, depth)), None)
+
+
+# --------------------------------------------------------------------------- configs
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not supported; choose one of {list(choices)}")
+
+
+def _check_fields(cfg: Any, positive: tuple[str, ...], flag: str) -> None:
+    for name in positive:
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if not isinstance(getattr(cfg, flag), bool):
+        raise ValueError(f"{flag} must be a bool, got {getattr(cfg, flag)!r}")
+
+
+_C = TypeVar("_C", bound="_ArchConfig")
+
+
+class _ArchConfig:
+    """Dict round trip and ``replace`` shared by the two config dataclasses."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[_C], d: Mapping[str, Any]) -> _C:
+        if not isinstance(d, Mapping):
+            raise ValueError(f"{cls.__name__}.from_dict needs a mapping, got {type(d).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; known: {sorted(names)}")
+        return cls(**dict(d))
+
+    def replace(self: _C, **changes: Any) -> _C:
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+@dataclass(frozen=True)
+class GeneratorConfig(_ArchConfig):
+    """Architecture of a generator. ``arch`` picks the family and depth."""
+
+    arch: str = "resnet_9blocks"
+    input_nc: int = 3
+    output_nc: int = 3
+    ngf: int = 64
+    norm: str = "instance"
+    use_dropout: bool = False
+
+    def __post_init__(self) -> None:
+        _check_choice("arch", self.arch, GENERATOR_ARCHS)
+        _check_choice("norm", self.norm, NORMS)
+        _check_fields(self, ("input_nc", "output_nc", "ngf"), "use_dropout")
+
+    @property
+    def is_resnet(self) -> bool:
+        return GENERATORS[self.arch].kind == "resnet"
+
+    @property
+    def n_blocks(self) -> int | None:
+        """Residual blocks of a resnet_* generator (None for U-Nets)."""
+        return GENERATORS[self.arch].depth if self.is_resnet else None
+
+    @property
+    def num_downs(self) -> int | None:
+        """Down-samplings of a unet_* generator (None for ResNets)."""
+        return None if self.is_resnet else GENERATORS[self.arch].depth
+
+    @property
+    def size_multiple(self) -> int:
+        """Input height and width must be multiples of this."""
+        return GENERATORS[self.arch].size_multiple
+
+    @property
+    def fixed_size(self) -> tuple[int, int] | None:
+        """The input size a U-Net is made for (None: any multiple of ``size_multiple``)."""
+        return GENERATORS[self.arch].fixed_size
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig(_ArchConfig):
+    """Architecture of a discriminator. ``basic`` always has 3 layers; ``n_layers`` uses it."""
+
+    arch: str = "basic"
+    input_nc: int = 3
+    ndf: int = 64
+    n_layers: int = 3
+    norm: str = "instance"
+    use_sigmoid: bool = False
+
+    def __post_init__(self) -> None:
+        _check_choice("arch", self.arch, DISCRIMINATOR_ARCHS)
+        _check_choice("norm", self.norm, NORMS)
+        _check_fields(self, ("input_nc", "ndf", "n_layers"), "use_sigmoid")
+
+    @property
+    def effective_n_layers(self) -> int:
+        """Layers actually built: 3 for ``basic`` (as officially), ``n_layers`` otherwise."""
+        return 3 if self.arch == "basic" else self.n_layers
