@@ -3,16 +3,23 @@ which files a set of inputs expands to, where their outputs go, and what a batch
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import tempfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence, TextIO
+from typing import Any, TextIO, TypeVar
 
 from .files import IMAGE_SUFFIXES, is_image_file
 
-__all__ = ["IMAGE_SUFFIXES", "BatchReport", "Plan", "collect_inputs", "plan_outputs", "clean_stale_parts"]
+__all__ = [
+    "IMAGE_SUFFIXES", "BatchReport", "Plan", "collect_inputs", "cli_inputs", "plan_outputs", "clean_stale_parts",
+    "pending_jobs", "with_overrides",
+]
+
+_Options = TypeVar("_Options")
 
 
 
@@ -27,6 +34,19 @@ class BatchReport:
     @property
     def ok(self) -> bool:
         return not self.failed
+
+
+def with_overrides(cls: type[_Options], options: _Options | None, overrides: dict[str, Any]) -> _Options:
+    """``options`` (default ``cls()``) with ``overrides`` applied; an unknown name is a clear error.
+
+    Lets a function take one options dataclass and still accept its fields as keywords.
+    """
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = set(overrides) - names
+    if unknown:
+        raise TypeError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}; "
+                        f"known: {', '.join(sorted(names))}")
+    return dataclasses.replace(options if options is not None else cls(), **overrides)  # type: ignore[type-var]
 
 
 def _scan(p: Path, skip: Path | None) -> list[Path]:
@@ -76,6 +96,22 @@ def collect_inputs(inputs: Iterable[str | os.PathLike], exclude: str | os.PathLi
     A path that does not exist raises ``FileNotFoundError``.
     """
     return [f for f, _ in _expand(inputs, None if exclude is None else Path(exclude))]
+
+
+def cli_inputs(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike) -> list[Path]:
+    """:func:`collect_inputs` for a command line: a missing path or no images at all is a usage
+    error on ``INPUTS`` (exit code 2) that says which."""
+    import click
+
+    try:
+        found = collect_inputs(inputs, exclude=out_dir)
+    except FileNotFoundError as exc:
+        raise click.BadParameter(str(exc), param_hint="INPUTS") from None
+    if not found:
+        raise click.BadParameter(
+            f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {', '.join(map(str, inputs))}",
+            param_hint="INPUTS")
+    return found
 
 
 def _key(p: Path) -> str:

@@ -1,130 +1,22 @@
 """`advseg colorize` (sketches or photos → colour images) and `advseg info` (bundle summary).
 
-The work is done by :func:`colorize_files` and :func:`bundle_summary` (callable from Python); the
-click commands are thin wrappers mapping results to exit codes (0 ok, 1 something failed,
-2 usage error).
+The work is done by :func:`~advseg_sdk.colorize_batch.colorize_files` (or, with ``--ray``,
+:func:`~advseg_sdk.distributed.colorize_folder`) and :func:`bundle_summary`; the click commands
+build the options once and map results to exit codes (0 ok, 1 something failed, 2 usage error).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import click
 
-from .batch import IMAGE_SUFFIXES, BatchReport, collect_inputs, pending_jobs
+from .batch import cli_inputs
+from .colorize_batch import PRECISION_CHOICES, ColorizeOptions, colorize_files
 
 __all__ = ["colorize_files", "bundle_summary", "colorize", "info"]
-
-PRECISION_CHOICES = ("auto", "fp32", "fp16", "bf16", "int8", "trt")
-SKETCH_SUFFIX = ".sketch.png"  # --save-sketch: <stem>.sketch.png beside <stem>.png
-
-
-def pending_outputs(
-    inputs: Sequence[str | os.PathLike],
-    out_dir: str | os.PathLike,
-    save_sketch: bool = False,
-    overwrite: bool = False,
-    err: Any = None,
-) -> tuple[BatchReport, list[tuple[Path, Path]]]:
-    """The (input, output) pairs still to colour, and a report of the rest.
-
-    Refused inputs (their output would replace an input or another input's output) are in
-    ``report.failed`` and printed to ``err``; inputs whose output exists are in ``report.skipped``
-    unless ``overwrite``. When work remains, the output folder exists and stale temporaries of
-    killed runs are gone. Shared by every way of running ``advseg colorize``, so a resumed or
-    distributed run names, refuses and skips exactly as a single process does.
-    """
-    # never re-colour our own outputs, overwrite an input, or merge two inputs into one output
-    return pending_jobs(inputs, out_dir, ".png", sidecars=(SKETCH_SUFFIX,) if save_sketch else (),
-                        overwrite=overwrite, err=err)
-
-
-def open_model(
-    bundle: str | os.PathLike | None = None,
-    from_photo: bool = False,
-    sketch_method: str = "hed",
-    sketch_bundle: str | os.PathLike | None = None,
-    **options: Any,
-) -> Any:
-    """The model ``advseg colorize`` runs: a ``Pipeline`` for photos, else a ``Colorizer``;
-    ``options`` (providers, precision, tile, ...) go to it."""
-    from .colorizer import Colorizer, Pipeline
-
-    if from_photo:
-        return Pipeline(bundle, sketch=sketch_method, sketch_bundle=sketch_bundle, **options)
-    return Colorizer(bundle, **options)
-
-
-def save_result(out: Path, result: Any, save_sketch: bool = False) -> Path:
-    """Write one input's colour image to ``out`` atomically (a ``PipelineResult`` also writes its
-    sketch to ``<stem>.sketch.png`` with ``save_sketch``)."""
-    from .colorizer import PipelineResult
-    from .imageio import write_image
-
-    if isinstance(result, PipelineResult):
-        if save_sketch:
-            write_image(out.with_name(out.stem + SKETCH_SUFFIX), result.sketch)
-        result = result.color
-    return write_image(out, result)
-
-
-def failure_reason(exc: BaseException) -> str:
-    """The one line a failing input is reported with (our errors already name the file)."""
-    return str(exc) if isinstance(exc, (ValueError, OSError)) else f"{type(exc).__name__}: {exc}"
-
-
-def colorize_files(
-    inputs: Sequence[str | os.PathLike],
-    out_dir: str | os.PathLike,
-    bundle: str | os.PathLike | None = None,
-    from_photo: bool = False,
-    sketch_method: str = "hed",
-    sketch_bundle: str | os.PathLike | None = None,
-    save_sketch: bool = False,
-    tile: int | None = None,
-    tile_overlap: int = 32,
-    precision: str = "auto",
-    providers: Sequence[str] | None = None,
-    strict: bool = False,
-    overwrite: bool = False,
-    max_pixels: int | None = None,
-    progress: bool = True,
-    err: Any = None,
-) -> BatchReport:
-    """Colour every input image into ``out_dir/<stem>.png`` (atomic writes).
-
-    With ``from_photo`` the inputs are photos: they are sketched first (``sketch_method``), and
-    with ``save_sketch`` the sketch is written too (``<stem>.sketch.png``). A failing input is
-    recorded in ``report.failed`` (and printed to ``err``) and the batch goes on; errors that
-    concern the whole batch (missing or corrupt bundle) raise.
-    """
-    from tqdm import tqdm
-
-    from .imageio import read_image
-
-    err = err if err is not None else sys.stderr
-    report, todo = pending_outputs(inputs, out_dir, save_sketch=save_sketch, overwrite=overwrite, err=err)
-    if not todo:
-        return report
-    model = open_model(bundle, from_photo=from_photo, sketch_method=sketch_method, sketch_bundle=sketch_bundle,
-                       providers=providers, precision=precision, tile=tile, tile_overlap=tile_overlap,
-                       strict=strict)
-    read_kw = {} if max_pixels is None else {"max_pixels": max_pixels}
-    bar = tqdm(todo, desc="colorize", unit="img", disable=not progress, file=err)
-    for f, t in bar:
-        try:
-            rgb = read_image(f, **read_kw)
-            save_result(t, model.run(rgb) if from_photo else model.colorize(rgb), save_sketch=save_sketch)
-            report.written.append(t)
-        except Exception as exc:  # one bad input must not stop the batch
-            reason = failure_reason(exc)
-            report.failed.append((f, reason))
-            tqdm.write(f"error: {reason}" if str(f) in reason else f"error: {f}: {reason}", file=err)
-    return report
-
 
 @click.command("colorize")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -160,40 +52,29 @@ def colorize_files(
               help="With --ray: actors, each holding one model (default: one per CPU, or per GPU share).")
 @click.option("--gpus-per-actor", type=click.FloatRange(min=0), default=0.0,
               help="With --ray: GPUs per actor; a fraction lets actors share a GPU.")
-def colorize(inputs: tuple[Path, ...], out_dir: Path, bundle: Path | None, from_photo: bool, sketch_method: str,
-             sketch_bundle: Path | None, save_sketch: bool, tile: int | None, tile_overlap: int, precision: str,
-             providers: str | None, strict: bool, overwrite: bool, max_pixels: int | None, quiet: bool,
-             use_ray: bool, ray_address: str | None, actors: int | None, gpus_per_actor: float) -> None:
+def colorize(**cli: Any) -> None:
     """Colour sketches (or, with --from-photo, photos) given as files or folders (recursive)."""
-    if not use_ray and (ray_address or actors or gpus_per_actor):
+    inputs, out_dir = cli.pop("inputs"), cli.pop("out_dir")
+    use_ray = cli.pop("use_ray")
+    ray = {"address": cli.pop("ray_address"), "actors": cli.pop("actors"), "gpus_per_actor": cli.pop("gpus_per_actor")}
+    if not use_ray and any(ray.values()):
         raise click.UsageError("--ray-address, --actors and --gpus-per-actor need --ray")
-    if (save_sketch or sketch_bundle) and not from_photo:
+    if (cli["save_sketch"] or cli["sketch_bundle"]) and not cli["from_photo"]:
         raise click.UsageError("--save-sketch and --sketch-bundle need --from-photo")
-    if tile is not None and tile_overlap >= tile:
-        raise click.UsageError(f"--tile-overlap ({tile_overlap}) must be smaller than --tile ({tile})")
-    provider_list = [p.strip() for p in providers.split(",") if p.strip()] if providers else None
-    try:
-        found = collect_inputs(inputs, exclude=out_dir)
-    except FileNotFoundError as exc:
-        raise click.BadParameter(str(exc), param_hint="INPUTS") from None
-    if not found:
-        raise click.BadParameter(
-            f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {', '.join(map(str, inputs))}",
-            param_hint="INPUTS")
-    kwargs: dict[str, Any] = dict(
-        bundle=bundle, from_photo=from_photo, sketch_method=sketch_method,
-        sketch_bundle=sketch_bundle, save_sketch=save_sketch, tile=tile, tile_overlap=tile_overlap,
-        precision=precision, providers=provider_list, strict=strict, overwrite=overwrite,
-        max_pixels=max_pixels, progress=not quiet,
-    )
+    if cli["tile"] is not None and cli["tile_overlap"] >= cli["tile"]:
+        raise click.UsageError(f"--tile-overlap ({cli['tile_overlap']}) must be smaller than --tile ({cli['tile']})")
+    providers = cli.pop("providers")
+    options = ColorizeOptions(
+        providers=[p.strip() for p in providers.split(",") if p.strip()] if providers else None,
+        progress=not cli.pop("quiet"), **cli)
+    cli_inputs(inputs, out_dir)
     try:
         if use_ray:
-            from .distributed import colorize_folder
+            from .distributed import RayOptions, colorize_folder
 
-            report = colorize_folder(inputs, out_dir, address=ray_address, actors=actors,
-                                     gpus_per_actor=gpus_per_actor, **kwargs)
+            report = colorize_folder(inputs, out_dir, options, RayOptions(**ray))
         else:
-            report = colorize_files(inputs, out_dir, **kwargs)
+            report = colorize_files(inputs, out_dir, options)
     except click.UsageError:
         raise
     except (OSError, ValueError, RuntimeError, ImportError) as exc:

@@ -8,34 +8,44 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, TextIO
+from typing import Any, TextIO
 
 import click
 
-from .batch import IMAGE_SUFFIXES, BatchReport, collect_inputs, pending_jobs
+from .batch import BatchReport, cli_inputs, pending_jobs, with_overrides
 
-__all__ = ["sketch_files", "sketch"]
+__all__ = ["SketchOptions", "sketch_files", "sketch"]
 
+
+@dataclass(frozen=True)
+class SketchOptions:
+    """How photos become sketches: the method, the working size, the HED bundle and providers,
+    and the batch (overwriting, the pixel limit, progress)."""
+
+    method: str = "hed"
+    size: int | None = None  # work at this long side; the sketch keeps the photo's size
+    overwrite: bool = False
+    bundle: str | os.PathLike | None = None
+    max_pixels: int | None = None
+    providers: Sequence[str] | None = None
+    progress: bool = True
 
 
 def sketch_files(
     inputs: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
-    method: str = "hed",
-    size: int | None = None,
-    overwrite: bool = False,
-    bundle: str | os.PathLike | None = None,
-    max_pixels: int | None = None,
-    providers: Sequence[str] | None = None,
-    progress: bool = True,
+    options: SketchOptions | None = None,
     err: TextIO | None = None,
+    **overrides: Any,
 ) -> BatchReport:
     """Sketch every input image into ``out_dir/<stem>.png`` (atomic writes).
 
-    Inputs that fail (unreadable, too large, ...) are recorded in ``report.failed`` and printed
-    to ``err`` (default stderr), and the batch goes on; nothing is written for them. Existing
-    outputs are skipped unless ``overwrite``.
+    ``options`` (or ``overrides``, its field names) say how. Inputs that fail (unreadable, too
+    large, ...) are recorded in ``report.failed`` and printed to ``err`` (default stderr), and the
+    batch goes on; nothing is written for them. Existing outputs are skipped unless ``overwrite``.
     Errors that concern the whole batch (bad method, missing HED bundle) raise.
     """
     from tqdm import tqdm
@@ -43,14 +53,16 @@ def sketch_files(
     from .imageio import ImageReadError, read_image, write_image
     from .sketcher import SketchExtractor
 
+    opts = with_overrides(SketchOptions, options, overrides)
+    method, size, max_pixels = opts.method, opts.size, opts.max_pixels
     err = err if err is not None else sys.stderr
     out_dir = Path(out_dir)
-    report, todo = pending_jobs(inputs, out_dir, overwrite=overwrite, err=err)  # never overwrite an input
+    report, todo = pending_jobs(inputs, out_dir, overwrite=opts.overwrite, err=err)  # never overwrite an input
     if not todo:
         return report
-    extractor = SketchExtractor(method=method, bundle=bundle, providers=providers, size=size)
+    extractor = SketchExtractor(method=method, bundle=opts.bundle, providers=opts.providers, size=size)
     read_kw = {} if max_pixels is None else {"max_pixels": max_pixels}
-    bar = tqdm(todo, desc=f"sketch ({method})", unit="img", disable=not progress, file=err)
+    bar = tqdm(todo, desc=f"sketch ({method})", unit="img", disable=not opts.progress, file=err)
     for f, t in bar:
         try:
             rgb = read_image(f, **read_kw)
@@ -88,17 +100,10 @@ def sketch(inputs: tuple[Path, ...], out_dir: Path, method: str, size: int | Non
     """Turn photos (files or folders, recursive) into black-on-white line drawings."""
     if bundle is not None and method != "hed":
         raise click.UsageError(f"--bundle is only used by --method hed, not {method}")
+    cli_inputs(inputs, out_dir)
     try:
-        files = collect_inputs(inputs, exclude=out_dir)
-    except FileNotFoundError as exc:
-        raise click.BadParameter(str(exc), param_hint="INPUTS") from None
-    if not files:
-        raise click.BadParameter(
-            f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {', '.join(map(str, inputs))}",
-            param_hint="INPUTS")
-    try:
-        report = sketch_files(inputs, out_dir, method=method, size=size, overwrite=overwrite,
-                              bundle=bundle, max_pixels=max_pixels)
+        report = sketch_files(inputs, out_dir, SketchOptions(method=method, size=size, overwrite=overwrite,
+                                                              bundle=bundle, max_pixels=max_pixels))
     except (OSError, ValueError, RuntimeError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)

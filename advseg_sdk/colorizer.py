@@ -17,8 +17,11 @@ Inputs of the same network shape are batched, up to ``max_batch``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -28,7 +31,7 @@ from .imageio import ImageReadError, to_rgb_uint8
 from .runtime import ProviderSpec, Runner, open_runner
 from .tiling import Tile, TileBlender, iter_chunks, tile_grid
 
-__all__ = ["Colorizer", "Pipeline", "PipelineResult", "DEFAULT_BUNDLE_NAME", "DEFAULT_MAX_PIXELS",
+__all__ = ["Colorizer", "Tiling", "Pipeline", "PipelineResult", "DEFAULT_BUNDLE_NAME", "DEFAULT_MAX_PIXELS",
            "DEFAULT_AUTO_TILE"]
 
 DEFAULT_BUNDLE_NAME = "demo-sketch2color"
@@ -60,6 +63,29 @@ def _reflect_pad(img: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.pad(img, ((0, ph), (0, pw), (0, 0)), mode=mode)
 
 
+@dataclass(frozen=True)
+class Tiling:
+    """How images meet the network: in fixed tiles, or whole until they exceed a pixel budget
+    (then in automatic tiles), and how many images or tiles share one network call."""
+
+    tile: int | None = None  # fixed tile side in input pixels; None: tile only over max_pixels
+    tile_overlap: int = 32  # minimum overlap of neighbouring tiles, in pixels
+    max_batch: int = 8  # most images/tiles per network call
+    max_pixels: int = DEFAULT_MAX_PIXELS  # fully convolutional inputs over this are tiled...
+    auto_tile: int = DEFAULT_AUTO_TILE  # ...in tiles of this size
+
+    def __post_init__(self) -> None:
+        tile, overlap = self.tile, self.tile_overlap
+        if tile is not None and (not isinstance(tile, int) or tile < 1):
+            raise ValueError(f"tile must be a positive number of pixels, got {tile!r}")
+        if not isinstance(overlap, int) or overlap < 0:
+            raise ValueError(f"tile_overlap must be a non-negative integer, got {overlap!r}")
+        if tile is not None and overlap >= tile:
+            raise ValueError(f"tile_overlap ({overlap}) must be smaller than tile ({tile})")
+        if not isinstance(self.max_batch, int) or self.max_batch < 1:
+            raise ValueError(f"max_batch must be a positive integer, got {self.max_batch!r}")
+
+
 class Colorizer:
     """Runs a ``sketch2color`` bundle on ONNX Runtime or TensorRT; no torch needed.
 
@@ -70,15 +96,13 @@ class Colorizer:
             whatever this onnxruntime offers).
         precision: ``auto``, ``fp32``, ``fp16``, ``bf16``, ``int8`` or ``trt`` (see
             :func:`advseg_sdk.runtime.open_runner`).
-        tile: run in tiles of this many input pixels per side (fixed-size networks: each tile is
-            resized to the network size). ``None``: tile only images over ``max_pixels``.
-        tile_overlap: minimum overlap of neighbouring tiles in pixels.
-        max_batch: most images/tiles per network call.
         strict: refuse (instead of warn and fall back) a TensorRT engine built for another GPU.
-        max_pixels: fully convolutional inputs over this many pixels are tiled automatically...
-        auto_tile: ...in tiles of this size.
-        session_options: passed to :class:`~advseg_sdk.runtime.OnnxRunner`
-            (``intra_op_threads``, ``inter_op_threads``, ``graph_optimization``).
+        tiling: a :class:`Tiling` (fixed tiles, the pixel budget, the batch); its fields may also
+            be given as keywords (``tile=512, tile_overlap=32``). Fixed-size networks see each
+            tile resized to the network size.
+        options: :class:`Tiling` fields, and the rest for
+            :class:`~advseg_sdk.runtime.OnnxRunner` (``intra_op_threads``, ``inter_op_threads``,
+            ``graph_optimization``).
     """
 
     def __init__(
@@ -86,13 +110,9 @@ class Colorizer:
         bundle: Bundle | str | os.PathLike | None = None,
         providers: Sequence[ProviderSpec] | None = None,
         precision: str = "auto",
-        tile: int | None = None,
-        tile_overlap: int = 32,
-        max_batch: int = 8,
         strict: bool = False,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
-        auto_tile: int = DEFAULT_AUTO_TILE,
-        **session_options: Any,
+        tiling: Tiling | None = None,
+        **options: Any,
     ):
         if bundle is None:
             bundle = default_bundle_path(DEFAULT_BUNDLE_NAME)
@@ -100,26 +120,20 @@ class Colorizer:
             if not bundle.exists() and zipped.exists():
                 bundle = zipped
         self.bundle = load_bundle(bundle, task="sketch2color")
-        if tile is not None and (not isinstance(tile, int) or tile < 1):
-            raise ValueError(f"tile must be a positive number of pixels, got {tile!r}")
-        if not isinstance(tile_overlap, int) or tile_overlap < 0:
-            raise ValueError(f"tile_overlap must be a non-negative integer, got {tile_overlap!r}")
-        if tile is not None and tile_overlap >= tile:
-            raise ValueError(f"tile_overlap ({tile_overlap}) must be smaller than tile ({tile})")
-        if not isinstance(max_batch, int) or max_batch < 1:
-            raise ValueError(f"max_batch must be a positive integer, got {max_batch!r}")
+        tiling_names = set(Tiling.__dataclass_fields__)
+        tiling = dataclasses.replace(tiling or Tiling(), **{k: options.pop(k) for k in tiling_names & set(options)})
         self.spec = self.bundle.input_spec
         out = self.bundle.output_spec
         rng = out.get("range", (-1.0, 1.0))
         self.out_range = (float(rng[0]), float(rng[1]))
         self.out_bgr = str(out.get("color", "RGB")).upper() == "BGR"
-        self.tile = tile
-        self.tile_overlap = tile_overlap
-        self.max_batch = max_batch
-        self.max_pixels = max_pixels
-        self.auto_tile = auto_tile
+        self.tile = tiling.tile
+        self.tile_overlap = tiling.tile_overlap
+        self.max_batch = tiling.max_batch
+        self.max_pixels = tiling.max_pixels
+        self.auto_tile = tiling.auto_tile
         self.runner: Runner = open_runner(self.bundle, providers=providers, precision=precision,
-                                          strict=strict, **session_options)
+                                          strict=strict, **options)
 
     def __repr__(self) -> str:
         return f"Colorizer({str(self.bundle.source)!r}, runner={self.runner.label!r})"

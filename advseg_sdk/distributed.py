@@ -10,9 +10,9 @@ Each actor loads one :class:`~advseg_sdk.colorizer.Colorizer` (or, for photos, o
 :class:`~advseg_sdk.colorizer.Pipeline`) once and colours the batches it is given; images of one
 network shape in a batch run as one network call, and a folder is ordered by image size so
 batches hold one shape where the collection allows. Outputs follow ``advseg colorize`` exactly:
-the same names (:func:`~advseg_sdk.cli_colorize.pending_outputs`), atomic writes
-(:func:`~advseg_sdk.cli_colorize.save_result`), finished outputs skipped (so a re-run resumes),
-and a bad file is a row of the result table (:func:`~advseg_sdk.cli_colorize.failure_reason`),
+the same names (:func:`~advseg_sdk.colorize_batch.pending_outputs`), atomic writes
+(:func:`~advseg_sdk.colorize_batch.save_result`), finished outputs skipped (so a re-run resumes),
+and a bad file is a row of the result table (:func:`~advseg_sdk.colorize_batch.failure_reason`),
 never a failed job. An actor that dies (a lost node, a killed process) is restarted and its
 batch retried; outputs are named by input, so a retry never duplicates one.
 
@@ -22,31 +22,54 @@ functions run, so ``import advseg_sdk`` stays free of it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .batch import BatchReport
-from .cli_colorize import failure_reason, open_model, pending_outputs, save_result
+from .batch import BatchReport, with_overrides
+from .colorize_batch import ColorizeOptions, failure_reason, open_model, pending_outputs, save_result
 
 if TYPE_CHECKING:  # pragma: no cover
     import ray.data
 
-__all__ = ["RayReport", "colorize_dataset", "colorize_folder", "connect", "CRASH_ONCE_ENV"]
+__all__ = ["RayOptions", "RayReport", "colorize_dataset", "colorize_folder", "connect", "CRASH_ONCE_ENV"]
 
 #: Fault injection for checking recovery on a real cluster: when set to a file path, the first
 #: actor to create that file exits abruptly on its first batch (once per run, whichever actor).
 CRASH_ONCE_ENV = "ADVSEG_RAY_CRASH_ONCE"
 #: Blocks per run at most; above this a block holds several batches (fewer scheduler objects).
 MAX_BLOCKS = 20_000
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how wide to run: the cluster, the actor pool and its resources, the batches."""
+
+    address: str | None = None  # a cluster to join; default $RAY_ADDRESS, else a local instance
+    actors: int | None = None  # default: as many as the CPUs (or GPU shares) hold
+    cpus_per_actor: float = 1.0  # on CPU, also each actor's ONNX Runtime threads
+    gpus_per_actor: float = 0.0  # a fraction lets actors share a GPU
+    batch_size: int | None = 8  # None: each block is one batch (one task)
+    max_task_retries: int = 3  # an actor that dies is restarted and its batch retried this often
+
+
+def _options(
+    options: ColorizeOptions | None, ray_options: RayOptions | None, overrides: dict[str, Any]
+) -> tuple[ColorizeOptions, RayOptions]:
+    """Both option sets, with keyword overrides sorted to the one that has the field."""
+    ray_names = set(RayOptions.__dataclass_fields__)
+    return (with_overrides(ColorizeOptions, options, {k: v for k, v in overrides.items() if k not in ray_names}),
+            with_overrides(RayOptions, ray_options, {k: v for k, v in overrides.items() if k in ray_names}))
 
 
 def _ray() -> Any:
@@ -182,28 +205,13 @@ class _ColorizeActor:
 # --------------------------------------------------------------------------- datasets
 
 
-def _model_options(bundle: Any, from_photo: bool, sketch_method: str, sketch_bundle: Any, tile: int | None,
-                   tile_overlap: int, precision: str, providers: Sequence[str] | None,
-                   strict: bool) -> dict[str, Any]:
-    """Keyword arguments of :func:`~advseg_sdk.cli_colorize.open_model`; bundle paths made absolute,
-    since workers do not share the driver's working directory."""
-    def absolute(b: Any) -> Any:
-        return os.path.abspath(b) if isinstance(b, (str, os.PathLike)) else b
-
-    options: dict[str, Any] = dict(bundle=absolute(bundle), providers=list(providers) if providers else None,
-                                   precision=precision, tile=tile, tile_overlap=tile_overlap, strict=strict)
-    if from_photo:
-        options.update(sketch_method=sketch_method, sketch_bundle=absolute(sketch_bundle))
-    return options
-
-
-def _preflight(options: dict[str, Any], from_photo: bool) -> None:
+def _preflight(options: ColorizeOptions) -> None:
     """Open the model once here, on CPU, so a missing or broken bundle is one clear error before
     any actor starts (TensorRT engines are matched on the workers' GPUs, not here)."""
-    opts = dict(options, providers=["CPUExecutionProvider"])
+    opts = dict(options.model_kwargs(absolute_paths=True), providers=["CPUExecutionProvider"])
     if str(opts.get("precision", "")).startswith("trt"):
         opts["precision"] = "auto"
-    open_model(from_photo=from_photo, **opts)
+    open_model(from_photo=options.from_photo, **opts)
 
 
 def _actor_count(actors: int | None, cpus_per_actor: float, gpus_per_actor: float, spare_cpus: int = 0) -> int:
@@ -221,25 +229,11 @@ def _actor_count(actors: int | None, cpus_per_actor: float, gpus_per_actor: floa
 
 
 def colorize_dataset(
-    ds: "ray.data.Dataset",
-    bundle: str | os.PathLike | None = None,
-    *,
-    from_photo: bool = False,
-    sketch_method: str = "hed",
-    sketch_bundle: str | os.PathLike | None = None,
-    save_sketch: bool = False,
-    tile: int | None = None,
-    tile_overlap: int = 32,
-    precision: str = "auto",
-    providers: Sequence[str] | None = None,
-    strict: bool = False,
-    max_pixels: int | None = None,
-    actors: int | None = None,
-    cpus_per_actor: float = 1.0,
-    gpus_per_actor: float = 0.0,
-    batch_size: int | None = 8,
-    max_task_retries: int = 3,
-) -> "ray.data.Dataset":
+    ds: ray.data.Dataset,
+    options: ColorizeOptions | None = None,
+    ray_options: RayOptions | None = None,
+    **overrides: Any,
+) -> ray.data.Dataset:
     """Colour a Ray Dataset lazily: each row's image goes through an actor-held model.
 
     Rows need ``image`` (arrays, e.g. from ``ray.data.read_images``) or ``path`` (files, read and
@@ -247,20 +241,18 @@ def colorize_dataset(
     rows hold ``color`` (uint8 (H, W, 3); with ``from_photo`` also ``sketch``) and ``error``
     (``""`` when it worked; a failed row's arrays are empty). With ``output`` (a PNG path per row)
     the image is written there atomically and the row holds ``status`` and ``error`` instead.
-    Other columns pass through. Reading (``ray.data.read_images``) runs as tasks that need CPUs of
+    Other columns pass through. ``options`` and ``ray_options`` (or ``overrides``, their field
+    names) say what runs where. Reading (``ray.data.read_images``) runs as tasks that need CPUs of
     their own: by default one CPU is left to them, and ``actors`` should leave some too (actors
-    holding every CPU stall the reads). ``batch_size=None`` makes each block one batch (and one task,
-    so a lost task loses only that block). ``gpus_per_actor`` may be a fraction (actors share a GPU); on CPU
-    each actor's ONNX Runtime uses ``cpus_per_actor`` threads. An actor that dies is restarted
-    and its batch retried up to ``max_task_retries`` times.
+    holding every CPU stall the reads).
     """
     ray = _ray()
+    opts, ro = _options(options, ray_options, overrides)
+    batch_size, cpus_per_actor, gpus_per_actor = ro.batch_size, ro.cpus_per_actor, ro.gpus_per_actor
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if gpus_per_actor < 0 or cpus_per_actor <= 0:
         raise ValueError("gpus_per_actor must be >= 0 and cpus_per_actor > 0")
-    options = _model_options(bundle, from_photo, sketch_method, sketch_bundle, tile, tile_overlap, precision,
-                             providers, strict)
     threads = None if gpus_per_actor > 0 else max(1, int(cpus_per_actor))
     with warnings.catch_warnings():
         # max_restarts / max_task_retries have no named parameter yet; bounded retries keep a
@@ -268,17 +260,18 @@ def colorize_dataset(
         warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
         return ds.map_batches(
             _ColorizeActor,
-            fn_constructor_kwargs=dict(model_options=options, from_photo=from_photo, save_sketch=save_sketch,
-                                       max_pixels=max_pixels, threads=threads,
+            fn_constructor_kwargs=dict(model_options=opts.model_kwargs(absolute_paths=True),
+                                       from_photo=opts.from_photo, save_sketch=opts.save_sketch,
+                                       max_pixels=opts.max_pixels, threads=threads,
                                        crash_once=os.environ.get(CRASH_ONCE_ENV) or None),
-            compute=ray.data.ActorPoolStrategy(size=_actor_count(actors, cpus_per_actor, gpus_per_actor,
+            compute=ray.data.ActorPoolStrategy(size=_actor_count(ro.actors, cpus_per_actor, gpus_per_actor,
                                                                  spare_cpus=1)),
             batch_size=batch_size,
             batch_format="numpy",
             num_cpus=cpus_per_actor,
             num_gpus=gpus_per_actor or None,
             max_restarts=-1,
-            max_task_retries=max_task_retries,
+            max_task_retries=ro.max_task_retries,
         )
 
 
@@ -317,61 +310,41 @@ def _size_key(path: Path) -> tuple[int, int]:
 def colorize_folder(
     inputs: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
-    bundle: str | os.PathLike | None = None,
-    *,
-    from_photo: bool = False,
-    sketch_method: str = "hed",
-    sketch_bundle: str | os.PathLike | None = None,
-    save_sketch: bool = False,
-    tile: int | None = None,
-    tile_overlap: int = 32,
-    precision: str = "auto",
-    providers: Sequence[str] | None = None,
-    strict: bool = False,
-    overwrite: bool = False,
-    max_pixels: int | None = None,
-    address: str | None = None,
-    actors: int | None = None,
-    cpus_per_actor: float = 1.0,
-    gpus_per_actor: float = 0.0,
-    batch_size: int = 8,
-    max_task_retries: int = 3,
-    progress: bool = True,
+    options: ColorizeOptions | None = None,
+    ray_options: RayOptions | None = None,
     err: Any = None,
+    **overrides: Any,
 ) -> RayReport:
     """``advseg colorize`` on Ray: colour files and folders into ``out_dir`` with a pool of actors.
 
     Names, refusals, skips (a re-run resumes) and atomic writes are those of
-    :func:`~advseg_sdk.cli_colorize.colorize_files`; failing inputs are reported, never fatal.
+    :func:`~advseg_sdk.colorize_batch.colorize_files`; failing inputs are reported, never fatal.
     Ray is joined at ``address`` (``$RAY_ADDRESS``) or started locally (and stopped afterwards);
     on a cluster, inputs and ``out_dir`` must be on storage every node sees, at the same path.
     """
     ray = _ray()
+    opts, ro = _options(options, ray_options, overrides)
+    batch_size, progress = ro.batch_size or 8, opts.progress
     err = err if err is not None else sys.stderr
-    base, todo = pending_outputs(inputs, out_dir, save_sketch=save_sketch, overwrite=overwrite, err=err)
+    base, todo = pending_outputs(inputs, out_dir, opts, err=err)
     report = RayReport(written=base.written, skipped=base.skipped, failed=base.failed)
     if not todo:
         return report
     todo.sort(key=lambda job: _size_key(job[0]))
     items = [{"input": str(f), "path": os.path.abspath(f), "output": os.path.abspath(t)} for f, t in todo]
     by_input = {str(f): (f, t) for f, t in todo}
-    _preflight(_model_options(bundle, from_photo, sketch_method, sketch_bundle, tile, tile_overlap, precision,
-                              providers, strict), from_photo)
-    started = connect(address)
+    _preflight(opts)
+    started = connect(ro.address)
     data_log = logging.getLogger("ray.data")
     log_level = data_log.level
     try:
         n_blocks = min(math.ceil(len(items) / batch_size), MAX_BLOCKS)
-        n_actors = min(_actor_count(actors, cpus_per_actor, gpus_per_actor), n_blocks)
+        n_actors = min(_actor_count(ro.actors, ro.cpus_per_actor, ro.gpus_per_actor), n_blocks)
         ds = ray.data.from_items(items, override_num_blocks=n_blocks)
-        ds = colorize_dataset(ds, bundle, from_photo=from_photo, sketch_method=sketch_method,
-                              sketch_bundle=sketch_bundle, save_sketch=save_sketch, tile=tile,
-                              tile_overlap=tile_overlap, precision=precision, providers=providers,
-                              strict=strict, max_pixels=max_pixels, actors=n_actors,
-                              cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor,
-                              # a block of at most batch_size rows is one batch and one task
-                              batch_size=None if n_blocks * batch_size >= len(items) else batch_size,
-                              max_task_retries=max_task_retries)
+        # a block of at most batch_size rows is one batch and one task
+        one_batch_per_block = n_blocks * batch_size >= len(items)
+        ds = colorize_dataset(ds, opts, dataclasses.replace(ro, actors=n_actors,
+                                                            batch_size=None if one_batch_per_block else batch_size))
         ds.context.enable_progress_bars = progress
         if not progress:
             data_log.setLevel(logging.WARNING)
@@ -399,7 +372,7 @@ def colorize_folder(
     for key, (f, t) in by_input.items():
         if key not in done:  # its batch killed its actor on every try (or raised outside our checks)
             reason = (f"{f}: its batch did not come back from the Ray workers (tried up to "
-                      f"{max_task_retries + 1} times: a crash, out of memory?); see the Ray logs")
+                      f"{ro.max_task_retries + 1} times: a crash, out of memory?); see the Ray logs")
             report.rows.append({"input": str(f), "output": str(t), "status": "failed", "error": reason})
             report.failed.append((f, reason))
             print(f"error: {reason}", file=err)
