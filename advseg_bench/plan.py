@@ -16,7 +16,7 @@ from .bundles import bundle_precisions
 from .models import ModelSpec, size_problem
 from .schema import empty_result
 
-__all__ = ["Job", "Plan", "make_plan", "estimate_memory_mb", "estimate_call_s", "peak_for", "peak_basis"]
+__all__ = ["Job", "Plan", "PlanRequest", "make_plan", "estimate_memory_mb", "estimate_call_s", "peak_for", "peak_basis"]
 
 _BASE_MB = {"torch": 450.0, "ort": 120.0, "tensorrt": 300.0, "pipeline": 200.0}
 
@@ -91,20 +91,28 @@ def _bundle_fixed_size(bundle: str) -> tuple[int, int] | None:
     return (int(fixed[0]), int(fixed[1])) if fixed else None
 
 
-def make_plan(
-    models: list[ModelSpec],
-    backends: list[str],
-    precisions: list[str],
-    batches: list[int],
-    sizes: list[int],
-    env: dict[str, Any],
-    costs: dict[str, dict[str, Any]],
-    peaks: dict[str, Any],
-    device: str = "auto",
-    memory_budget_mb: float | None = None,
-    gpu_memory_budget_mb: float | None = None,
-    max_call_s: float | None = 60.0,
-) -> Plan:
+@dataclass
+class PlanRequest:
+    """What a run asks for (every model × backend × precision × batch × size) and its limits."""
+
+    models: list[ModelSpec]
+    backends: list[str]
+    precisions: list[str]
+    batches: list[int]
+    sizes: list[int]
+    device: str = "auto"
+    memory_budget_mb: float | None = None
+    gpu_memory_budget_mb: float | None = None
+    max_call_s: float | None = 60.0
+
+
+def make_plan(request: PlanRequest, env: dict[str, Any], costs: dict[str, dict[str, Any]],
+              peaks: dict[str, Any]) -> Plan:
+    """Jobs for what can run on this machine (``env``: the probe's facts), a skipped result for the rest."""
+    models, backends, precisions = request.models, request.backends, request.precisions
+    batches, sizes, device = request.batches, request.sizes, request.device
+    memory_budget_mb, gpu_memory_budget_mb = request.memory_budget_mb, request.gpu_memory_budget_mb
+    max_call_s = request.max_call_s
     backend_rows = []
     problems: dict[str, str | None] = {}
     for b in backends:

@@ -1,7 +1,6 @@
 """The parent process: probe, plan, one worker process per backend × precision, progress, results.
 
-The parent never imports torch. It starts each worker with the thread count in the environment
-(``OMP_NUM_THREADS``/``MKL_NUM_THREADS``), reads its :data:`~advseg_bench.worker.MARK` lines,
+The parent never imports torch. It runs each worker through :mod:`advseg_bench.process`,
 shows a progress bar, and enforces a per-combination time limit: a combination that runs past
 ``combo_timeout_s`` is killed and reported as an error, and the larger combinations of the same
 job are skipped with that reason. A worker that dies (e.g. killed for memory) gets its current
@@ -12,18 +11,10 @@ runs in a fresh worker once.
 from __future__ import annotations
 
 import datetime as _dt
-import json
-import os
-import queue
-import subprocess
 import sys
-import tempfile
-import threading
-import time
-from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tqdm import tqdm
 
@@ -31,9 +22,10 @@ from . import schema
 from .bundles import cache_dir
 from .environment import LoadMonitor, cpu_count, machine_info, software_versions
 from .models import ModelSpec
-from .plan import Job, make_plan
+from .plan import Job, PlanRequest, make_plan
+from .process import WorkerProcess, collect_probe, run_worker
+from .schema import empty_result
 from .timing import TimingPolicy
-from .worker import MARK
 
 __all__ = ["RunConfig", "run_matrix", "WorkerProcess"]
 
@@ -71,69 +63,6 @@ class RunConfig:
         }
 
 
-class WorkerProcess:
-    """A worker subprocess whose marker lines arrive on a queue; other output goes to a log tail."""
-
-    def __init__(self, task: str, job: dict[str, Any], threads: int, log: Log | None = None):
-        fd, name = tempfile.mkstemp(prefix="advseg-bench-job-", suffix=".json")
-        with os.fdopen(fd, "w") as f:
-            json.dump(job, f)
-        self.job_path = Path(name)
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-                   OPENBLAS_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1", TQDM_DISABLE="1")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "advseg_bench.worker", task, str(self.job_path)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, bufsize=1)
-        self.events: queue.Queue = queue.Queue()
-        self.tail: deque[str] = deque(maxlen=30)
-        self.log = log
-        self._threads = [threading.Thread(target=self._read_out, daemon=True),
-                         threading.Thread(target=self._read_err, daemon=True)]
-        for t in self._threads:
-            t.start()
-
-    def _read_out(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if line.startswith(MARK):
-                try:
-                    self.events.put(json.loads(line[len(MARK):]))
-                except json.JSONDecodeError:
-                    self.tail.append(line.rstrip())
-            else:
-                self.tail.append(line.rstrip())
-        self.events.put({"event": "_stdout_closed"})
-
-    def _read_err(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.tail.append(line.rstrip())
-            if self.log is not None and line.strip():
-                self.log(line.rstrip())
-
-    def next_event(self, timeout: float | None) -> dict[str, Any] | None:
-        try:
-            return self.events.get(timeout=timeout)
-        except queue.Empty:
-            return None
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-
-    def finish(self) -> int:
-        rc = self.proc.wait()
-        for t in self._threads:
-            t.join(timeout=5)
-        self.job_path.unlink(missing_ok=True)
-        return rc
-
-    def tail_text(self, n: int = 6) -> str:
-        lines = [ln for ln in self.tail if ln.strip()][-n:]
-        return " | ".join(lines)
-
-
 # --------------------------------------------------------------------------- probe
 
 
@@ -144,28 +73,9 @@ def _probe(cfg: RunConfig, log: Log) -> dict[str, Any]:
            "export_precisions": export_precisions, "need_bundles": need_bundles, "seed": cfg.seed,
            "peak_seconds": cfg.peak_seconds}
     log("probing the machine, preparing models and bundles, counting FLOPs, measuring peaks ...")
-    w = WorkerProcess("probe", job, cfg.threads, log)
-    out: dict[str, Any] = {"env": {}, "models": {}, "costs": {}, "peaks": {}}
-    while True:
-        ev = w.next_event(timeout=5.0)
-        if ev is None:
-            if w.proc.poll() is not None and w.events.empty():
-                break
-            continue
-        kind = ev["event"]
-        if kind == "_stdout_closed":
-            break
-        if kind == "env":
-            out["env"] = ev["env"]
-        elif kind == "model":
-            out["models"][ev["model"]["name"]] = ev["model"]
-        elif kind == "cost":
-            out["costs"][ev["model"]] = ev["costs"]
-        elif kind == "peaks":
-            out["peaks"] = ev["peaks"]
-    rc = w.finish()
-    if rc != 0 or not out["env"]:
-        raise RuntimeError(f"the probe worker failed (exit {rc}): {w.tail_text(12)}")
+    out, end = collect_probe(job, cfg.threads, log)
+    if end.rc != 0 or not out["env"]:
+        raise RuntimeError(f"the probe worker failed (exit {end.rc}): {end.tail_text(12)}")
     return out
 
 
@@ -190,26 +100,12 @@ def _run_job(job: Job, cfg: RunConfig, bar: tqdm, say: Log) -> list[dict]:
     pending = list(job.combos)
     restarts = 0
     while pending:
-        w = WorkerProcess("measure", _job_dict(job, cfg, pending), cfg.threads)
         current: dict | None = None
-        started = time.monotonic()
-        timed_out = False
-        while True:
-            ev = w.next_event(timeout=1.0)
-            if ev is None:
-                # started = worker start (model load included) or the current combination's start
-                if time.monotonic() - started > cfg.combo_timeout_s:
-                    w.kill()
-                    timed_out = True
-                    break
-                if w.proc.poll() is not None and w.events.empty():
-                    break
-                continue
-            if ev["event"] == "_stdout_closed":
-                break
+
+        def on_event(ev: dict[str, Any]) -> None:
+            nonlocal current, pending
             if ev["event"] == "start":
                 current = {"batch": ev["batch"], "size": ev["size"]}
-                started = time.monotonic()
                 bar.set_description(_label(job, current)[:70])
             elif ev["event"] == "result":
                 r = ev["result"]
@@ -219,27 +115,28 @@ def _run_job(job: Job, cfg: RunConfig, bar: tqdm, say: Log) -> list[dict]:
                 bar.update(1)
                 if r["status"] != "ok":
                     say(f"  {r['status']}: {_label(job, r)}: {r['reason']}")
-        rc = w.finish()
+
+        # the time limit runs from the worker's start (model load included), then from each combination's
+        end = run_worker("measure", _job_dict(job, cfg, pending), cfg.threads, on_event,
+                         timeout_s=cfg.combo_timeout_s, restart_on=("start",))
         if not pending:
             break
         # the worker stopped with work left: a timeout, a crash, or a load failure
-        from .schema import empty_result
-
         m = job.model
         if current is None:
             current = pending[0]
-        if timed_out:
+        if end.timed_out:
             reason = f"timed out after {cfg.combo_timeout_s:g} s (--combo-timeout-s); worker killed"
         else:
-            reason = f"worker exited with status {rc} during this combination: {w.tail_text()}"[:500]
+            reason = f"worker exited with status {end.rc} during this combination: {end.tail_text()}"[:500]
         results.append(empty_result(m.name, m.kind, job.backend, job.precision, current["batch"],
                                     current["size"], "error", reason))
         say(f"  error: {_label(job, current)}: {reason}")
         bar.update(1)
         pending = [c for c in pending if (c["batch"], c["size"]) != (current["batch"], current["size"])]
         restarts += 1
-        if timed_out or restarts > 1:
-            why = ("a cheaper combination of this model/backend/precision timed out" if timed_out
+        if end.timed_out or restarts > 1:
+            why = ("a cheaper combination of this model/backend/precision timed out" if end.timed_out
                    else "the worker died twice; the rest of this job was not run")
             for c in pending:
                 results.append(empty_result(m.name, m.kind, job.backend, job.precision, c["batch"], c["size"],
@@ -271,9 +168,9 @@ def run_matrix(cfg: RunConfig, log: Log | None = None) -> dict[str, Any]:
         gpu_budget = None
         if machine.get("gpus") and machine["gpus"][0].get("memory_mb"):
             gpu_budget = 0.9 * machine["gpus"][0]["memory_mb"]
-        plan = make_plan(models, cfg.backends, cfg.precisions, cfg.batches, cfg.sizes, env, probe["costs"],
-                         probe["peaks"], device=cfg.device, memory_budget_mb=budget,
-                         gpu_memory_budget_mb=gpu_budget, max_call_s=cfg.max_call_s)
+        request = PlanRequest(models, cfg.backends, cfg.precisions, cfg.batches, cfg.sizes, device=cfg.device,
+                              memory_budget_mb=budget, gpu_memory_budget_mb=gpu_budget, max_call_s=cfg.max_call_s)
+        plan = make_plan(request, env, probe["costs"], probe["peaks"])
         for row in plan.backends:
             if not row["available"]:
                 say(f"skipped backend {row['backend']}: {row['reason']}")

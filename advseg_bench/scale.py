@@ -59,8 +59,9 @@ def run_scale_worker(job: dict[str, Any]) -> None:
     from .memory import PeakRSS
     from .schema import empty_result
     from .timing import TimingPolicy, measure
-    from .worker import emit
     from advseg_sdk import Colorizer
+
+    from .process import emit
 
     spec, size, tiled = job["model"], job["size"], job["tiled"]
     res = empty_result(spec["name"], "generator", job["backend"], job["precision"], 1, size, status="ok")
@@ -105,7 +106,7 @@ def run_scale(cfg: ScaleConfig, log: Log | None = None) -> dict[str, Any]:
 
     from . import schema
     from .environment import LoadMonitor, machine_info, software_versions
-    from .runner import WorkerProcess
+    from .process import collect_probe
 
     say = log or (lambda m: tqdm.write(m, file=sys.stderr))
     created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
@@ -117,22 +118,12 @@ def run_scale(cfg: ScaleConfig, log: Log | None = None) -> dict[str, Any]:
         probe_job = {"models": [spec.to_dict()], "sizes": sorted(set(cfg.sizes) | {cfg.tile}),
                      "threads": cfg.threads, "export_precisions": ["fp32"] + ([cfg.precision] if cfg.precision != "fp32" else []),
                      "need_bundles": True, "seed": cfg.seed, "peak_seconds": 0}
-        w = WorkerProcess("probe", probe_job, cfg.threads, say)
-        costs: dict[str, Any] = {}
-        while True:
-            ev = w.next_event(timeout=5.0)
-            if ev is None:
-                if w.proc.poll() is not None and w.events.empty():
-                    break
-                continue
-            if ev["event"] == "_stdout_closed":
-                break
-            if ev["event"] == "model":
-                spec = type(spec).from_dict(ev["model"])
-            elif ev["event"] == "cost":
-                costs = ev["costs"]
-        if w.finish() != 0 or not spec.bundle:
-            raise RuntimeError(f"preparing {spec.name} failed: {w.tail_text(12)}")
+        probe, end = collect_probe(probe_job, cfg.threads, say)
+        if spec.name in probe["models"]:
+            spec = type(spec).from_dict(probe["models"][spec.name])
+        costs: dict[str, Any] = probe["costs"].get(spec.name) or {}
+        if end.rc != 0 or not spec.bundle:
+            raise RuntimeError(f"preparing {spec.name} failed: {end.tail_text(12)}")
         runs = []
         for size in cfg.sizes:
             tiled = size > cfg.tile_limit
@@ -156,7 +147,7 @@ def run_scale(cfg: ScaleConfig, log: Log | None = None) -> dict[str, Any]:
                 job = {"model": spec.to_dict(), "backend": cfg.backend, "precision": cfg.precision, "size": size,
                        "tiled": tiled, "tile": cfg.tile, "overlap": cfg.overlap, "threads": cfg.threads,
                        "warmup": cfg.warmup, "repeats": cfg.repeats, "max_time_s": cfg.max_time_s}
-                results.append(_run_scale_one(job, cfg, spec, cost, WorkerProcess, say))
+                results.append(_run_scale_one(job, cfg, cost, say))
                 bar.update(1)
     return {
         "schema": schema.SCHEMA_VERSION, "kind": "scale", "created": created, "command": cfg.command,
@@ -171,29 +162,23 @@ def run_scale(cfg: ScaleConfig, log: Log | None = None) -> dict[str, Any]:
     }
 
 
-def _run_scale_one(job, cfg: ScaleConfig, spec, cost, WorkerProcess, say: Log) -> dict[str, Any]:
+def _run_scale_one(job: dict[str, Any], cfg: ScaleConfig, cost: dict[str, Any], say: Log) -> dict[str, Any]:
     from . import schema
+    from .process import run_worker
 
-    w = WorkerProcess("scale", job, cfg.threads)
-    start, result = time.monotonic(), None
-    while result is None:
-        ev = w.next_event(timeout=1.0)
-        if ev is None:
-            if time.monotonic() - start > cfg.timeout_s:
-                w.kill()
-                break
-            if w.proc.poll() is not None and w.events.empty():
-                break
-            continue
-        if ev["event"] == "_stdout_closed":
-            break
-        if ev["event"] == "result":
-            result = ev["result"]
-    rc = w.finish()
-    if result is None:
-        why = (f"timed out after {cfg.timeout_s:g} s" if rc in (-9, 137) and time.monotonic() - start > cfg.timeout_s
-               else f"worker exited with status {rc}: {w.tail_text()}")
-        result = schema.empty_result(spec.name, "generator", cfg.backend, cfg.precision, 1, job["size"], "error", why[:500])
+    found: list[dict[str, Any]] = []
+
+    def on_event(ev: dict[str, Any]) -> None:
+        if ev["event"] == "result" and not found:
+            found.append(ev["result"])
+
+    end = run_worker("scale", job, cfg.threads, on_event, timeout_s=cfg.timeout_s)
+    if found:
+        result = found[0]
+    else:
+        why = f"timed out after {cfg.timeout_s:g} s" if end.timed_out else f"worker exited with status {end.rc}: {end.tail_text()}"
+        result = schema.empty_result(job["model"]["name"], "generator", cfg.backend, cfg.precision, 1, job["size"],
+                                     "error", why[:500])
         result["details"] = {"tiled": job["tiled"]}
         say(f"  error at {job['size']}px: {why[:200]}")
     if cost and result["status"] == "ok":

@@ -1,14 +1,14 @@
-"""Worker processes: ``python -m advseg_bench.worker {probe|measure} JOB.json``.
+"""Worker processes: ``python -m advseg_bench.worker {probe|measure|scale} JOB.json``.
 
 Each backend × precision runs in its own worker, so torch's and ONNX Runtime's thread pools never
-share a process (they fight: a 3× distortion was seen here). A worker reports to the parent
-through lines on stdout that start with :data:`MARK` followed by JSON; anything else a library
-prints is passed through as log text.
+share a process (they fight: a 3× distortion was seen). Workers report to the parent with the
+events of :mod:`advseg_bench.process`.
 
 - ``probe``: what this machine offers (torch/CUDA, ORT providers, TensorRT, a C++ compiler),
   prepares checkpoints and bundles, counts GFLOPs and activation memory, measures peaks.
 - ``measure``: one model on one backend and precision over a list of (batch, size), smallest
   first; per combination it reports ``{"event": "start"}`` then ``{"event": "result"}``.
+- ``scale``: one size of ``advseg-bench scale`` (:func:`advseg_bench.scale.run_scale_worker`).
 """
 
 from __future__ import annotations
@@ -22,19 +22,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-MARK = "@@advseg-bench@@ "
+from .process import MARK, emit, log
 
 __all__ = ["MARK", "emit", "probe_environment", "main"]
-
-
-def emit(event: str, **payload: Any) -> None:
-    sys.stdout.write(MARK + json.dumps({"event": event, **payload}) + "\n")
-    sys.stdout.flush()
-
-
-def log(msg: str) -> None:
-    sys.stderr.write(msg.rstrip() + "\n")
-    sys.stderr.flush()
 
 
 # --------------------------------------------------------------------------- probe

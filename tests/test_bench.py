@@ -17,7 +17,7 @@ import pytest
 from advseg_bench import schema
 from advseg_bench.compare import compare_docs, format_comparison
 from advseg_bench.models import ModelSpec, generator_spec, parse_models, psnr, size_problem
-from advseg_bench.plan import Job, estimate_call_s, make_plan
+from advseg_bench.plan import Job, PlanRequest, estimate_call_s, make_plan
 from advseg_bench.report import compute_targets, render_markdown
 from advseg_bench.timing import TimingPolicy, measure, summarize
 
@@ -110,8 +110,8 @@ def test_plan_reports_unavailable_backends_and_unsupported_precisions():
     spec = generator_spec("resnet_6blocks", ngf=4)
     spec.checkpoint = "/nonexistent/but/not/opened.safetensors"
     costs = {spec.name: {"32": {"gflops": 0.01, "weights_mb": 1.0, "activation_peak_mb": 1.0}}}
-    plan = make_plan([spec], ["torch-eager", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt", "torch-cudagraph"],
-                     ["fp32", "fp16", "bf16", "int8"], [1], [32], CPU_ONLY_ENV, costs,
+    plan = make_plan(PlanRequest([spec], ["torch-eager", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt", "torch-cudagraph"],
+                                 ["fp32", "fp16", "bf16", "int8"], [1], [32]), CPU_ONLY_ENV, costs,
                      {"cpu": {"fp32": {"gflops": 50.0}, "bf16": {"gflops": 1.0}, "int8": {"gflops": 80.0}}})
     rows = {b["backend"]: b for b in plan.backends}
     assert rows["torch-eager"]["available"] and rows["ort-cpu"]["available"]
@@ -136,8 +136,8 @@ def test_plan_skips_by_time_and_memory_with_reasons():
     costs = {spec.name: {"256": {"gflops": 100.0, "weights_mb": 43.0, "activation_peak_mb": 65.0},
                          "1024": {"gflops": 1600.0, "weights_mb": 43.0, "activation_peak_mb": 1040.0}}}
     peaks = {"cpu": {"fp32": {"gflops": 100.0}, "bf16": {"gflops": 0.5}}}
-    plan = make_plan([spec], ["torch-eager"], ["fp32", "bf16"], [1, 32], [256, 1024], CPU_ONLY_ENV, costs, peaks,
-                     memory_budget_mb=8 * 1024, max_call_s=60)
+    plan = make_plan(PlanRequest([spec], ["torch-eager"], ["fp32", "bf16"], [1, 32], [256, 1024],
+                                 memory_budget_mb=8 * 1024, max_call_s=60), CPU_ONLY_ENV, costs, peaks)
     reasons = {(r["precision"], r["batch"], r["size"]): r["reason"] for r in plan.skipped}
     assert "measured bf16 peak" in reasons[("bf16", 1, 256)]
     assert "exceeds the budget" in reasons[("fp32", 32, 1024)]
@@ -322,7 +322,7 @@ def test_plan_skips_fixed_size_graphs_at_other_sizes(tmp_path):
         "input": {"fixed_size": [256, 256]},
         "artefacts": [{"file": "model.fp32.onnx", "format": "onnx", "precision": "fp32"}]}))
     cost = {"gflops": 1.0, "weights_mb": 1.0, "activation_peak_mb": 1.0}
-    plan = make_plan([spec], ["torch-eager", "ort-cpu"], ["fp32"], [1], [256, 512], CPU_ONLY_ENV,
+    plan = make_plan(PlanRequest([spec], ["torch-eager", "ort-cpu"], ["fp32"], [1], [256, 512]), CPU_ONLY_ENV,
                      {spec.name: {"256": cost, "512": cost}}, {"cpu": {"fp32": {"gflops": 100.0}}})
     runs = {(j.backend, c["size"]) for j in plan.jobs for c in j.combos}
     assert runs == {("torch-eager", 256), ("torch-eager", 512), ("ort-cpu", 256)}
