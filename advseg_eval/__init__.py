@@ -2,7 +2,14 @@
 distance (never called FID), PSNR/SSIM, cached set statistics and reports. CLI: ``advseg-eval``."""
 
 from .features import EXTRACTORS, FeatureExtractor, ImgsimResNet50Extractor, InceptionFIDExtractor, get_extractor
-from .fid import KIDResult, frechet_distance, frechet_distance_from_features, frechet_distance_lowrank, gaussian_stats, kid
+from .fid import (
+    KIDResult,
+    frechet_distance,
+    frechet_distance_from_features,
+    frechet_distance_lowrank,
+    gaussian_stats,
+    kid,
+)
 from .inception import (
     FID_WEIGHTS_FILENAME,
     FID_WEIGHTS_SHA256,
@@ -14,7 +21,7 @@ from .inception import (
 )
 from .paired import paired_scores, psnr, ssim
 from .report import EvalReport, load_report, markdown_table
-from .score import METRICS, score_folders
+from .score import METRICS, ScoreOptions, score_folders
 from .stats import EvalInputError, FeatureStats, SmallSampleWarning, folder_stats, list_images
 
 __all__ = [
@@ -47,6 +54,7 @@ __all__ = [
     "markdown_table",
     "paired_scores",
     "psnr",
+    "ScoreOptions",
     "score_folders",
     "ssim",
 ]

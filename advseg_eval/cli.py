@@ -13,12 +13,13 @@ from __future__ import annotations
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import click
 
 from .inception import FID_WEIGHTS_FILENAME, InceptionWeightsError, StateDictLayoutError
 from .report import EvalReport, comparison_columns, image_grid, load_report, write_comparison
-from .score import METRICS, score_folders
+from .score import METRICS, ScoreOptions, score_folders
 from .stats import RESIZE_MODES, EvalInputError, list_images
 
 _USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -78,24 +79,11 @@ def _run_score(gen_dir: Path, real_dir: Path, opts: dict) -> EvalReport:
         import torch
 
         torch.set_num_threads(opts["threads"])
-    return score_folders(
-        gen_dir,
-        real_dir,
-        metrics=tuple(dict.fromkeys(opts["metrics"] or ("fid", "kid"))),
-        inception_weights=opts["inception_weights"],
-        resize=opts["resize"],
-        cache=not opts["no_cache"],
-        cache_dir=opts["cache_dir"],
-        batch_size=opts["batch_size"],
-        device=opts["device"],
-        kid_subsets=opts["kid_subsets"],
-        kid_subset_size=opts["kid_subset_size"],
-        fd_method=opts["fd_method"],
-        imgsim_size=opts["imgsim_size"],
-        paired_resize=opts["paired_resize"],
-        extractors=opts.setdefault("_extractors", {}),  # networks loaded once across compare's runs
-        progress=sys.stderr.isatty(),
-    )
+    fields = {k: v for k, v in opts.items() if k in ScoreOptions.__dataclass_fields__}
+    options = ScoreOptions(**{**fields, "metrics": tuple(dict.fromkeys(opts["metrics"] or ("fid", "kid"))),
+                              "cache": not opts["no_cache"], "progress": sys.stderr.isatty()})
+    # networks are loaded once across compare's runs
+    return score_folders(gen_dir, real_dir, options, extractors=opts.setdefault("_extractors", {}))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -188,10 +176,11 @@ def compare_cmd(runs, out_dir: Path, names, real: Path | None, n_images: int, th
 @click.option("--limit", type=click.IntRange(1), default=None, help="At most this many photos per source.")
 @click.option("--rows", type=click.IntRange(1), default=12, show_default=True, help="Contact sheet rows.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads.")
-def colour_cmd(bundles, datasets, split, photo_dirs, out_dir: Path, sketch_method, hed_bundle, eval_size, limit,
-               rows, threads) -> None:
+def colour_cmd(**cli: Any) -> None:
     """How well photo -> sketch -> colour restores the photos' colours, beside two baselines
     (bare lines; lines over one flat mean colour)."""
+    bundles, datasets, split, photo_dirs = cli["bundles"], cli["datasets"], cli["split"], cli["photo_dirs"]
+    out_dir, sketch_method, hed_bundle, limit = cli["out_dir"], cli["sketch_method"], cli["hed_bundle"], cli["limit"]
     from advseg_sdk.assets import AssetError
     from advseg_sdk.bundle import BundleError, default_bundle_path
     from advseg_sdk.colorizer import Pipeline
@@ -200,10 +189,10 @@ def colour_cmd(bundles, datasets, split, photo_dirs, out_dir: Path, sketch_metho
     from .colour import evaluate_colour
     from .stats import list_images as list_eval_images
 
-    if threads:
+    if cli["threads"]:
         import torch
 
-        torch.set_num_threads(threads)
+        torch.set_num_threads(cli["threads"])
     if not datasets and not photo_dirs:
         _fail(ValueError("give at least one --dataset NAME or --photos DIR"))
     if out_dir.exists() and any(out_dir.iterdir()):
@@ -229,7 +218,7 @@ def colour_cmd(bundles, datasets, split, photo_dirs, out_dir: Path, sketch_metho
             label = label or (pipe.colorizer.bundle.name if path == "default" else Path(path).name.removesuffix(".advseg"))
             pipelines[label] = (lambda p: (lambda rgb: tuple(p.run(rgb))))(pipe)
         what = ", ".join([f"{d} ({split})" for d in datasets] + [str(p) for p in photo_dirs])
-        result = evaluate_colour(photos, pipelines, out_dir, eval_size=eval_size, sheet_rows=rows,
+        result = evaluate_colour(photos, pipelines, out_dir, eval_size=cli["eval_size"], sheet_rows=cli["rows"],
                                  title=f"colour quality on {what}", progress=sys.stderr.isatty())
     except (AssetError, BundleError, *_USER_ERRORS) as exc:
         _fail(exc)

@@ -17,15 +17,16 @@ statistics.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .inception import FIDInceptionV3, INPUT_SIZE as INCEPTION_INPUT_SIZE, load_fid_inception
+from .inception import INPUT_SIZE as INCEPTION_INPUT_SIZE
+from .inception import FIDInceptionV3, load_fid_inception
 from .resnet import IMAGENET_MEAN, IMAGENET_STD, ResNet50, load_imgsim_resnet50
 
 __all__ = [

@@ -35,8 +35,9 @@ import os
 import pickle
 import zipfile
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -451,7 +452,7 @@ def _is_torchscript(path: Path) -> bool:
         return False
 
 
-def read_torchscript_tensors(path: str | os.PathLike) -> "OrderedDict[str, torch.Tensor]":
+def read_torchscript_tensors(path: str | os.PathLike) -> OrderedDict[str, torch.Tensor]:
     """Every tensor attribute of a TorchScript archive, by dotted attribute path, in the order
     the modules were pickled (declaration order). Nothing in the archive is executed: its
     ``data.pkl`` is read by an unpickler that only knows tensors and attribute holders."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -60,7 +60,7 @@ class EvalReport:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "EvalReport":
+    def from_dict(cls, d: dict) -> EvalReport:
         if d.get("format") != REPORT_FORMAT:
             raise ValueError(f"not an advseg-eval report (format {d.get('format')!r}, expected {REPORT_FORMAT!r})")
         metrics = {k: (float(v) if v is not None else math.nan) for k, v in d["metrics"].items()}

@@ -21,8 +21,12 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any
+
+from advseg_sdk.options import with_overrides
 
 from .features import FeatureExtractor, ImgsimResNet50Extractor, InceptionFIDExtractor
 from .fid import frechet_distance_from_features, kid, resolve_fd_method
@@ -30,7 +34,7 @@ from .paired import paired_scores
 from .report import EvalReport
 from .stats import RESIZE_MODES, folder_stats, list_images, warn_if_small
 
-__all__ = ["METRICS", "score_folders"]
+__all__ = ["METRICS", "ScoreOptions", "score_folders"]
 
 #: metric name -> (extractor name, "fd" | "kid"); paired metrics map to None.
 METRICS: dict[str, tuple[str, str] | None] = {
@@ -49,31 +53,42 @@ def _build_extractor(name: str, inception_weights, imgsim_size: int, device) -> 
     return ImgsimResNet50Extractor(input_size=imgsim_size, device=device)
 
 
+@dataclass(frozen=True)
+class ScoreOptions:
+    """Which metrics, on which features, computed how (the ``advseg-eval score`` options)."""
+
+    metrics: Sequence[str] = ("fid", "kid")
+    inception_weights: str | os.PathLike | None = None  # default: the fid-inception asset
+    resize: str = "pytorch-fid"  # or "clean" (see :mod:`.stats`)
+    cache: bool = True  # read and write cached real-set statistics
+    cache_dir: str | os.PathLike | None = None
+    batch_size: int = 32
+    device: str | None = None
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    fd_method: str = "auto"  # "sqrtm", "lowrank" or "auto"
+    imgsim_size: int = 224
+    paired_resize: bool = False  # PSNR/SSIM: resize real images to the generated size
+    progress: bool = False
+
+
 def score_folders(
     gen_dir: str | os.PathLike,
     real_dir: str | os.PathLike,
-    metrics: Sequence[str] = ("fid", "kid"),
-    inception_weights: str | os.PathLike | None = None,
-    resize: str = "pytorch-fid",
-    cache: bool = True,
-    cache_dir: str | os.PathLike | None = None,
-    batch_size: int = 32,
-    device: str | None = None,
-    kid_subsets: int = 100,
-    kid_subset_size: int = 1000,
-    fd_method: str = "auto",
-    imgsim_size: int = 224,
-    paired_resize: bool = False,
+    options: ScoreOptions | None = None,
     extractors: dict[str, FeatureExtractor] | None = None,
-    progress: bool = False,
+    **overrides: Any,
 ) -> EvalReport:
-    """Compute ``metrics`` of ``gen_dir`` against ``real_dir`` and return an :class:`EvalReport`.
+    """Score ``gen_dir`` against ``real_dir`` and return an :class:`EvalReport`.
 
-    ``extractors`` maps extractor names to ready extractors (e.g. an Inception with test
-    weights); missing ones are built (Inception from ``inception_weights``, imgsim from the asset
-    cache) and added to the dict, so a caller scoring several folders loads each network once.
-    Warnings (small sets, JPEG outputs) are emitted and also recorded in the report.
+    ``options`` (or ``overrides``, its field names) say which metrics and how. ``extractors`` maps
+    extractor names to ready extractors (e.g. an Inception with test weights); missing ones are
+    built (Inception from ``inception_weights``, imgsim from the asset cache) and added to the
+    dict, so a caller scoring several folders loads each network once. Warnings (small sets,
+    JPEG outputs) are emitted and also recorded in the report.
     """
+    o = with_overrides(ScoreOptions, options, overrides)
+    metrics, resize, batch_size, progress = o.metrics, o.resize, o.batch_size, o.progress
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
@@ -95,9 +110,10 @@ def score_folders(
             )
         for ext_name in dict.fromkeys(METRICS[m][0] for m in metrics if METRICS[m] is not None):
             if ext_name not in extractors:
-                extractors[ext_name] = _build_extractor(ext_name, inception_weights, imgsim_size, device)
+                extractors[ext_name] = _build_extractor(ext_name, o.inception_weights, o.imgsim_size, o.device)
             ext = extractors[ext_name]
-            real = folder_stats(real_dir, ext, resize, cache=cache, cache_dir=cache_dir, batch_size=batch_size, progress=progress)
+            real = folder_stats(real_dir, ext, resize, cache=o.cache, cache_dir=o.cache_dir, batch_size=batch_size,
+                                progress=progress)
             gen = folder_stats(gen_dir, ext, resize, cache=False, batch_size=batch_size, progress=progress)
             details[ext_name] = {
                 "weights": ext.weights_label,
@@ -109,23 +125,23 @@ def score_folders(
             if "fd" in wanted:
                 warn_if_small(gen.n, ext.dim, f"generated set {gen_dir}", ext.fd_label)
                 warn_if_small(real.n, ext.dim, f"real set {real_dir}", ext.fd_label)
-                used = resolve_fd_method(fd_method, min(gen.n, real.n), ext.dim)
+                used = resolve_fd_method(o.fd_method, min(gen.n, real.n), ext.dim)
                 details[ext_name]["fd_method"] = used
                 values[ext.fd_key] = frechet_distance_from_features(
                     gen.features, (gen.mu, gen.sigma), real.features, (real.mu, real.sigma), method=used
                 )
             if "kid" in wanted:
-                res = kid(gen.features, real.features, num_subsets=kid_subsets, subset_size=kid_subset_size)
+                res = kid(gen.features, real.features, num_subsets=o.kid_subsets, subset_size=o.kid_subset_size)
                 values[ext.kid_key] = res.mean
                 values[ext.kid_key + "_std"] = res.std
                 details[ext_name]["kid_subset_size"] = res.subset_size
                 details[ext_name]["kid_subsets"] = res.num_subsets
         if "psnr" in metrics or "ssim" in metrics:
-            pr = paired_scores(gen_dir, real_dir, resize_real=paired_resize)
+            pr = paired_scores(gen_dir, real_dir, resize_real=o.paired_resize)
             for m in ("psnr", "ssim"):
                 if m in metrics:
                     values[m] = getattr(pr, m)
-            details["paired"] = {"n_pairs": pr.n_pairs, "resized_real": paired_resize,
+            details["paired"] = {"n_pairs": pr.n_pairs, "resized_real": o.paired_resize,
                                  "unmatched_gen": pr.n_unmatched_gen, "unmatched_real": pr.n_unmatched_real}
 
     ours = [w for w in caught if issubclass(w.category, (UserWarning, RuntimeWarning))]

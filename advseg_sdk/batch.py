@@ -3,23 +3,20 @@ which files a set of inputs expands to, where their outputs go, and what a batch
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import TextIO
 
 from .files import IMAGE_SUFFIXES, is_image_file
 
 __all__ = [
     "IMAGE_SUFFIXES", "BatchReport", "Plan", "collect_inputs", "cli_inputs", "plan_outputs", "clean_stale_parts",
-    "pending_jobs", "with_overrides",
+    "pending_jobs",
 ]
-
-_Options = TypeVar("_Options")
 
 
 
@@ -34,19 +31,6 @@ class BatchReport:
     @property
     def ok(self) -> bool:
         return not self.failed
-
-
-def with_overrides(cls: type[_Options], options: _Options | None, overrides: dict[str, Any]) -> _Options:
-    """``options`` (default ``cls()``) with ``overrides`` applied; an unknown name is a clear error.
-
-    Lets a function take one options dataclass and still accept its fields as keywords.
-    """
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = set(overrides) - names
-    if unknown:
-        raise TypeError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}; "
-                        f"known: {', '.join(sorted(names))}")
-    return dataclasses.replace(options if options is not None else cls(), **overrides)  # type: ignore[type-var]
 
 
 def _scan(p: Path, skip: Path | None) -> list[Path]:

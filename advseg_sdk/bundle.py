@@ -62,9 +62,10 @@ import shutil
 import stat
 import tempfile
 import zipfile
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .assets import advseg_home
 from .files import atomic_write_bytes, sha256_file

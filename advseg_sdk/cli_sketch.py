@@ -15,7 +15,8 @@ from typing import Any, TextIO
 
 import click
 
-from .batch import BatchReport, cli_inputs, pending_jobs, with_overrides
+from .batch import BatchReport, cli_inputs, pending_jobs
+from .options import with_overrides
 
 __all__ = ["SketchOptions", "sketch_files", "sketch"]
 

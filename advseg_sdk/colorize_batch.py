@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from .batch import BatchReport, pending_jobs, with_overrides
+from .batch import BatchReport, pending_jobs
+from .options import with_overrides
 
 __all__ = [
     "SKETCH_SUFFIX",

@@ -27,9 +27,9 @@ import struct
 import tempfile
 import zipfile
 import zlib
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from .assets import AssetError, AssetMissingError, _deb_download, _pip_download, advseg_home
 from .files import sha256_file

@@ -36,8 +36,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .batch import BatchReport, with_overrides
+from .batch import BatchReport
 from .colorize_batch import ColorizeOptions, failure_reason, open_model, pending_outputs, save_result
+from .options import with_overrides
 
 if TYPE_CHECKING:  # pragma: no cover
     import ray.data

@@ -25,9 +25,10 @@ import os
 import shutil
 import subprocess
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Sequence, Union
+from typing import Any, Protocol, Union
 
 import numpy as np
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import inspect
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import cv2
 import numpy as np
