@@ -19,6 +19,7 @@ from typing import Any
 __all__ = [
     "export_generator",
     "export_hed",
+    "ExportOptions",
     "ExportError",
     "DegradedExportError",
     "ShapeProfile",
@@ -29,6 +30,7 @@ __all__ = [
 _EXPORTS = {
     "export_generator": "advseg_export.api",
     "export_hed": "advseg_export.api",
+    "ExportOptions": "advseg_export.api",
     "ExportError": "advseg_export.api",
     "DegradedExportError": "advseg_export.api",
     "ShapeProfile": "advseg_export.tensorrt_build",

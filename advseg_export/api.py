@@ -14,6 +14,7 @@ end, so a failed export leaves nothing behind.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import errno
 import os
@@ -43,6 +44,7 @@ __all__ = [
     "export_generator",
     "export_hed",
     "export_module",
+    "ExportOptions",
     "ExportTarget",
     "GENERATOR_INT8",
     "UNET_INT8",
@@ -98,47 +100,80 @@ class ExportTarget:
         return float(lo), float(hi)
 
 
+@dataclass
+class ExportOptions:
+    """How to export: precisions, parity and calibration inputs, int8 and TensorRT settings.
+
+    Attributes:
+        precisions: among ``fp32`` (always included), ``fp16``, ``int8``.
+        opset: ONNX opset (>= 17).
+        calib: folder of calibration images for int8, used as the network's inputs (default:
+            the cached real photos, made into sketches with ``sketch_method`` for a generator).
+        calib_count: how many calibration images.
+        sketch_method: how parity/calibration sketches are made from photos (generators).
+        int8_options: quantisation settings (default: :data:`GENERATOR_INT8`, :data:`UNET_INT8`
+            or :data:`HED_INT8` by network, :class:`Int8Options` for :func:`export_module`).
+        instance_norm: ``"decomposed"`` (accurate on ONNX Runtime CPU) or ``"fused"`` (one
+            InstanceNormalization op per norm), see :mod:`advseg_export.onnx_export`.
+        thresholds: per-precision :class:`~advseg_export.parity.Threshold` overriding the defaults.
+        allow_degraded: write the bundle even when an artefact misses its parity threshold.
+        trt: also build a TensorRT engine (needs TensorRT and an NVIDIA GPU), from the fp16
+            graph when built, else fp32.
+        trt_profile: a :class:`ShapeProfile` or a mapping with any of ``min``/``opt``/``max``
+            (shapes or ``"1x3x256x256"`` strings); missing ones come from :meth:`ShapeProfile.default`.
+        timing_cache: TensorRT timing cache file, loaded if present and saved after the build.
+        trt_hardware_compatible: build an engine for any Ampere+ GPU.
+        log: called with each progress message.
+    """
+
+    precisions: Sequence[str] = ("fp32",)
+    opset: int = MIN_OPSET
+    calib: str | os.PathLike | None = None
+    calib_count: int = 16
+    sketch_method: str = "xdog"
+    int8_options: Int8Options | None = None
+    instance_norm: str = "decomposed"
+    thresholds: Mapping[str, Threshold | Mapping[str, float]] | None = None
+    allow_degraded: bool = False
+    trt: bool = False
+    trt_profile: ShapeProfile | Mapping[str, Any] | None = None
+    timing_cache: str | os.PathLike | None = None
+    trt_hardware_compatible: bool = False
+    log: Log | None = None
+
+    def updated(self, **changes: Any) -> ExportOptions:
+        """A copy with ``changes`` (field names; an unknown name is a TypeError)."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise TypeError(f"unknown export option(s) {unknown}")
+        return dataclasses.replace(self, **changes)
+
+
+def _resolve_options(options: ExportOptions | None, overrides: Mapping[str, Any]) -> ExportOptions:
+    return (options or ExportOptions()).updated(**overrides)
+
+
 # --------------------------------------------------------------------------- public API
 
 
 def export_generator(
     source: Any,
     out_dir: str | os.PathLike,
-    precisions: Sequence[str] = ("fp32",),
-    opset: int = MIN_OPSET,
-    calib: str | os.PathLike | None = None,
-    allow_degraded: bool = False,
-    trt: bool = False,
-    trt_profile: ShapeProfile | None = None,
-    timing_cache: str | os.PathLike | None = None,
+    options: ExportOptions | None = None,
     *,
     overrides: Mapping[str, Any] | None = None,
     name: str | None = None,
-    thresholds: Mapping[str, Threshold | Mapping[str, float]] | None = None,
-    calib_count: int = 16,
-    sketch_method: str = "xdog",
-    int8_options: Int8Options | None = None,
-    instance_norm: str = "decomposed",
-    trt_hardware_compatible: bool = False,
-    log: Log | None = None,
+    **option_fields: Any,
 ) -> Path:
     """Export a sketch->colour generator to the bundle directory ``out_dir``; returns its path.
 
     Args:
         source: anything :func:`advseg_train.networks.load_generator` accepts (our safetensors,
             stock pytorch-CycleGAN-and-pix2pix or AdvSegLoss ``.pth``, a state dict).
-        precisions: among ``fp32`` (always included), ``fp16``, ``int8``.
-        opset: ONNX opset (>= 17).
-        calib: folder of calibration sketches for int8 (default: sketches made from the cached
-            real photos with ``sketch_method``).
-        allow_degraded: write the bundle even when an artefact misses its parity threshold.
-        trt: also build a TensorRT engine (needs TensorRT and an NVIDIA GPU), from the fp16
-            graph when built, else fp32; ``trt_profile`` defaults to
-            :meth:`ShapeProfile.default`; ``timing_cache`` is loaded/saved.
+        options: how to export (:class:`ExportOptions`); ``option_fields`` (its field names,
+            e.g. ``precisions=("fp32", "fp16")``) change single fields.
         overrides: GeneratorConfig fields the weights cannot tell (e.g. ``{"ngf": 64}``).
-        thresholds: per-precision :class:`~advseg_export.parity.Threshold` overriding the defaults.
-        instance_norm: ``"decomposed"`` (default; accurate on ONNX Runtime CPU) or ``"fused"``
-            (one InstanceNormalization op per norm), see :mod:`advseg_export.onnx_export`.
+        name: the bundle name in the manifest (default ``sketch2color-<arch>``).
     """
     from advseg_train.networks import load_generator
 
@@ -169,35 +204,22 @@ def export_generator(
         name=name or f"sketch2color-{cfg.arch}",
         provenance=provenance,
     )
-    return export_module(
-        target, out_dir, precisions=precisions, opset=opset, calib=calib, allow_degraded=allow_degraded,
-        trt=trt, trt_profile=trt_profile, timing_cache=timing_cache, thresholds=thresholds,
-        calib_count=calib_count, sketch_method=sketch_method, int8_options=int8_options or (GENERATOR_INT8 if cfg.is_resnet else UNET_INT8),
-        instance_norm=instance_norm, trt_hardware_compatible=trt_hardware_compatible, log=log,
-    )
+    opts = _resolve_options(options, option_fields)
+    int8 = opts.int8_options or (GENERATOR_INT8 if cfg.is_resnet else UNET_INT8)
+    return export_module(target, out_dir, opts.updated(int8_options=int8))
 
 
 def export_hed(
     out_dir: str | os.PathLike,
-    precisions: Sequence[str] = ("fp32",),
-    opset: int = MIN_OPSET,
-    calib: str | os.PathLike | None = None,
-    allow_degraded: bool = False,
-    trt: bool = False,
-    trt_profile: ShapeProfile | None = None,
-    timing_cache: str | os.PathLike | None = None,
+    options: ExportOptions | None = None,
     *,
     weights: str | os.PathLike | None = None,
     name: str = "hed",
-    thresholds: Mapping[str, Threshold | Mapping[str, float]] | None = None,
-    calib_count: int = 16,
-    int8_options: Int8Options | None = None,
-    trt_hardware_compatible: bool = False,
-    log: Log | None = None,
+    **option_fields: Any,
 ) -> Path:
     """Export the HED edge detector (real BSDS500 weights, asset ``hed-bsds500``, or ``weights``)
     to a ``photo2sketch`` bundle: input RGB in [0, 1] (B,3,H,W) of any size, output the fused edge
-    probability (B,1,H,W). Other arguments as :func:`export_generator` (``calib``: photos)."""
+    probability (B,1,H,W). ``options``/``option_fields`` as :func:`export_generator` (``calib``: photos)."""
     from advseg_train.hed import load_hed
 
     from advseg_sdk.assets import asset_path
@@ -221,47 +243,26 @@ def export_hed(
         name=name,
         provenance=prov,
     )
-    return export_module(
-        target, out_dir, precisions=precisions, opset=opset, calib=calib, allow_degraded=allow_degraded,
-        trt=trt, trt_profile=trt_profile, timing_cache=timing_cache, thresholds=thresholds,
-        calib_count=calib_count, int8_options=int8_options or HED_INT8,
-        trt_hardware_compatible=trt_hardware_compatible, log=log,
-    )
+    opts = _resolve_options(options, option_fields)
+    return export_module(target, out_dir, opts.updated(int8_options=opts.int8_options or HED_INT8))
 
 
 def export_module(
-    target: ExportTarget,
-    out_dir: str | os.PathLike,
-    precisions: Sequence[str] = ("fp32",),
-    opset: int = MIN_OPSET,
-    calib: str | os.PathLike | None = None,
-    allow_degraded: bool = False,
-    trt: bool = False,
-    trt_profile: ShapeProfile | Mapping[str, Any] | None = None,
-    timing_cache: str | os.PathLike | None = None,
-    thresholds: Mapping[str, Threshold | Mapping[str, float]] | None = None,
-    calib_count: int = 16,
-    sketch_method: str = "xdog",
-    int8_options: Int8Options | None = None,
-    instance_norm: str = "decomposed",
-    trt_hardware_compatible: bool = False,
-    log: Log | None = None,
+    target: ExportTarget, out_dir: str | os.PathLike, options: ExportOptions | None = None, **option_fields: Any
 ) -> Path:
-    """Export ``target`` into a bundle at ``out_dir`` (the shared engine of the two functions above).
-
-    ``trt_profile`` may be a :class:`ShapeProfile` or a mapping with any of ``min``/``opt``/``max``
-    (shapes or ``"1x3x256x256"`` strings); missing ones come from :meth:`ShapeProfile.default`.
-    """
-    say = log or (lambda _msg: None)
-    precs = _normalise_precisions(precisions)
-    limits = _merge_thresholds(thresholds)
+    """Export ``target`` into a bundle at ``out_dir`` (the shared engine of the two functions above);
+    ``options``/``option_fields`` as :func:`export_generator`."""
+    opts = _resolve_options(options, option_fields)
+    say = opts.log or (lambda _msg: None)
+    precs = _normalise_precisions(opts.precisions)
+    limits = _merge_thresholds(opts.thresholds)
     out = Path(out_dir).expanduser().absolute()
     _check_out_dir(out)
     profile = None
-    if trt:
+    if opts.trt:
         require_tensorrt()  # fail before any slow work
         fixed = target.input_spec.get("fixed_size")
-        profile = _resolve_profile(trt_profile, target)
+        profile = _resolve_profile(opts.trt_profile, target)
         profile.check_for(tuple(fixed) if fixed else None, int(target.input_spec.get("size_multiple", 1)),
                           target.channels)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -277,9 +278,8 @@ def export_module(
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the bundle gets normal permissions
     try:
-        manifest = _build(target, tmp, precs, opset, calib, calib_count, sketch_method,
-                          int8_options or Int8Options(), limits, allow_degraded, profile, timing_cache,
-                          trt_hardware_compatible, instance_norm, say)
+        opts = opts.updated(precisions=precs, int8_options=opts.int8_options or Int8Options(), log=say)
+        manifest = _build(target, tmp, opts, limits, profile)
         from advseg_sdk.bundle import write_manifest
 
         write_manifest(tmp, manifest)
@@ -298,21 +298,27 @@ def export_module(
 
 
 def _build(
-    target: ExportTarget, tmp: Path, precs: list[str], opset: int, calib, calib_count: int,
-    sketch_method: str, int8_options: Int8Options, limits: dict[str, Threshold], allow_degraded: bool,
-    profile: ShapeProfile | None, timing_cache, hw_compat: bool, instance_norm: str, say: Log,
+    target: ExportTarget, tmp: Path, opts: ExportOptions, limits: dict[str, Threshold], profile: ShapeProfile | None
 ) -> dict[str, Any]:
+    """Write the artefacts of ``target`` into ``tmp`` and return the manifest; ``opts`` has its
+    precisions normalised and its int8 options and log set."""
     from advseg_sdk.bundle import describe_artefact
 
+    precs, opset, calib, say = opts.precisions, opts.opset, opts.calib, opts.log or (lambda _msg: None)
+    int8_options = opts.int8_options or Int8Options()
     h, w = target.size
     say(f"exporting {target.architecture['name']} to ONNX fp32 (opset {opset}, "
         f"{'dynamic' if target.dynamic_hw else f'fixed {h}x{w}'} H/W, dynamic batch)")
     fp32_path = tmp / ARTEFACT_FILES["fp32"]
-    fp32_model = export_onnx(target.module, fp32_path, (1, target.channels, h, w), opset=opset,
-                             dynamic_hw=target.dynamic_hw, instance_norm=instance_norm)
+
+    def to_onnx(module: nn.Module, path: Path) -> onnx.ModelProto:
+        return export_onnx(module, path, (1, target.channels, h, w), opset=opset, dynamic_hw=target.dynamic_hw,
+                           instance_norm=opts.instance_norm)
+
+    fp32_model = to_onnx(target.module, fp32_path)
 
     say(f"preparing parity inputs ({target.task}, {h}x{w})")
-    pin = parity_inputs(target.task, (h, w), target.in_range, sketch_method=sketch_method)
+    pin = parity_inputs(target.task, (h, w), target.in_range, sketch_method=opts.sketch_method)
     reference = _torch_forward(target.module, pin.array)
 
     artefacts: list[dict[str, Any]] = []
@@ -343,8 +349,8 @@ def _build(
 
     if "int8" in precs:
         say(f"calibrating int8 on {'images in ' + str(calib) if calib else 'the cached real photos'}")
-        cin = calibration_inputs(target.task, (h, w), target.in_range, calib_dir=calib, count=calib_count,
-                                 sketch_method=sketch_method)
+        cin = calibration_inputs(target.task, (h, w), target.in_range, calib_dir=calib, count=opts.calib_count,
+                                 sketch_method=opts.sketch_method)
         path = tmp / ARTEFACT_FILES["int8"]
         source = fp32_path
         if int8_options.subpixel_conv_transpose:
@@ -352,22 +358,21 @@ def _build(
             if count:
                 say(f"  quantising from a sub-pixel graph ({count} ConvTranspose -> Conv + DepthToSpace)")
                 source = tmp / ".int8-source.fp32.onnx"
-                export_onnx(rewritten, source, (1, target.channels, h, w), opset=opset,
-                            dynamic_hw=target.dynamic_hw, instance_norm=instance_norm)
+                to_onnx(rewritten, source)
         quantize_int8(source, path, ArrayCalibrationReader(cin.array), int8_options)
         if source != fp32_path:
             source.unlink()
         record(path, "int8", compare(reference, _ort_forward(path, pin.array), target.out_range),
                quantization={**int8_options.to_dict(), "calibration": _calib_info(cin, calib, target.task,
-                                                                                  sketch_method)})
+                                                                                  opts.sketch_method)})
 
-    if failures and not allow_degraded:
+    if failures and not opts.allow_degraded:
         raise DegradedExportError(_failure_message(failures, parity), failures)
 
     if profile is not None:
         src = tmp / ARTEFACT_FILES["fp16" if "fp16" in precs else "fp32"]
         say(f"building TensorRT engine from {src.name} (profile {profile.to_dict()})")
-        engine_meta = _engine_build(src, tmp, profile, timing_cache, hw_compat)
+        engine_meta = _engine_build(src, tmp, profile, opts.timing_cache, opts.trt_hardware_compatible)
         epath = tmp / engine_meta.pop("_file")
         entry = describe_artefact(epath, "fp16" if "fp16" in precs else "fp32", "engine", engine=engine_meta)
         artefacts.append(entry)
@@ -382,7 +387,7 @@ def _build(
                                   "passed": not bad, "inputs": pin.names, "input_shape": list(pin.array.shape)}
             if bad:
                 failures[epath.name] = bad
-                if not allow_degraded:
+                if not opts.allow_degraded:
                     raise DegradedExportError(_failure_message(failures, parity), failures)
 
     manifest: dict[str, Any] = {
@@ -395,7 +400,7 @@ def _build(
         "parity": parity,
         "parity_convention": PARITY_CONVENTION,
         "export_options": {"opset": int(opset),
-                           "instance_norm": instance_norm if _has_instance_norm(target.module) else None,
+                           "instance_norm": opts.instance_norm if _has_instance_norm(target.module) else None,
                            "onnx_exporter": "torch.onnx.export(dynamo=False) + onnxslim",
                            "dynamic_axes": ["batch", "height", "width"] if target.dynamic_hw else ["batch"]},
         "provenance": {**target.provenance, **_tool_provenance(opset)},

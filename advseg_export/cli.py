@@ -9,8 +9,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 import click
+
+from advseg_train.archs import GENERATOR_ARCHS, NORMS
+
+if TYPE_CHECKING:
+    from .api import ExportOptions
 
 __all__ = ["main"]
 
@@ -73,58 +80,63 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 @click.option("--trt-hardware-compatible", is_flag=True, help="Build an engine for any Ampere+ GPU (slower).")
 @click.option("--allow-degraded", is_flag=True,
               help="Write the bundle even if an artefact misses its parity threshold (marked degraded).")
-@click.option("--arch", type=click.Choice(["resnet_9blocks", "resnet_6blocks", "unet_128", "unet_256"]),
+@click.option("--arch", type=click.Choice(GENERATOR_ARCHS),
               help="Generator architecture, when the checkpoint cannot tell.")
 @click.option("--ngf", type=click.IntRange(1), help="Generator width override.")
-@click.option("--norm", type=click.Choice(["instance", "batch", "none"]), help="Generator norm override.")
+@click.option("--norm", type=click.Choice(NORMS), help="Generator norm override.")
 @click.option("--name", help="Bundle name recorded in the manifest.")
 @click.option("--hed-weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="HED .weights.h5 (default: the cached 'hed-bsds500' asset).")
 @click.option("-q", "--quiet", is_flag=True, help="Only print errors and the bundle path.")
-def main(source: str, out_dir: Path, fp16: bool, int8: bool, trt: bool, opset: int, calib: Path | None,
-         calib_count: int, calib_method: str | None, sketch_method: str, instance_norm: str, min_shape, opt_shape,
-         max_shape, timing_cache: Path | None, trt_hardware_compatible: bool, allow_degraded: bool,
-         arch: str | None, ngf: int | None, norm: str | None, name: str | None, hed_weights: Path | None,
-         quiet: bool) -> None:
+def main(source: str, out_dir: Path, **flags: Any) -> None:
     """Export CHECKPOINT (ours, stock CycleGAN/pix2pix or AdvSegLoss .pth) or the HED edge
     detector (literally `hed`) to an advseg model bundle with parity figures in its manifest."""
     from . import api
-    from .precision import Int8Options
 
-    log = None if quiet else (lambda msg: click.echo(msg, err=True))
-    precisions = ["fp32"] + (["fp16"] if fp16 else []) + (["int8"] if int8 else [])
-    profile = {k: v for k, v in (("min", min_shape), ("opt", opt_shape), ("max", max_shape)) if v is not None}
-    if profile and not trt:
-        raise click.UsageError("--min-shape/--opt-shape/--max-shape only apply with --trt")
-    if timing_cache is not None and not trt:
-        raise click.UsageError("--timing-cache only applies with --trt")
-    if calib is not None and not int8:
-        raise click.UsageError("--calib only applies with --int8")
-    int8_options = None
-    if calib_method is not None:
-        int8_options = Int8Options(calibrate_method={"percentile": "Percentile", "minmax": "MinMax",
-                                                     "entropy": "Entropy"}[calib_method])
-    common = dict(precisions=precisions, opset=opset, calib=calib, allow_degraded=allow_degraded, trt=trt,
-                  trt_profile=profile or None, timing_cache=timing_cache, calib_count=calib_count,
-                  int8_options=int8_options, trt_hardware_compatible=trt_hardware_compatible, log=log)
+    f = SimpleNamespace(**flags)
+    options = _export_options(f)
     try:
         if source == "hed":
-            if arch or ngf or norm:
+            if f.arch or f.ngf or f.norm:
                 raise click.UsageError("--arch/--ngf/--norm apply to generator checkpoints, not hed")
-            path = api.export_hed(out_dir, weights=hed_weights, name=name or "hed", **common)
+            path = api.export_hed(out_dir, options, weights=f.hed_weights, name=f.name or "hed")
         else:
-            if hed_weights is not None:
+            if f.hed_weights is not None:
                 raise click.UsageError("--hed-weights only applies to `advseg-export hed`")
-            overrides = {k: v for k, v in (("arch", arch), ("ngf", ngf), ("norm", norm)) if v is not None}
-            path = api.export_generator(source, out_dir, overrides=overrides, name=name,
-                                        sketch_method=sketch_method, instance_norm=instance_norm, **common)
+            overrides = {k: getattr(f, k) for k in ("arch", "ngf", "norm") if getattr(f, k) is not None}
+            path = api.export_generator(source, out_dir, options, overrides=overrides, name=f.name)
     except click.UsageError:
         raise
     except _known_errors() as exc:
         raise click.ClickException(str(exc)) from None
-    if not quiet:
+    if not f.quiet:
         _summary(path)
     click.echo(str(path))
+
+
+def _export_options(f: SimpleNamespace) -> ExportOptions:
+    """The :class:`~advseg_export.api.ExportOptions` the flags ask for; refuses flags that do not apply."""
+    from .api import ExportOptions
+    from .precision import Int8Options
+
+    profile = {k: v for k, v in (("min", f.min_shape), ("opt", f.opt_shape), ("max", f.max_shape)) if v is not None}
+    if profile and not f.trt:
+        raise click.UsageError("--min-shape/--opt-shape/--max-shape only apply with --trt")
+    if f.timing_cache is not None and not f.trt:
+        raise click.UsageError("--timing-cache only applies with --trt")
+    if f.calib is not None and not f.int8:
+        raise click.UsageError("--calib only applies with --int8")
+    int8_options = None
+    if f.calib_method is not None:
+        int8_options = Int8Options(calibrate_method={"percentile": "Percentile", "minmax": "MinMax",
+                                                     "entropy": "Entropy"}[f.calib_method])
+    return ExportOptions(
+        precisions=["fp32"] + (["fp16"] if f.fp16 else []) + (["int8"] if f.int8 else []),
+        opset=f.opset, calib=f.calib, calib_count=f.calib_count, sketch_method=f.sketch_method,
+        int8_options=int8_options, instance_norm=f.instance_norm, allow_degraded=f.allow_degraded, trt=f.trt,
+        trt_profile=profile or None, timing_cache=f.timing_cache, trt_hardware_compatible=f.trt_hardware_compatible,
+        log=None if f.quiet else (lambda msg: click.echo(msg, err=True)),
+    )
 
 
 def _summary(path: Path) -> None:

@@ -103,12 +103,11 @@ def export_onnx(
     path: str | os.PathLike,
     input_shape: Sequence[int] = (1, 3, 256, 256),
     opset: int = MIN_OPSET,
-    dynamic_batch: bool = True,
     dynamic_hw: bool = True,
-    input_name: str = "input",
-    output_name: str = "output",
-    simplify: bool = True,
     instance_norm: str = "decomposed",
+    *,
+    dynamic_batch: bool = True,
+    io_names: tuple[str, str] = ("input", "output"),
 ) -> onnx.ModelProto:
     """Export ``module`` (eval mode, one NCHW float input, one output) to ``path`` as fp32 ONNX.
 
@@ -117,8 +116,10 @@ def export_onnx(
     The graph is simplified with onnxslim (constant folding, dead-node removal, Conv+BN fusion)
     and validated with ``onnx.checker.check_model(full_check=True)``. Returns the saved model.
     ``instance_norm``: ``"decomposed"`` (accurate on ONNX Runtime, see the module docstring) or
-    ``"fused"`` (one InstanceNormalization op per norm).
+    ``"fused"`` (one InstanceNormalization op per norm). ``io_names``: the graph's input and
+    output names.
     """
+    input_name, output_name = io_names
     if opset < MIN_OPSET:
         raise ValueError(f"opset {opset} is too old: advseg exports opset {MIN_OPSET} or newer")
     if len(input_shape) != 4:
@@ -148,8 +149,7 @@ def export_onnx(
     except Exception as exc:  # the exporter raises many types; report the step and the cause
         raise ExportError(f"torch.onnx.export failed for {type(module).__name__}: {exc}") from exc
     model = onnx.load_from_string(buf.getvalue())
-    if simplify:
-        model = _slim(model)
+    model = _slim(model)
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:

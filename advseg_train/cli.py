@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import click
 
@@ -32,28 +34,21 @@ __all__ = ["main"]
 @click.option("--device", type=str, default=None, help="auto | cpu | cuda | cuda:N.")
 @click.option("--max-steps", type=int, default=None, help="Stop after this many steps.")
 @click.option("--print-config", is_flag=True, help="Print the resolved config as YAML and exit.")
-def main(config_file, preset, overrides, data_root, out, resume, seg_grad, device, max_steps, print_config) -> None:
+def main(**flags: Any) -> None:
     """Train a sketch→colour generator (CycleGAN / Pix2Pix) with the adversarial segmentation loss."""
     from .config import ConfigError, dump_yaml, resolve_config
 
-    extra = list(overrides)
-    if data_root is not None:
-        extra.append(f"data.root={data_root}")
-    if out is not None:
-        extra.append(f"run.out={out}")
-    if resume:
-        extra.append("run.resume=true")
-    if seg_grad is not None:
-        extra.append(f"seg.grad={seg_grad}")
-    if device is not None:
-        extra.append(f"run.device={device}")
-    if max_steps is not None:
-        extra.append(f"run.max_steps={max_steps}")
+    f = SimpleNamespace(**flags)
+    extra = list(f.overrides)
+    for key, value in (("data.root", f.data_root), ("run.out", f.out), ("run.resume", "true" if f.resume else None),
+                       ("seg.grad", f.seg_grad), ("run.device", f.device), ("run.max_steps", f.max_steps)):
+        if value is not None:
+            extra.append(f"{key}={value}")
     try:
-        cfg = resolve_config(config_file, preset, extra)
+        cfg = resolve_config(f.config_file, f.preset, extra)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    if print_config:
+    if f.print_config:
         click.echo(dump_yaml(cfg), nl=False)
         return
     problem = _run_dir_problem(Path(cfg.run.out), cfg.run.resume)

@@ -21,9 +21,11 @@ as ``task_token_ids`` (the tokenizer-free path the tests use).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,12 +60,11 @@ def _model_class(kind: str) -> type:
     return transformers.OneFormerForUniversalSegmentation
 
 
-class HFPanopticSegmenter(Segmenter):
-    """A frozen transformers Mask2Former / OneFormer model as a per-pixel class segmenter.
+@dataclass
+class HFPanopticOptions:
+    """Settings of an :class:`HFPanopticSegmenter`.
 
-    Args:
-        model: a ``Mask2FormerForUniversalSegmentation`` or ``OneFormerForUniversalSegmentation``.
-        kind: ``"mask2former"`` or ``"oneformer"``.
+    Attributes:
         is_thing: per-class thing flags; default: from the COCO-panoptic table when the config's
             labels are the 133 COCO-panoptic classes (or unnamed ``LABEL_i`` with 133 classes).
         image_mean, image_std, rescale_factor: the checkpoint's pixel normalisation
@@ -74,43 +75,53 @@ class HFPanopticSegmenter(Segmenter):
         void_eps, void_threshold: see the module docstring.
     """
 
+    is_thing: Sequence[bool] | None = None
+    image_mean: Sequence[float] = IMAGENET_MEAN
+    image_std: Sequence[float] = IMAGENET_STD
+    rescale_factor: float = 1.0 / 255.0
+    input_size: int | None = None
+    size_multiple: int = 32
+    task_token_ids: Sequence[int] | torch.Tensor | None = None
+    void_eps: float = 1e-3
+    void_threshold: float | None = None
+
+
+class HFPanopticSegmenter(Segmenter):
+    """A frozen transformers Mask2Former / OneFormer model as a per-pixel class segmenter.
+
+    Args:
+        model: a ``Mask2FormerForUniversalSegmentation`` or ``OneFormerForUniversalSegmentation``.
+        kind: ``"mask2former"`` or ``"oneformer"``.
+        options: :class:`HFPanopticOptions`; ``option_fields`` (its field names, e.g.
+            ``image_mean=...``) change single fields.
+    """
+
     def __init__(
-        self,
-        model: nn.Module,
-        kind: str,
-        *,
-        is_thing: Sequence[bool] | None = None,
-        image_mean: Sequence[float] = IMAGENET_MEAN,
-        image_std: Sequence[float] = IMAGENET_STD,
-        rescale_factor: float = 1.0 / 255.0,
-        input_size: int | None = None,
-        size_multiple: int = 32,
-        task_token_ids: Sequence[int] | torch.Tensor | None = None,
-        void_eps: float = 1e-3,
-        void_threshold: float | None = None,
+        self, model: nn.Module, kind: str, options: HFPanopticOptions | None = None, **option_fields: Any
     ) -> None:
+        opts = dataclasses.replace(options or HFPanopticOptions(), **option_fields)
         _model_class(kind)
-        names, things = _classes(model.config, is_thing)
+        names, things = _classes(model.config, opts.is_thing)
         super().__init__(name=kind, class_names=names, is_thing=things)
         self.kind = kind
         self.model = model
-        self.input_size = input_size
-        self.size_multiple = int(size_multiple)
-        self.void_eps = float(void_eps)
-        self.void_threshold = void_threshold
+        self.input_size = opts.input_size
+        self.size_multiple = int(opts.size_multiple)
+        self.void_eps = float(opts.void_eps)
+        self.void_threshold = opts.void_threshold
         # [-1, 1] -> rgb255 -> rescale -> normalise, folded into one affine map per channel
-        mean = torch.as_tensor(image_mean, dtype=torch.float32).view(1, 3, 1, 1)
-        std = torch.as_tensor(image_std, dtype=torch.float32).view(1, 3, 1, 1)
-        scale = 127.5 * rescale_factor
+        mean = torch.as_tensor(opts.image_mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.as_tensor(opts.image_std, dtype=torch.float32).view(1, 3, 1, 1)
+        scale = 127.5 * opts.rescale_factor
         self.register_buffer("pix_scale", scale / std, persistent=False)
         self.register_buffer("pix_shift", (scale - mean) / std, persistent=False)
         if kind == "oneformer":
-            if task_token_ids is None:
+            if opts.task_token_ids is None:
                 raise ValueError(
                     "oneformer needs task_token_ids (token ids of 'the task is panoptic'); "
                     "from_pretrained() computes them with the checkpoint's tokenizer"
                 )
-            ids = torch.as_tensor(task_token_ids, dtype=torch.long).view(1, -1)
+            ids = torch.as_tensor(opts.task_token_ids, dtype=torch.long).view(1, -1)
             seq_len = int(model.config.task_seq_len)
             if ids.shape[1] != seq_len:
                 raise ValueError(f"task_token_ids must have length {seq_len}, got {ids.shape[1]}")
