@@ -13,12 +13,13 @@ from __future__ import annotations
 import datetime as _dt
 import sys
 from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 
 from . import schema
 from .backends import BACKENDS, PRECISIONS
-from .environment import cpu_count, machine_slug
+from .environment import machine_slug
 
 __all__ = ["main"]
 
@@ -54,9 +55,36 @@ def _stem(name: str | None, kind: str) -> str:
     return f"{machine_slug()}-{kind}-{stamp}"
 
 
-def _fail(msg: str) -> None:
+def _fail(msg: str) -> NoReturn:
     click.echo(f"advseg-bench: error: {msg}", err=True)
     sys.exit(2)
+
+
+def _command() -> list[str]:
+    return ["advseg-bench", *sys.argv[1:]]
+
+
+def _write_documents(doc: dict[str, Any], out: Path, stem: str, with_json: bool) -> list[Path]:
+    """The JSON (``with_json``), the markdown and the plots of a results document, in ``out``."""
+    from advseg_sdk.files import atomic_write_bytes
+
+    from .plots import write_plots
+    from .report import write_markdown
+    from .scale import render_scale_markdown, write_scale_plot
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths: list[Path | None] = [schema.write(out / f"{stem}.json", doc)] if with_json else []
+    if doc["kind"] == "scale":
+        paths += [atomic_write_bytes(out / f"{stem}.md", render_scale_markdown(doc).encode("utf-8")),
+                  write_scale_plot(doc, out / f"{stem}.png")]
+    else:
+        paths += [write_markdown(doc, out / f"{stem}.md"), *write_plots(doc, out, stem)]
+    return [p for p in paths if p]
+
+
+def _echo_written(paths: list[Path]) -> None:
+    for p in paths:
+        click.echo(f"wrote {p}")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -98,44 +126,26 @@ def main() -> None:
 @click.option("-o", "--out", "out_dir", default="advseg-bench-results", show_default=True, type=click.Path(file_okay=False))
 @click.option("--name", default=None, help="File stem (default: <machine>-matrix-<time>).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def run_cmd(models, ngf, norm, backends, precisions, batches, sizes, threads, device, warmup, repeats, min_time,
-            max_time, min_repeats, max_call_s, memory_budget_gb, combo_timeout_s, compile_mode, seed, peak_seconds,
-            out_dir, name, no_progress) -> None:
+def run_cmd(**options: Any) -> None:
     """Measure the matrix and write JSON, markdown and PNG plots."""
-    from .models import parse_models
-    from .plots import write_plots
-    from .report import write_markdown
     from .runner import RunConfig, run_matrix
-    from .timing import TimingPolicy
 
     try:
-        specs = parse_models(models, ngf, norm)
-        policy = TimingPolicy(warmup=warmup, repeats=repeats, min_time_s=min_time, max_time_s=max_time,
-                              min_repeats=min_repeats)
+        cfg = RunConfig.from_cli(options, command=_command())
     except Exception as exc:
         _fail(str(exc))
-    cfg = RunConfig(models=specs, backends=backends, precisions=precisions, batches=batches, sizes=sizes,
-                    threads=threads or cpu_count(), device=device, policy=policy,
-                    memory_budget_gb=memory_budget_gb, max_call_s=max_call_s or None,
-                    combo_timeout_s=combo_timeout_s, compile_mode=compile_mode, seed=seed,
-                    peak_seconds=peak_seconds, progress=not no_progress, command=["advseg-bench", *sys.argv[1:]])
     try:
         doc = run_matrix(cfg)
     except RuntimeError as exc:
         _fail(str(exc))
-    stem = _stem(name, "matrix")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [schema.write(out / f"{stem}.json", doc), write_markdown(doc, out / f"{stem}.md"),
-             *write_plots(doc, out, stem)]
+    paths = _write_documents(doc, Path(options["out_dir"]), _stem(options["name"], "matrix"), with_json=True)
     counts = {s: sum(r["status"] == s for r in doc["results"]) for s in schema.STATUSES}
     click.echo(f"{counts['ok']} measured, {counts['skipped']} skipped, {counts['error']} errors")
     for t in doc.get("targets") or []:
         met = {True: "met", False: "NOT met", None: "not measured"}[t["met"]]
         val = f"{t['value']:.2f}x" if t["value"] is not None else "–"
         click.echo(f"target {t['name']}: {val} (>= {t['target']}x) {met}")
-    for p in paths:
-        click.echo(f"wrote {p}")
+    _echo_written(paths)
 
 
 @main.command("compare")
@@ -165,27 +175,13 @@ def compare_cmd(a: str, b: str, as_json: bool) -> None:
               help="Where to write (default: beside the JSON).")
 def report_cmd(results: str, out_dir: str | None) -> None:
     """Re-render the markdown and PNG plots of a results JSON."""
-    from .plots import write_plots
-    from .report import write_markdown
-    from .scale import render_scale_markdown, write_scale_plot
-
     try:
         doc = schema.load(results)
     except schema.ResultsError as exc:
         _fail(str(exc))
     src = Path(results)
     out = Path(out_dir) if out_dir else src.parent
-    out.mkdir(parents=True, exist_ok=True)
-    if doc["kind"] == "scale":
-        from advseg_sdk.files import atomic_write_bytes
-
-        paths = [atomic_write_bytes(out / f"{src.stem}.md", render_scale_markdown(doc).encode()),
-                 write_scale_plot(doc, out / f"{src.stem}.png")]
-    else:
-        paths = [write_markdown(doc, out / f"{src.stem}.md"), *write_plots(doc, out, src.stem)]
-    for p in paths:
-        if p:
-            click.echo(f"wrote {p}")
+    _echo_written(_write_documents(doc, out, src.stem, with_json=False))
 
 
 @main.command("scale")
@@ -208,36 +204,19 @@ def report_cmd(results: str, out_dir: str | None) -> None:
 @click.option("--memory-budget-gb", default=None, type=float)
 @click.option("-o", "--out", "out_dir", default="advseg-bench-results", show_default=True, type=click.Path(file_okay=False))
 @click.option("--name", default=None)
-def scale_cmd(model, ngf, backend, precision, sizes, tile_limit, tile, overlap, untiled_too, threads, warmup,
-              repeats, max_time, timeout_s, memory_budget_gb, out_dir, name) -> None:
+def scale_cmd(**options: Any) -> None:
     """Latency per megapixel from small to large images, tiled above --tile-limit."""
-    from advseg_sdk.files import atomic_write_bytes
-
-    from .models import parse_models
-    from .scale import ScaleConfig, render_scale_markdown, run_scale, write_scale_plot
+    from .scale import ScaleConfig, run_scale
 
     try:
-        specs = parse_models(model, ngf)
+        cfg = ScaleConfig.from_cli(options, command=_command())
     except Exception as exc:
         _fail(str(exc))
-    if len(specs) != 1 or specs[0].kind != "generator":
-        _fail("scale takes exactly one generator (an architecture, checkpoint:PATH or bundle:PATH)")
-    if overlap >= tile:
-        _fail(f"--overlap ({overlap}) must be smaller than --tile ({tile})")
-    cfg = ScaleConfig(model=specs[0], backend=backend, precision=precision, sizes=sizes, tile_limit=tile_limit,
-                      tile=tile, overlap=overlap, untiled_too=untiled_too, threads=threads or cpu_count(),
-                      warmup=warmup, repeats=repeats, max_time_s=max_time, timeout_s=timeout_s,
-                      memory_budget_gb=memory_budget_gb, command=["advseg-bench", *sys.argv[1:]])
     try:
         doc = run_scale(cfg)
     except RuntimeError as exc:
         _fail(str(exc))
-    stem = _stem(name, "scale")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [schema.write(out / f"{stem}.json", doc),
-             atomic_write_bytes(out / f"{stem}.md", render_scale_markdown(doc).encode("utf-8")),
-             write_scale_plot(doc, out / f"{stem}.png")]
+    paths = _write_documents(doc, Path(options["out_dir"]), _stem(options["name"], "scale"), with_json=True)
     for r in doc["results"]:
         if r["status"] == "ok":
             d = r["details"]
@@ -245,9 +224,7 @@ def scale_cmd(model, ngf, backend, precision, sizes, tile_limit, tile, overlap, 
                        f"{d['ms_per_megapixel']:.0f} ms/MP, peak RSS {r['peak_rss_mb']:.0f} MB")
         else:
             click.echo(f"{r['size']:>5}px: {r['status']}: {r['reason']}")
-    for p in paths:
-        if p:
-            click.echo(f"wrote {p}")
+    _echo_written(paths)
 
 
 if __name__ == "__main__":

@@ -32,12 +32,31 @@ def _models(rs: list[dict]) -> list[str]:
     return seen
 
 
-def _save(fig, path: Path) -> Path:
+def _finish(fig: Any, title: str, path: Path) -> Path:
+    """Title the figure, write it as PNG (atomically) and close it."""
+    import matplotlib.pyplot as plt
+
     from advseg_sdk.files import atomic_path
 
+    fig.suptitle(title)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    plt.close(fig)
     return path
+
+
+def _log_lines(ax: Any, series: dict[str, list[tuple[int, float]]], labels: tuple[str, str], title: str) -> None:
+    """One line per backend/precision on log-log axes (x in powers of two)."""
+    for key, pts in sorted(series.items()):
+        pts.sort()
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=key)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
 
 
 def _grid(n: int):
@@ -52,8 +71,6 @@ def _grid(n: int):
 
 
 def _latency_vs_batch(rs: list[dict], title: str, path: Path) -> Path | None:
-    import matplotlib.pyplot as plt
-
     panels = []
     for model in _models(rs):
         mine = [r for r in rs if r["model"] == model]
@@ -66,25 +83,11 @@ def _latency_vs_batch(rs: list[dict], title: str, path: Path) -> Path | None:
         series: dict[str, list[tuple[int, float]]] = {}
         for r in mine:
             series.setdefault(_series_key(r), []).append((r["batch"], r["latency_ms"]["p50"] / r["batch"]))
-        for key, pts in sorted(series.items()):
-            pts.sort()
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=key)
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("batch")
-        ax.set_ylabel("median latency per image (ms)")
-        ax.set_title(f"{model} @ {size}²", fontsize=10)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle(f"{title}: latency vs batch")
-    out = _save(fig, path)
-    plt.close(fig)
-    return out
+        _log_lines(ax, series, ("batch", "median latency per image (ms)"), f"{model} @ {size}²")
+    return _finish(fig, f"{title}: latency vs batch", path)
 
 
 def _throughput_vs_size(rs: list[dict], title: str, path: Path) -> Path | None:
-    import matplotlib.pyplot as plt
-
     models = _models(rs)
     if not models:
         return None
@@ -96,25 +99,11 @@ def _throughput_vs_size(rs: list[dict], title: str, path: Path) -> Path | None:
         for r in mine:
             if r["batch"] == batch:
                 series.setdefault(_series_key(r), []).append((r["size"], r["throughput_ips"]))
-        for key, pts in sorted(series.items()):
-            pts.sort()
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=key)
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("resolution (px, square)")
-        ax.set_ylabel("images / s")
-        ax.set_title(f"{model}, batch {batch}", fontsize=10)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle(f"{title}: throughput vs resolution")
-    out = _save(fig, path)
-    plt.close(fig)
-    return out
+        _log_lines(ax, series, ("resolution (px, square)", "images / s"), f"{model}, batch {batch}")
+    return _finish(fig, f"{title}: throughput vs resolution", path)
 
 
 def _backends_side_by_side(rs: list[dict], title: str, path: Path) -> Path | None:
-    import matplotlib.pyplot as plt
-
     models = _models(rs)
     if not models:
         return None
@@ -139,10 +128,7 @@ def _backends_side_by_side(rs: list[dict], title: str, path: Path) -> Path | Non
         ax.set_title(f"{model} @ {size}², batch {batch}" + (" (× = vs torch eager fp32)" if base else ""),
                      fontsize=9)
         ax.grid(True, axis="y", alpha=0.3)
-    fig.suptitle(f"{title}: backends side by side")
-    out = _save(fig, path)
-    plt.close(fig)
-    return out
+    return _finish(fig, f"{title}: backends side by side", path)
 
 
 def write_plots(doc: dict[str, Any], out_dir: str | Path, stem: str) -> list[Path]:

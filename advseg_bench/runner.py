@@ -51,6 +51,21 @@ class RunConfig:
     progress: bool = True
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 
+    @classmethod
+    def from_cli(cls, options: dict[str, Any], command: list[str]) -> RunConfig:
+        """From the options of ``advseg-bench run`` (ValueError for a bad model list or timing)."""
+        from .models import parse_models
+
+        o = options
+        policy = TimingPolicy(warmup=o["warmup"], repeats=o["repeats"], min_time_s=o["min_time"],
+                              max_time_s=o["max_time"], min_repeats=o["min_repeats"])
+        return cls(models=parse_models(o["models"], o["ngf"], o["norm"]), backends=o["backends"],
+                   precisions=o["precisions"], batches=o["batches"], sizes=o["sizes"],
+                   threads=o["threads"] or cpu_count(), device=o["device"], policy=policy,
+                   memory_budget_gb=o["memory_budget_gb"], max_call_s=o["max_call_s"] or None,
+                   combo_timeout_s=o["combo_timeout_s"], compile_mode=o["compile_mode"], seed=o["seed"],
+                   peak_seconds=o["peak_seconds"], progress=not o["no_progress"], command=command)
+
     def settings(self) -> dict[str, Any]:
         return {
             "threads": self.threads, "device": self.device, "backends": self.backends,

@@ -41,6 +41,24 @@ class ScaleConfig:
     seed: int = 0
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 
+    @classmethod
+    def from_cli(cls, options: dict[str, Any], command: list[str]) -> ScaleConfig:
+        """From the options of ``advseg-bench scale`` (ValueError, with the reason, for what it cannot run)."""
+        from .environment import cpu_count
+        from .models import parse_models
+
+        o = options
+        specs = parse_models(o["model"], o["ngf"])
+        if len(specs) != 1 or specs[0].kind != "generator":
+            raise ValueError("scale takes exactly one generator (an architecture, checkpoint:PATH or bundle:PATH)")
+        if o["overlap"] >= o["tile"]:
+            raise ValueError(f"--overlap ({o['overlap']}) must be smaller than --tile ({o['tile']})")
+        return cls(model=specs[0], backend=o["backend"], precision=o["precision"], sizes=o["sizes"],
+                   tile_limit=o["tile_limit"], tile=o["tile"], overlap=o["overlap"], untiled_too=o["untiled_too"],
+                   threads=o["threads"] or cpu_count(), warmup=o["warmup"], repeats=o["repeats"],
+                   max_time_s=o["max_time"], timeout_s=o["timeout_s"], memory_budget_gb=o["memory_budget_gb"],
+                   command=command)
+
 
 # --------------------------------------------------------------------------- worker side
 

@@ -17,7 +17,7 @@ One document per run::
                    "foreign_cpu_percent_mean", "samples"},
       "backends": [{"backend": "ort-cuda", "available": false, "reason": "..."}],
       "results":  [<result>, ...],
-      "targets":  [{"name", "value", "target", "met", "detail"}]      # matrix runs, optional
+      "targets":  [{"name", "value", "target", "met", "detail", "size", "batch"}]  # matrix runs, optional
     }
 
 A result (one model × backend × precision × batch × size)::
