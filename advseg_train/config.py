@@ -21,13 +21,15 @@ Presets (see :data:`PRESETS`):
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from .archs import DISCRIMINATOR_ARCHS, GENERATOR_ARCHS, GENERATORS, INIT_TYPES, NORMS
 
@@ -325,81 +327,52 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+#: how a ConfigError names the type a key expects
+_EXPECTED = {bool: "true/false", int: "an integer", float: "a number", str: "a string", dict: "a mapping"}
 
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check/convert ``value`` to the annotated type ``tp`` (int->float allowed)."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        if isinstance(value, str) and value.lower() in ("none", "null") and type(None) in args:
-            return None
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(value, a, key)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: expected true/false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise ConfigError(f"{key}: expected a string, got {value!r}")
-    if tp is dict or origin is dict:
-        if isinstance(value, Mapping):
-            return dict(value)
-        raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-    return value
+def _config_error(exc: OmegaConfBaseException) -> ConfigError:
+    """OmegaConf's error as the message advseg has always given (the key and what it expects)."""
+    key = str(exc.full_key or exc.key or "config")
+    section = exc.object_type if dataclasses.is_dataclass(exc.object_type) else None
+    if isinstance(exc, ConfigKeyError) and section is not None:
+        prefix = key.rpartition(".")[0]
+        known = ", ".join(f"{prefix}.{f.name}" if prefix else f.name for f in dataclasses.fields(section))
+        return ConfigError(f"unknown config key {key!r}; known keys here: {known}")
+    if isinstance(exc, ValidationError) and section is not None:
+        tp = typing.get_type_hints(section).get(str(exc.key))
+        args = [a for a in typing.get_args(tp) if a is not type(None)] or [tp]
+        expected = _EXPECTED.get(typing.get_origin(args[0]) or args[0])
+        if expected is not None:
+            return ConfigError(f"{key}: expected {expected}, got {exc.value!r}")
+    return ConfigError(f"{key}: {str(exc.msg or exc).splitlines()[0]}")
 
 
-def _update(obj: Any, d: Mapping[str, Any], prefix: str = "") -> None:
+def _merged(cfg: TrainConfig, d: Mapping[str, Any]) -> TrainConfig:
+    """``cfg`` updated with the nested mapping ``d`` through an OmegaConf structured config, which
+    refuses unknown keys and converts values to the annotated types (``1e-3`` to a float ...)."""
     if not isinstance(d, Mapping):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {d!r}")
-    hints = _hints(type(obj))
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if k not in hints:
-            known = ", ".join(f"{prefix}{n}" for n in hints)
-            raise ConfigError(f"unknown config key {key!r}; known keys here: {known}")
-        cur = getattr(obj, k)
-        if dataclasses.is_dataclass(cur):
-            _update(cur, v, key + ".")
-        else:
-            setattr(obj, k, _coerce(v, hints[k], key))
+        raise ConfigError(f"config: expected a mapping, got {d!r}")
+    for name, value in d.items():  # OmegaConf reports a scalar given for a section without its key
+        if dataclasses.is_dataclass(getattr(cfg, str(name), None)) and not isinstance(value, Mapping):
+            raise ConfigError(f"{name}: expected a mapping, got {value!r}")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(cfg), d)
+        return typing.cast(TrainConfig, OmegaConf.to_object(merged))
+    except OmegaConfBaseException as exc:
+        raise _config_error(exc) from None
+
+
+def _update(cfg: TrainConfig, d: Mapping[str, Any]) -> TrainConfig:
+    new = _merged(cfg, d)
+    for f in dataclasses.fields(cfg):
+        setattr(cfg, f.name, getattr(new, f.name))
+    return cfg
 
 
 def from_dict(d: Mapping[str, Any], base: TrainConfig | None = None) -> TrainConfig:
     """Update ``base`` (default: a fresh :class:`TrainConfig`) with the nested mapping ``d``."""
-    cfg = base if base is not None else TrainConfig()
-    _update(cfg, d)
-    return cfg
+    return _update(base if base is not None else TrainConfig(), d)
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
