@@ -37,12 +37,13 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import click
 import numpy as np
 
-__all__ = ["ARMS", "SCALES", "SCHEMES", "PAPER_TABLE1", "Scale", "Arm", "Cell", "main", "run_table"]
+__all__ = ["ARMS", "SCALES", "SCHEMES", "PAPER_TABLE1", "Scale", "Arm", "Cell", "Grid", "main", "run_table"]
 
 
 # --------------------------------------------------------------------------- what is run
@@ -155,6 +156,21 @@ class Cell:
     @property
     def name(self) -> str:
         return f"{self.dataset}/{self.scheme}/{self.arm.name}/seed{self.seed}"
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The cells of one table: every (dataset, scheme, arm, seed)."""
+
+    datasets: tuple[str, ...]
+    schemes: tuple[str, ...]
+    arms: tuple[str, ...]
+    seeds: tuple[int, ...]
+
+    def cells(self) -> list[Cell]:
+        """Seeds outermost, so one full seed finishes first."""
+        return [Cell(d, s, ARMS[a], seed) for seed in self.seeds for d in self.datasets for s in self.schemes
+                for a in self.arms]
 
 
 @dataclass
@@ -582,9 +598,10 @@ def _reading(agg, datasets, schemes, arms) -> list[str]:
     return out
 
 
-def write_results(path: Path, records: Sequence[RunRecord], settings: Settings, datasets, schemes, arms,
-                  seeds, invocation: str, wall_s: float, notes: str | None, missing: Sequence[str] = ()) -> Path:
+def write_results(path: Path, records: Sequence[RunRecord], settings: Settings, grid: Grid, invocation: str,
+                  notes: str | None = None, missing: Sequence[str] = ()) -> Path:
     """``results.md`` and one contact sheet per (dataset, scheme) in ``<path stem>/``."""
+    datasets, schemes, arms, seeds = grid.datasets, grid.schemes, grid.arms, grid.seeds
     agg = aggregate(records)
     img_dir = path.parent / path.stem
     sc = settings.scale
@@ -703,22 +720,22 @@ def _split(value: str, known: Iterable[str] | None, what: str) -> list[str]:
     return items
 
 
-def run_table(datasets: Sequence[str], schemes: Sequence[str], arms: Sequence[str], seeds: Sequence[int],
-              settings: Settings, root: Path, out: Path, invocation: str, notes: str | None = None,
-              report_only: bool = False, echo=click.echo) -> tuple[Path, list[RunRecord]]:
-    """Every cell (seeds outermost, so one full seed finishes first), then the file. With
+def run_table(grid: Grid, settings: Settings, root: Path, out: Path, invocation: str, notes: str | None = None,
+              report_only: bool = False, echo: Callable[[str], Any] = click.echo) -> tuple[Path, list[RunRecord]]:
+    """Every cell of ``grid`` (seeds outermost, so one full seed finishes first), then the file. With
     ``report_only`` nothing runs: the file is written from the cells already scored."""
-    if settings.segmenter not in MULTI_CLASS_SEGMENTERS and any(ARMS[a].variant in ("multi", "both") for a in arms):
+    if settings.segmenter not in MULTI_CLASS_SEGMENTERS and any(ARMS[a].variant in ("multi", "both")
+                                                                 for a in grid.arms):
         raise click.ClickException(f"seg.segmenter={settings.segmenter} has no multi-class map; "
                                    "use deeplab-voc for the multi / both arms")
     from advseg_sdk.datasets import fetch_dataset
 
-    for d in datasets:  # a no-op when built; from scratch, built from the pinned packages
+    for d in grid.datasets:  # a no-op when built; from scratch, built from the pinned packages
         fetch_dataset(d)
     started = time.perf_counter()
-    records, missing = [], []
-    cells = [Cell(d, s, ARMS[a], seed) for seed in seeds for d in datasets for s in schemes for a in arms]
-    for cell in cells:
+    records: list[RunRecord] = []
+    missing: list[str] = []
+    for cell in grid.cells():
         if report_only:
             rec = finished_cell(cell, settings, root)
             if rec is None:
@@ -735,7 +752,7 @@ def run_table(datasets: Sequence[str], schemes: Sequence[str], arms: Sequence[st
          f"{len(records) - trained} reused; {wall / 60:.1f} min")
     if missing:
         echo(f"[table] not finished (left out of the file): {', '.join(missing)}")
-    path = write_results(out, records, settings, datasets, schemes, arms, seeds, invocation, wall, notes, missing)
+    path = write_results(out, records, settings, grid, invocation, notes, missing)
     echo(f"[table] wrote {path}")
     return path, records
 
@@ -765,17 +782,18 @@ def run_table(datasets: Sequence[str], schemes: Sequence[str], arms: Sequence[st
               help="Markdown to include as 'What the numbers support'.")
 @click.option("--report-only", is_flag=True,
               help="Run nothing: write the file from the runs already scored (the others are listed as missing).")
-def main(scale, datasets, schemes, arms, seeds, segmenter, sketch, lambda_seg, extra, threads, device, test_limit,
-         root, out, notes, report_only) -> None:
+def main(**options: Any) -> None:
     """Train, export and score every (dataset, scheme, arm, seed); write the results table."""
     from advseg_sdk.datasets import DATASETS
 
-    arm_list = list(ARMS) if arms.strip() == "all" else _split(arms, ARMS, "arm")
+    o = options
+    arm_list = list(ARMS) if o["arms"].strip() == "all" else _split(o["arms"], ARMS, "arm")
     try:
-        seed_list = [int(s) for s in _split(seeds, None, "seed")]
+        seed_list = [int(s) for s in _split(o["seeds"], None, "seed")]
     except ValueError:
-        raise click.BadParameter(f"--seeds must be integers, got {seeds!r}") from None
-    settings = Settings(SCALES[scale], segmenter, sketch, lambda_seg, tuple(extra), threads, test_limit, device)
+        raise click.BadParameter(f"--seeds must be integers, got {o['seeds']!r}") from None
+    settings = Settings(SCALES[o["scale"]], o["segmenter"], o["sketch"], o["lambda_seg"], tuple(o["extra"]),
+                        o["threads"], o["test_limit"], o["device"])
     argv, skip = [], False
     for a in sys.argv[1:]:  # the command that reproduces the table, without report-only switches
         if skip or a == "--report-only":
@@ -787,8 +805,11 @@ def main(scale, datasets, schemes, arms, seeds, segmenter, sketch, lambda_seg, e
         if not a.startswith("--notes="):
             argv.append(a)
     invocation = shlex.join(["python", "-m", "advseg_bench.table", *argv])
-    run_table(_split(datasets, DATASETS, "dataset"), _split(schemes, SCHEMES, "scheme"), arm_list, seed_list,
-              settings, root, out, invocation, notes.read_text() if notes else None, report_only)
+    grid = Grid(tuple(_split(o["datasets"], DATASETS, "dataset")), tuple(_split(o["schemes"], SCHEMES, "scheme")),
+                tuple(arm_list), tuple(seed_list))
+    notes = o["notes"]
+    run_table(grid, settings, o["root"], o["out"], invocation, notes.read_text() if notes else None,
+              o["report_only"])
 
 
 if __name__ == "__main__":
