@@ -10,12 +10,15 @@ A thin click layer over :func:`advseg_eval.score_folders` and
 
 from __future__ import annotations
 
+import functools
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 
 from .inception import FID_WEIGHTS_FILENAME, InceptionWeightsError, StateDictLayoutError
 from .report import EvalReport, comparison_columns, image_grid, load_report, write_comparison
@@ -157,6 +160,11 @@ def compare_cmd(runs, out_dir: Path, names, real: Path | None, n_images: int, th
 
 
 
+def _sketch_and_colour(pipe: Any, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    sketch, colour = pipe.run(rgb)  # one photo in: one (sketch, colour) pair out
+    return sketch, colour
+
+
 @main.command("colour")
 @click.option("--bundle", "bundles", multiple=True,
               help="Sketch-to-colour bundle to evaluate (repeatable; NAME=PATH names it). "
@@ -210,17 +218,17 @@ def colour_cmd(**cli: Any) -> None:
 
                 click.echo(f"exporting the real HED network to {hed_bundle}", err=True)
                 export_hed(hed_bundle)
-        pipelines = {}
+        pipelines: dict[str, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]] = {}
         for spec in bundles or ("default",):
             label, _, path = spec.rpartition("=") if "=" in spec else (None, None, spec)
             pipe = Pipeline(None if path == "default" else path, sketch=sketch_method,
                             sketch_bundle=hed_bundle if sketch_method == "hed" else None)
             label = label or (pipe.colorizer.bundle.name if path == "default" else Path(path).name.removesuffix(".advseg"))
-            pipelines[label] = (lambda p: (lambda rgb: tuple(p.run(rgb))))(pipe)
+            pipelines[label] = functools.partial(_sketch_and_colour, pipe)
         what = ", ".join([f"{d} ({split})" for d in datasets] + [str(p) for p in photo_dirs])
         result = evaluate_colour(photos, pipelines, out_dir, eval_size=cli["eval_size"], sheet_rows=cli["rows"],
                                  title=f"colour quality on {what}", progress=sys.stderr.isatty())
-    except (AssetError, BundleError, *_USER_ERRORS) as exc:
+    except (AssetError, BundleError, *_USER_ERRORS) as exc:  # type: ignore[misc]  # mypy: starred tuple
         _fail(exc)
     click.echo(result.files["report"].read_text(), nl=False)
     click.echo("wrote " + ", ".join(str(p) for p in result.files.values()))

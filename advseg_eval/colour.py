@@ -48,16 +48,33 @@ __all__ = [
     "evaluate_colour",
     "flat_baseline",
     "lines_baseline",
+    "set_scores_of",
 ]
 
 # What "a model that colours" means here, relative to the flat-colour baseline on the same sketches.
-GOALS = {
+GOALS: dict[str, Any] = {
     "ciede2000_vs_flat": 0.75,  # colour error at most 75 % of the flat baseline's
     "feature_cosine_over_flat": 0.10,  # feature cosine at least 0.10 above the flat baseline's
     "chroma_ratio": (0.6, 1.4),
 }
 FID_MIN_IMAGES = 200  # below this a Fréchet distance is dominated by its bias: KID only
 METRICS = ("feature_cosine", "ssim_l", "ciede2000", "chroma_ratio")
+
+
+def set_scores_of(features: np.ndarray, photo_features: np.ndarray) -> dict[str, float]:
+    """Set-level distances of one method's outputs to the photos: KID from two images on, FID
+    only from :data:`FID_MIN_IMAGES` on (below that its bias dominates)."""
+    from .fid import frechet_distance_from_features, gaussian_stats, kid
+
+    n = len(features)
+    scores: dict[str, float] = {}
+    if n >= 2:
+        k = kid(features, photo_features, subset_size=min(100, n))
+        scores["kid"], scores["kid_std"] = k.mean, k.std
+    if n >= FID_MIN_IMAGES:
+        scores["fid"] = float(frechet_distance_from_features(
+            features, gaussian_stats(features), photo_features, gaussian_stats(photo_features)))
+    return scores
 
 
 def _lab(rgb: np.ndarray) -> np.ndarray:
@@ -178,7 +195,9 @@ def evaluate_colour(
 
     from tqdm import tqdm
 
-    photo_arrays, sketches, outputs = [], [], {n: [] for n in names}
+    photo_arrays: list[np.ndarray] = []
+    sketches: list[np.ndarray] = []
+    outputs: dict[str, list[np.ndarray]] = {n: [] for n in names}
     stems: list[str] = []
     for path in tqdm(list(photos), desc="colour", unit="img", disable=not progress):
         path = Path(path)
@@ -207,23 +226,13 @@ def evaluate_colour(
                          **colour_metrics(photo_arrays[i], outputs[m][i])})
     summary = {m: {k: float(np.mean([r[k] for r in rows if r["method"] == m])) for k in METRICS} for m in methods}
 
-    from .fid import frechet_distance_from_features, kid
-
-    set_scores: dict[str, dict[str, Any]] = {}
-    for m in methods:
-        s: dict[str, Any] = {}
-        if len(stems) >= 2:
-            k = kid(method_feats[m], photo_feats, subset_size=min(100, len(stems)))
-            s["kid"], s["kid_std"] = k.mean, k.std
-        if len(stems) >= FID_MIN_IMAGES:
-            s["fid"] = float(frechet_distance_from_features(method_feats[m], photo_feats))
-        set_scores[m] = s
+    set_scores = {m: set_scores_of(method_feats[m], photo_feats) for m in methods}
     goals = {n: _goals(summary, n) for n in names}
 
     for i, stem in enumerate(stems):
         write_image(out / "images" / f"{i:03d}_{stem}_photo.png", photo_arrays[i])
         write_image(out / "images" / f"{i:03d}_{stem}_sketch.png", sketches[i])
-        for n_i, n in enumerate(names):
+        for n in names:
             write_image(out / "images" / f"{i:03d}_{stem}_{_slug(n)}.png", outputs[n][i])
     result = ColourEvalResult(rows=rows, summary=summary, set_scores=set_scores, goals=goals,
                               flat_colour=[float(c) for c in flat_colour], feature_network=feats.network,

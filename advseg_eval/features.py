@@ -106,6 +106,9 @@ class InceptionFIDExtractor(FeatureExtractor):
 class _ImgsimNet(nn.Module):
     """Resize (bilinear, in-network, like pytorch-fid does for Inception) + ImageNet norm + trunk."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, trunk: ResNet50, input_size: int) -> None:
         super().__init__()
         self.trunk = trunk

@@ -241,6 +241,9 @@ class FIDInceptionV3(nn.Module):
     """
 
     feature_dim = FEATURE_DIM
+    weights_sha256: str = ""  # set by load_fid_inception: what the cache keys on...
+    weights_label: str = ""  # ...what reports print...
+    weights_path: str = ""  # ...and where the weights came from
 
     def __init__(self, resize_input: bool = True, num_classes: int | None = 1008) -> None:
         super().__init__()

@@ -175,11 +175,14 @@ def comparison_columns(
     run's first images."""
     maps = [{p.stem: p for p in list_images(d)} for d in run_dirs]
     stems = sorted(set.intersection(*(set(m) for m in maps)))[:n_images]
-    rows = [[m[s] for s in stems] for m in maps] if stems else [list(m.values())[:n_images] for m in maps]
+    picked: list[list[Path]] = [[m[s] for s in stems] for m in maps] if stems else [
+        list(m.values())[:n_images] for m in maps]
+    rows = [list[Path | None](r) for r in picked]
     columns: list[tuple[str, list[Path | None]]] = []
     if real_dir is not None:
         real = {p.stem: p for p in list_images(real_dir)}
-        columns.append(("real", [real.get(s) for s in stems] if stems else list(real.values())[:n_images]))
+        real_column = [real.get(s) for s in stems] if stems else list[Path | None](real.values())[:n_images]
+        columns.append(("real", real_column))
     return columns + list(zip(labels, rows))
 
 

@@ -63,6 +63,10 @@ class ResNet50(nn.Module):
     """
 
     feature_dim = 2048
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
 
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()

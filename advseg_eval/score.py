@@ -107,8 +107,10 @@ def score_folders(
                 f"{gen_dir}: {len(jpegs)} generated image(s) are JPEG (e.g. {jpegs[0]}); compression artefacts "
                 "shift FID-like scores, save generated images as PNG",
                 UserWarning,
+                stacklevel=2,
             )
-        for ext_name in dict.fromkeys(METRICS[m][0] for m in metrics if METRICS[m] is not None):
+        on_features = {m: kind for m in metrics if (kind := METRICS[m]) is not None}
+        for ext_name in dict.fromkeys(extractor for extractor, _ in on_features.values()):
             if ext_name not in extractors:
                 extractors[ext_name] = _build_extractor(ext_name, o.inception_weights, o.imgsim_size, o.device)
             ext = extractors[ext_name]
@@ -121,7 +123,7 @@ def score_folders(
                 "real_stats_cache": str(real.cache_path) if real.cache_path else None,
                 "real_stats_from_cache": real.from_cache,
             }
-            wanted = {METRICS[m][1] for m in metrics if METRICS[m] is not None and METRICS[m][0] == ext_name}
+            wanted = {what for extractor, what in on_features.values() if extractor == ext_name}
             if "fd" in wanted:
                 warn_if_small(gen.n, ext.dim, f"generated set {gen_dir}", ext.fd_label)
                 warn_if_small(real.n, ext.dim, f"real set {real_dir}", ext.fd_label)

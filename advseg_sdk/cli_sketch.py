@@ -11,9 +11,10 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import click
+import numpy as np
 
 from .batch import BatchReport, cli_inputs, pending_jobs
 from .options import with_overrides
@@ -71,7 +72,7 @@ def sketch_files(
             if method == "hed" and size is None and wh != rgb.shape[:2]:
                 tqdm.write(f"note: {f} is {rgb.shape[1]}x{rgb.shape[0]}; HED works at {wh[1]}x{wh[0]} to bound "
                            "memory, the sketch keeps the full size (--size N chooses the working size)", file=err)
-            write_image(t, extractor.extract(rgb))
+            write_image(t, cast(np.ndarray, extractor.extract(rgb)))  # one image in, one sketch out
             report.written.append(t)
         except ImageReadError as exc:  # its message names the file
             report.failed.append((f, str(exc)))

@@ -59,8 +59,9 @@ def _reflect_pad(img: np.ndarray, h: int, w: int) -> np.ndarray:
     ph, pw = h - img.shape[0], w - img.shape[1]
     if ph == 0 and pw == 0:
         return img
-    mode = "reflect" if min(img.shape[:2]) > 1 else "edge"
-    return np.pad(img, ((0, ph), (0, pw), (0, 0)), mode=mode)
+    if min(img.shape[:2]) > 1:
+        return np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="reflect")
+    return np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="edge")
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,7 @@ class Colorizer:
         if self.fully_convolutional:
             ph, pw = self._padded_size(*img.shape[:2])
             return self._to_net(_reflect_pad(img, ph, pw))
+        assert self.spec.fixed_size is not None  # not fully convolutional
         fh, fw = self.spec.fixed_size
         return self._to_net(_resize(img, fh, fw))
 

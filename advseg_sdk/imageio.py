@@ -87,7 +87,7 @@ def _open_checked(path: Path, limit: int) -> Image.Image:
     # global threshold). Opening reads the header only: nothing is decoded or allocated yet.
     pil_limit = Image.MAX_IMAGE_PIXELS
     try:
-        im = _pil_open(path, no_bomb_check=bool(pil_limit) and limit > 2 * pil_limit)
+        im = _pil_open(path, no_bomb_check=pil_limit is not None and limit > 2 * pil_limit)
     except Image.DecompressionBombError:
         # Over Pillow's hard limit, hence over ours: open the header again to report the size.
         im = _pil_open(path, no_bomb_check=True)

@@ -33,7 +33,7 @@ from typing import Any, Protocol, Union
 import numpy as np
 
 from .assets import advseg_home
-from .bundle import Bundle, BundleError, EngineInfo, load_bundle
+from .bundle import Artefact, Bundle, BundleError, EngineInfo, load_bundle
 
 __all__ = [
     "DEFAULT_PROVIDERS",
@@ -59,7 +59,7 @@ _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "exten
 _ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
                "tensor(bfloat16)": None}
 
-ProviderSpec = Union[str, tuple[str, dict]]
+ProviderSpec = Union[str, tuple[str, dict]]  # noqa: UP007  (a runtime alias: `|` needs 3.10 objects)
 
 
 class RuntimeUnavailableError(RuntimeError):
@@ -71,13 +71,22 @@ class EngineMismatchWarning(UserWarning):
 
 
 class Runner(Protocol):
-    label: str
-    providers: list[str]
-    input_name: str
-    input_dtype: np.dtype
-    max_batch: int | None
-    max_hw: tuple[int, int] | None
-    min_hw: tuple[int, int] | None
+    """What the Colorizer and the SketchExtractor need of an ONNX Runtime or TensorRT session."""
+
+    @property
+    def label(self) -> str: ...
+    @property
+    def providers(self) -> list[str]: ...
+    @property
+    def input_name(self) -> str: ...
+    @property
+    def input_dtype(self) -> np.dtype: ...
+    @property
+    def max_batch(self) -> int | None: ...
+    @property
+    def max_hw(self) -> tuple[int, int] | None: ...
+    @property
+    def min_hw(self) -> tuple[int, int] | None: ...
 
     def run(self, x: np.ndarray) -> np.ndarray: ...
 
@@ -204,6 +213,7 @@ class OnnxRunner:
             if name == "CUDAExecutionProvider" and "device_id" in opts:
                 self._device_id = int(opts["device_id"])
         self.label = label or f"onnx:{path.name} [{self.providers[0]}]"
+        self.artefact: Artefact | None = None  # set by open_runner: the bundle artefact it runs
 
     def __repr__(self) -> str:
         return f"OnnxRunner({str(self.path)!r}, providers={self.providers}, input_dtype={self.input_dtype})"
@@ -244,7 +254,7 @@ def _import_cudart():
         from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
     except ImportError:
         try:
-            from cuda import cudart  # type: ignore[no-redef]  # older cuda-python
+            from cuda import cudart  # older cuda-python
         except ImportError:
             raise RuntimeUnavailableError(
                 "native TensorRT engines need cuda-python: pip install cuda-python"
@@ -309,6 +319,7 @@ class TensorRTRunner:
         self.providers = ["TensorRT"]
         self.path = path
         self.label = label or f"tensorrt:{path.name}"
+        self.artefact: Artefact | None = None  # set by open_runner: the bundle artefact it runs
         self._stream = _check(cudart.cudaStreamCreate(), "cudaStreamCreate")
         self._buffers: dict[str, tuple[int, int]] = {}  # name -> (device ptr, capacity in bytes)
 
@@ -494,7 +505,7 @@ def open_runner(
             dev = device or detect_device()
             reasons = []
             for a in engines:
-                why = engine_mismatch(a.engine, dev)
+                why = engine_mismatch(a.engine, dev) if a.engine is not None else "no engine record in the manifest"
                 if why is None:
                     try:
                         trt_runner = TensorRTRunner(a.path, label=f"tensorrt-{a.precision}:{b.name}")

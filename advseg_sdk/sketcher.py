@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from . import sketch as _sketch
 from .imageio import to_rgb_uint8
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .bundle import Bundle
+    from .runtime import Runner
 
 __all__ = ["METHODS", "SketchExtractor", "HEDBundleMissingError", "DEFAULT_HED_MAX_PIXELS"]
 
@@ -104,14 +108,15 @@ class SketchExtractor:
         self.border = border
         self.max_hed_pixels = None if max_hed_pixels is None else max(1, int(max_hed_pixels))
         self.params = params
-        self.runner = None
-        self.bundle = None
+        self.runner: Runner | None = None
+        self.bundle: Bundle | None = None
         if method == "hed":
             self._open_hed(bundle, providers, precision)
         elif bundle is not None:
             raise ValueError(f"bundle= is only used by method 'hed', not {method!r}")
         # Fail early on bad keyword names rather than on the first image.
-        fn = {"hed": _sketch.hed_postprocess, "xdog": _sketch.xdog, "canny": _sketch.canny}[method]
+        fns: dict[str, Callable[..., Any]] = {"hed": _sketch.hed_postprocess, "xdog": _sketch.xdog, "canny": _sketch.canny}
+        fn = fns[method]
         allowed = set(inspect.signature(fn).parameters) - {"prob", "rgb"}
         unknown = set(params) - allowed
         if unknown:
@@ -119,7 +124,7 @@ class SketchExtractor:
                             f"known: {', '.join(sorted(allowed))}")
 
     def __repr__(self) -> str:
-        extra = f", bundle={str(self.bundle.source)!r}, runner={self.runner.label!r}" if self.bundle else ""
+        extra = f", bundle={str(self.bundle.source)!r}, runner={self.runner.label!r}" if self.bundle and self.runner else ""
         return f"SketchExtractor(method={self.method!r}, size={self.size}{extra})"
 
     # ------------------------------------------------------------------ HED
@@ -154,6 +159,7 @@ class SketchExtractor:
 
     def _hed_prob(self, rgb: np.ndarray) -> np.ndarray:
         """Fused edge probability (H, W) float32 for one uint8 RGB image, at its own size."""
+        assert self.bundle is not None and self.runner is not None, "HED needs its bundle"
         spec = self.bundle.input_spec
         h, w = rgb.shape[:2]
         pad = self._hed_border((h, w))

@@ -150,3 +150,17 @@ def test_building_a_real_segmenter_leaves_the_initial_weights_alone():
     for name in ("G", "D"):
         a, b = base.nets[name].state_dict(), seg.nets[name].state_dict()
         assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_colour_set_scores_give_fid_from_two_hundred_images():
+    import numpy as np
+
+    from advseg_eval.colour import FID_MIN_IMAGES, set_scores_of
+
+    rng = np.random.default_rng(0)
+    photos = rng.normal(size=(FID_MIN_IMAGES, 8))
+    near, far = photos + rng.normal(scale=0.1, size=photos.shape), rng.normal(loc=2.0, size=photos.shape)
+    few = set_scores_of(near[:10], photos[:10])
+    assert "kid" in few and "fid" not in few
+    close, distant = set_scores_of(near, photos), set_scores_of(far, photos)
+    assert 0 <= close["fid"] < distant["fid"] and close["kid"] < distant["kid"]
