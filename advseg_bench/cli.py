@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import click
@@ -60,8 +61,18 @@ def _fail(msg: str) -> NoReturn:
     sys.exit(2)
 
 
-def _command() -> list[str]:
-    return ["advseg-bench", *sys.argv[1:]]
+def _measure(configure: Callable[[dict[str, Any], list[str]], Any], run: Callable[[Any], dict[str, Any]],
+             options: dict[str, Any], kind: str) -> tuple[dict[str, Any], list[Path]]:
+    """Options -> config (a bad one is a clear error), run it, write its documents."""
+    try:
+        cfg = configure(options, ["advseg-bench", *sys.argv[1:]])
+    except Exception as exc:
+        _fail(str(exc))
+    try:
+        doc = run(cfg)
+    except RuntimeError as exc:
+        _fail(str(exc))
+    return doc, _write_documents(doc, Path(options["out_dir"]), _stem(options["name"], kind), with_json=True)
 
 
 def _write_documents(doc: dict[str, Any], out: Path, stem: str, with_json: bool) -> list[Path]:
@@ -130,15 +141,7 @@ def run_cmd(**options: Any) -> None:
     """Measure the matrix and write JSON, markdown and PNG plots."""
     from .runner import RunConfig, run_matrix
 
-    try:
-        cfg = RunConfig.from_cli(options, command=_command())
-    except Exception as exc:
-        _fail(str(exc))
-    try:
-        doc = run_matrix(cfg)
-    except RuntimeError as exc:
-        _fail(str(exc))
-    paths = _write_documents(doc, Path(options["out_dir"]), _stem(options["name"], "matrix"), with_json=True)
+    doc, paths = _measure(RunConfig.from_cli, run_matrix, options, "matrix")
     counts = {s: sum(r["status"] == s for r in doc["results"]) for s in schema.STATUSES}
     click.echo(f"{counts['ok']} measured, {counts['skipped']} skipped, {counts['error']} errors")
     for t in doc.get("targets") or []:
@@ -208,15 +211,7 @@ def scale_cmd(**options: Any) -> None:
     """Latency per megapixel from small to large images, tiled above --tile-limit."""
     from .scale import ScaleConfig, run_scale
 
-    try:
-        cfg = ScaleConfig.from_cli(options, command=_command())
-    except Exception as exc:
-        _fail(str(exc))
-    try:
-        doc = run_scale(cfg)
-    except RuntimeError as exc:
-        _fail(str(exc))
-    paths = _write_documents(doc, Path(options["out_dir"]), _stem(options["name"], "scale"), with_json=True)
+    doc, paths = _measure(ScaleConfig.from_cli, run_scale, options, "scale")
     for r in doc["results"]:
         if r["status"] == "ok":
             d = r["details"]

@@ -1,21 +1,18 @@
-"""The asset pack a GPU session carries: real photos, their HED sketches, HED and segmenter weights.
+"""The asset pack the GPU check carries: real photos, their HED sketches, HED and segmenter weights.
 
-The GPU machine has no network and takes at most 64 MiB with the working tree, so what the GPU
-session needs from the asset cache is prepared here, on the CPU side, into one ignored folder
-that the ``device`` tool's ``carry`` names. The folder is laid out like ``$ADVSEG_HOME`` where
-that helps (``photos/`` + ``photos.json``, so :func:`advseg_sdk.assets.photo_paths` works with
-``ADVSEG_HOME=<pack>``)::
+The GPU machine has no network and takes little besides the working tree, so what the GPU check
+needs from the asset cache is prepared here, on the CPU side, into one ignored folder that travels
+with it. The folder is laid out like ``$ADVSEG_HOME`` where that helps (``photos/`` +
+``photos.json``, so :func:`advseg_sdk.assets.photo_paths` works with ``ADVSEG_HOME=<pack>``)::
 
     manifest.json            what is in the pack, what was left out and why, sizes, sha256
-    photos/*.jpg, photos.json   real photos (short side <= photo_side px) and their licences
-    sketches/<stem>.png      HED line drawings of those photos, made here exactly as the
-                             training data pipeline makes them (SketchCache.make)
-    weights/hed_bsds500.fp16.safetensors   the real HED weights as an fp16 state dict (the
-                             59 MB Keras file does not fit; fp16 storage, fp32 arithmetic)
+    photos/, photos.json     real photos (short side <= photo_side px) and their licences
+    sketches/<stem>.png      HED line drawings of those photos (SketchCache.make)
+    weights/hed_bsds500.fp16.safetensors   the real HED weights as an fp16 state dict
     wheels/*.whl             pure-Python packages a segmenter needs that the GPU image lacks
 
 Items are added in priority order while the pack stays under ``budget_mb``; an item that does
-not fit is listed under ``skipped`` with the reason (e.g. ISNet: 88 MB fp16).
+not fit is listed under ``skipped`` with the reason.
 """
 
 from __future__ import annotations
@@ -97,7 +94,7 @@ def _fit_short_side(rgb: np.ndarray, side: int) -> np.ndarray:
 
 
 def _segmenter_items(names: Sequence[str], log: Log, room_mb: float) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """Segmenters the GPU session can build from the working tree (+ wheels), in order of use.
+    """Segmenters the GPU check can build from the working tree (+ wheels), in order of use.
     ISNet's weights come from the asset cache: it is tried only if they fit in ``room_mb``."""
     from advseg_sdk import assets
     from advseg_train.segmentation import SEGMENTER_NAMES, build_segmenter
@@ -266,7 +263,7 @@ def build_pack(
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(description="Build the asset pack a GPU session carries (see benchmarks/results/README.md).")
+    ap = argparse.ArgumentParser(description="Build the asset pack the GPU check carries (see benchmarks/results/README.md).")
     ap.add_argument("-o", "--out", default=DEFAULT_PACK_DIR)
     ap.add_argument("--photos", type=int, default=34)
     ap.add_argument("--photo-side", type=int, default=512)

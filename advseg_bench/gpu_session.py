@@ -1,29 +1,18 @@
-"""One prepared GPU session: ``python -m advseg_bench.gpu_session --pack DIR --out DIR``.
+"""A time-boxed GPU check: ``python -m advseg_bench.gpu_session --pack DIR --out DIR``.
 
-A session with a lent GPU has about 15 minutes of device time in all, machine start included, and
-must get its answers from one call of at most 9 minutes. ``scripts/gpu_session.sh`` installs
-advseg over the machine's torch and runs this driver, which spends a time budget on four steps,
-each time-boxed and skipped with the reason when the budget is spent:
+``scripts/gpu_session.sh`` installs advseg over the machine's torch and runs this driver, which
+spends a time budget on four steps, each skipped with the reason when the budget is spent:
 
-1. ``train_smoke``: CycleGAN and Pix2Pix × binary/multi × soft/hard × fp32/bf16/fp16, a few
-   steps each on real images from the pack, with finite losses and the gradient property (soft:
-   the segmentation term sends a finite, non-zero gradient to the generator; hard: none at all);
-   then two short ``train()`` runs through the real trainer (device choice, loader workers,
-   checkpoints).
-2. ``train_throughput``: images/s of Pix2Pix resnet_9blocks with the segmentation loss, the
-   official configuration (batch 1, fp32, eager) against a fast one (bf16 autocast,
-   channels_last, larger batch, cudnn.benchmark, loader workers; torch.compile of the
-   generator only if the budget allows, reported separately). Goal: >= 10x.
-3. ``inference``: latency and throughput with CUDA events for resnet_9blocks, unet_256 and HED
-   at 256² and 512², batch 1 to 256, torch eager / CUDA graphs / compile, fp32 (TF32 on, named)
-   / bf16 / fp16, PSNR against strict fp32. Goals: resnet_9blocks 256² batch 1 <= 1.0 ms;
-   fp16/bf16 >= 3000 images/s. Anchor: CycleGAN's generator on an A100, eager fp32 batch 1, 4.9 ms.
-4. ``final_training``: with the time left, Pix2Pix resnet_9blocks ngf 32 (11 MB) through HED
-   sketches with the segmentation loss; its generator and sample grid come back under the output.
+1. ``train_smoke``: every scheme × segmentation variant × gradient mode × precision for a few steps
+   on the pack's real images (finite losses; *soft* sends a gradient to the generator, *hard* none),
+   then two short runs through the real trainer.
+2. ``train_throughput``: training images/s, the official configuration against a fast one.
+3. ``inference``: latency and throughput (CUDA events) of resnet_9blocks, unet_256 and HED across
+   sizes, batches, backends and precisions, with PSNR against strict fp32.
+4. ``final_training``: with the time left, a small Pix2Pix through HED sketches.
 
-Results are written after every step (``gpu_session.json``, ``gpu_session.md``), so a run cut
-short still returns what it measured. ``--dry-run`` runs the very same code on the CPU with tiny
-networks and sizes (the test suite does, so this script cannot rot between GPU sessions).
+Results are written after every step, so a run cut short still returns what it measured; the
+goals come from the targets file. ``--dry-run`` runs the same code on the CPU with tiny sizes.
 """
 
 from __future__ import annotations
@@ -47,16 +36,27 @@ import numpy as np
 __all__ = ["SCHEMA", "Profile", "gpu_profile", "dry_profile", "run_session", "main"]
 
 SCHEMA = "advseg-gpu-session/1"
-GOALS = {"latency_ms_resnet9_256_b1": 1.0, "throughput_ips_half": 3000.0, "train_speedup": 10.0,
-         "anchor_a100_eager_fp32_b1_ms": 4.9}
 
 
-@dataclass
+def goals_targets() -> dict[str, float]:
+    """The GPU goals of the targets file (``gpu``; :data:`advseg_bench.report.TARGETS_FILE`), if any."""
+    from .report import load_targets
+
+    return {k: v for k, v in (load_targets().get("gpu") or {}).items() if isinstance(v, (int, float))}
+
+
+def _met(value: float, goal: float | None, at_most: bool = False) -> bool | None:
+    if goal is None:
+        return None
+    return value <= goal if at_most else value >= goal
+
+
+@dataclass(kw_only=True)
 class Profile:
-    """Sizes of everything the session runs (the GPU run and the CPU dry run differ only here)."""
+    """Sizes of everything the driver runs (the GPU run and the CPU dry run differ only here)."""
 
     device: str
-    amps: tuple[str, ...]
+    amps: tuple[str, ...] = ("off", "bf16", "fp16")
     # smoke
     smoke_ngf: int
     smoke_size: int
@@ -65,7 +65,7 @@ class Profile:
     # throughput
     tp_ngf: int
     tp_size: int
-    tp_official_batch: int
+    tp_official_batch: int = 1
     tp_fast_batch: int
     tp_fast_workers: int
     tp_official_workers: int
@@ -77,8 +77,8 @@ class Profile:
     inf_ngf: int
     inf_sizes: tuple[int, ...]
     inf_batches: tuple[int, ...]
-    inf_precisions: tuple[str, ...]
-    inf_backends: tuple[str, ...]
+    inf_precisions: tuple[str, ...] = ("fp32", "bf16", "fp16")
+    inf_backends: tuple[str, ...] = ("torch-cudagraph", "torch-eager", "torch-compile")
     inf_policy: dict[str, Any]
     # final training
     final_ngf: int
@@ -92,33 +92,30 @@ class Profile:
 
 def gpu_profile() -> Profile:
     return Profile(
-        device="cuda", amps=("off", "bf16", "fp16"),
-        smoke_ngf=64, smoke_size=256, smoke_steps=3, train_load=286,
-        tp_ngf=64, tp_size=256, tp_official_batch=1, tp_fast_batch=32, tp_fast_workers=12,
-        tp_official_workers=4, tp_warmup=5, tp_seconds=15.0, tp_fast_amp="bf16", tp_compile=True,
+        device="cuda", smoke_ngf=64, smoke_size=256, smoke_steps=3, train_load=286,
+        tp_ngf=64, tp_size=256, tp_fast_batch=32, tp_fast_workers=12, tp_official_workers=4, tp_warmup=5,
+        tp_seconds=15.0, tp_fast_amp="bf16", tp_compile=True,
         inf_ngf=64, inf_sizes=(256, 512), inf_batches=(1, 8, 32, 64, 128, 256),
-        inf_precisions=("fp32", "bf16", "fp16"), inf_backends=("torch-cudagraph", "torch-eager", "torch-compile"),
         inf_policy={"warmup": 5, "repeats": 30, "min_time_s": 0.3, "max_time_s": 1.5, "min_repeats": 5},
-        final_ngf=32, final_size=256, final_batch=16, final_min_s=60.0, replicate=8,
+        final_ngf=32, final_size=256, final_batch=16, final_min_s=60.0,
         step_min_s={"environment": 1, "train_smoke": 20, "train_throughput": 30, "inference": 20, "final_training": 60},
     )
 
 
 def dry_profile() -> Profile:
+    """The same steps on the CPU with tiny networks and sizes."""
     return Profile(
-        device="cpu", amps=("off", "bf16", "fp16"),
-        smoke_ngf=4, smoke_size=32, smoke_steps=1, train_load=36,
-        tp_ngf=4, tp_size=32, tp_official_batch=1, tp_fast_batch=4, tp_fast_workers=2,
-        tp_official_workers=0, tp_warmup=1, tp_seconds=1.0, tp_fast_amp="off", tp_compile=False,
+        device="cpu", smoke_ngf=4, smoke_size=32, smoke_steps=1, train_load=36,
+        tp_ngf=4, tp_size=32, tp_fast_batch=4, tp_fast_workers=2, tp_official_workers=0, tp_warmup=1,
+        tp_seconds=1.0, tp_fast_amp="off", tp_compile=False,
         inf_ngf=4, inf_sizes=(32,), inf_batches=(1, 2),
-        inf_precisions=("fp32", "bf16", "fp16"), inf_backends=("torch-cudagraph", "torch-eager", "torch-compile"),
         inf_policy={"warmup": 1, "repeats": 2, "min_time_s": 0.0, "max_time_s": 0.5, "min_repeats": 1},
         final_ngf=4, final_size=32, final_batch=2, final_min_s=2.0, final_max_s=2.0, replicate=2,
         step_min_s={"environment": 0.5, "train_smoke": 1, "train_throughput": 1, "inference": 1, "final_training": 2},
     )
 
 
-# --------------------------------------------------------------------------- the session
+# --------------------------------------------------------------------------- the driver
 
 
 class StepSkipped(Exception):
@@ -126,7 +123,7 @@ class StepSkipped(Exception):
 
 
 class Clock:
-    """The session's budget: each step runs until a fixed fraction of it has passed (time a step
+    """The run's budget: each step runs until a fixed fraction of it has passed (time a step
     leaves unused goes to the next one)."""
 
     def __init__(self, budget_s: float) -> None:
@@ -254,7 +251,7 @@ class Session:
             if name not in active:
                 self.doc["steps"][name] = {"status": "skipped", "reason": "not among --steps"}
                 continue
-            # the chosen steps share the budget in the proportions of the full session
+            # the chosen steps share the budget in the proportions of a full run
             end += shares[name] / total * STEPS[-1][1]
             deadline = self.clock.until(end)
             need = self.profile.step_min_s.get(name, 1.0)
@@ -860,26 +857,29 @@ def _best(rows: list[dict[str, Any]], key: Callable[[dict[str, Any]], float], pr
 def evaluate_goals(doc: dict[str, Any]) -> dict[str, Any]:
     """Each goal of the GPU kit as met / missed / not measured, with the figure behind it."""
     goals: dict[str, Any] = {}
+    want = goals_targets()
     inf = (doc["steps"].get("inference") or {}).get("results") or []
     r9 = [r for r in inf if r["model"] == "resnet_9blocks" and r["size"] == 256]
     lat = _best(r9, lambda r: r["latency_ms"]["p50"], lambda r: r["batch"] == 1)
+    goal = want.get("latency_ms_resnet9_256_b1")
     goals["resnet_9blocks_256_b1_latency"] = (
-        {"goal_ms": GOALS["latency_ms_resnet9_256_b1"], "best_ms": lat["latency_ms"]["p50"],
-         "met": lat["latency_ms"]["p50"] <= GOALS["latency_ms_resnet9_256_b1"],
+        {"goal_ms": goal, "best_ms": lat["latency_ms"]["p50"], "met": _met(lat["latency_ms"]["p50"], goal, at_most=True),
          "with": f"{lat['backend']} {lat['precision']}"} if lat else {"met": None, "reason": "not measured"})
     thr = _best(r9, lambda r: -r["images_per_s"], lambda r: r["precision"] in ("fp16", "bf16"))
+    goal = want.get("throughput_ips_half")
     goals["half_precision_throughput"] = (
-        {"goal_ips": GOALS["throughput_ips_half"], "best_ips": thr["images_per_s"],
-         "met": thr["images_per_s"] >= GOALS["throughput_ips_half"],
-         "with": f"{thr['backend']} {thr['precision']} batch {thr['batch']}"} if thr else {"met": None, "reason": "not measured"})
+        {"goal_ips": goal, "best_ips": thr["images_per_s"], "met": _met(thr["images_per_s"], goal),
+         "with": f"{thr['backend']} {thr['precision']} batch {thr['batch']}"} if thr
+        else {"met": None, "reason": "not measured"})
     anchor = _best(r9, lambda r: r["latency_ms"]["p50"],
                    lambda r: r["batch"] == 1 and r["backend"] == "torch-eager" and r["precision"] == "fp32")
     goals["anchor_eager_fp32_b1"] = (
-        {"a100_published_ms": GOALS["anchor_a100_eager_fp32_b1_ms"], "measured_ms": anchor["latency_ms"]["p50"],
+        {"a100_published_ms": want.get("anchor_a100_eager_fp32_b1_ms"), "measured_ms": anchor["latency_ms"]["p50"],
          "fp32_math": anchor.get("fp32_math")} if anchor else {"reason": "not measured"})
     tp = doc["steps"].get("train_throughput") or {}
     sp = tp.get("speedup")
-    goals["training_speedup"] = ({"goal": GOALS["train_speedup"], "speedup": sp, "met": sp >= GOALS["train_speedup"]}
+    goal = want.get("train_speedup")
+    goals["training_speedup"] = ({"goal": goal, "speedup": sp, "met": _met(sp, goal)}
                                  if sp else {"met": None, "reason": "not measured"})
     smoke = doc["steps"].get("train_smoke") or {}
     if smoke.get("combos") is not None:
@@ -898,7 +898,7 @@ def _fmt(v: Any, nd: int = 3) -> str:
 
 def render_markdown(doc: dict[str, Any]) -> str:
     env = doc.get("env") or {}
-    L = [f"# advseg GPU session{' (dry run, CPU)' if doc.get('dry_run') else ''}", "",
+    L = [f"# advseg GPU check{' (dry run, CPU)' if doc.get('dry_run') else ''}", "",
          f"- created {doc['created']}, budget {doc['budget_s']:.0f} s, elapsed {doc.get('elapsed_s')} s",
          f"- {env.get('gpu', env.get('device', 'CPU'))}, torch {env.get('torch')}, CUDA {env.get('cuda')}, "
          f"cuDNN {env.get('cudnn')}; {env.get('nvidia_smi', '')}",
@@ -928,7 +928,9 @@ def render_markdown(doc: dict[str, Any]) -> str:
         for k, r in tp["results"].items():
             L.append(f"| {k} | {r.get('batch', '')} | {_fmt(r.get('images_per_s'), 1)} | "
                      f"{r.get('reason', r.get('compiled', ''))} |")
-        L.append(f"\nSpeed-up fast / official: {_fmt(tp.get('speedup'), 2)} (goal ≥ {GOALS['train_speedup']:.0f}×)")
+        goal = goals_targets().get("train_speedup")
+        L.append(f"\nSpeed-up fast / official: {_fmt(tp.get('speedup'), 2)}"
+                 + (f" (goal ≥ {goal:.0f}×)" if goal is not None else ""))
     inf = doc["steps"].get("inference") or {}
     if inf.get("results"):
         L += ["", "## Inference (CUDA events; PSNR vs strict fp32)", "",

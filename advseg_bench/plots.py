@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,65 +71,60 @@ def _grid(n: int):
     return fig, list(axes.flat[:n])
 
 
-def _latency_vs_batch(rs: list[dict], title: str, path: Path) -> Path | None:
-    panels = []
-    for model in _models(rs):
-        mine = [r for r in rs if r["model"] == model]
-        size = min(r["size"] for r in mine)
-        panels.append((model, size, [r for r in mine if r["size"] == size]))
-    if not panels:
-        return None
-    fig, axes = _grid(len(panels))
-    for ax, (model, size, mine) in zip(axes, panels):
-        series: dict[str, list[tuple[int, float]]] = {}
-        for r in mine:
-            series.setdefault(_series_key(r), []).append((r["batch"], r["latency_ms"]["p50"] / r["batch"]))
-        _log_lines(ax, series, ("batch", "median latency per image (ms)"), f"{model} @ {size}²")
-    return _finish(fig, f"{title}: latency vs batch", path)
-
-
-def _throughput_vs_size(rs: list[dict], title: str, path: Path) -> Path | None:
+def _plot(rs: list[dict], title: str, path: Path, panel: Callable[[Any, str, list[dict]], None]) -> Path | None:
+    """One panel per model (``panel(axes, model, its results)``); None without results."""
     models = _models(rs)
     if not models:
         return None
     fig, axes = _grid(len(models))
-    for ax, model in zip(axes, models):
-        mine = [r for r in rs if r["model"] == model]
-        batch = min(r["batch"] for r in mine)
-        series: dict[str, list[tuple[int, float]]] = {}
-        for r in mine:
-            if r["batch"] == batch:
-                series.setdefault(_series_key(r), []).append((r["size"], r["throughput_ips"]))
-        _log_lines(ax, series, ("resolution (px, square)", "images / s"), f"{model}, batch {batch}")
-    return _finish(fig, f"{title}: throughput vs resolution", path)
+    for ax, model in zip(axes, models, strict=True):
+        panel(ax, model, [r for r in rs if r["model"] == model])
+    return _finish(fig, title, path)
 
 
-def _backends_side_by_side(rs: list[dict], title: str, path: Path) -> Path | None:
-    models = _models(rs)
-    if not models:
-        return None
-    fig, axes = _grid(len(models))
-    for ax, model in zip(axes, models):
-        mine = [r for r in rs if r["model"] == model]
-        size = min(r["size"] for r in mine)
-        batch = min(r["batch"] for r in mine if r["size"] == size)
-        sel = [r for r in mine if r["size"] == size and r["batch"] == batch]
-        base = next((r for r in sel if r["backend"] == "torch-eager" and r["precision"] == "fp32"), None)
-        labels = [_series_key(r) for r in sel]
-        vals = [r["throughput_ips"] for r in sel]
-        bars = ax.bar(range(len(sel)), vals, color=["C%d" % (i % 10) for i in range(len(sel))])
-        for bar, r in zip(bars, sel):
-            if base:
-                ax.annotate(f"{base['latency_ms']['p50'] / r['latency_ms']['p50']:.2f}×",
-                            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                            ha="center", va="bottom", fontsize=8)
-        ax.set_xticks(range(len(sel)))
-        ax.set_xticklabels(labels, rotation=35, ha="right", fontsize=8)
-        ax.set_ylabel("images / s")
-        ax.set_title(f"{model} @ {size}², batch {batch}" + (" (× = vs torch eager fp32)" if base else ""),
-                     fontsize=9)
-        ax.grid(True, axis="y", alpha=0.3)
-    return _finish(fig, f"{title}: backends side by side", path)
+def _series(rows: list[dict], point: Callable[[dict], tuple[int, float]]) -> dict[str, list[tuple[int, float]]]:
+    series: dict[str, list[tuple[int, float]]] = {}
+    for r in rows:
+        series.setdefault(_series_key(r), []).append(point(r))
+    return series
+
+
+def _latency_vs_batch(ax: Any, model: str, mine: list[dict]) -> None:
+    size = min(r["size"] for r in mine)
+    series = _series([r for r in mine if r["size"] == size],
+                     lambda r: (r["batch"], r["latency_ms"]["p50"] / r["batch"]))
+    _log_lines(ax, series, ("batch", "median latency per image (ms)"), f"{model} @ {size}²")
+
+
+def _throughput_vs_size(ax: Any, model: str, mine: list[dict]) -> None:
+    batch = min(r["batch"] for r in mine)
+    series = _series([r for r in mine if r["batch"] == batch], lambda r: (r["size"], r["throughput_ips"]))
+    _log_lines(ax, series, ("resolution (px, square)", "images / s"), f"{model}, batch {batch}")
+
+
+def _backends_side_by_side(ax: Any, model: str, mine: list[dict]) -> None:
+    size = min(r["size"] for r in mine)
+    batch = min(r["batch"] for r in mine if r["size"] == size)
+    sel = [r for r in mine if r["size"] == size and r["batch"] == batch]
+    base = next((r for r in sel if r["backend"] == "torch-eager" and r["precision"] == "fp32"), None)
+    labels = [_series_key(r) for r in sel]
+    vals = [r["throughput_ips"] for r in sel]
+    bars = ax.bar(range(len(sel)), vals, color=[f"C{i % 10}" for i in range(len(sel))])
+    for bar, r in zip(bars, sel, strict=True):
+        if base:
+            ax.annotate(f"{base['latency_ms']['p50'] / r['latency_ms']['p50']:.2f}×",
+                        (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(sel)))
+    ax.set_xticklabels(labels, rotation=35, ha="right", fontsize=8)
+    ax.set_ylabel("images / s")
+    ax.set_title(f"{model} @ {size}², batch {batch}" + (" (× = vs torch eager fp32)" if base else ""), fontsize=9)
+    ax.grid(True, axis="y", alpha=0.3)
+
+
+_PLOTS = (("latency-vs-batch", "latency vs batch", _latency_vs_batch),
+          ("throughput-vs-size", "throughput vs resolution", _throughput_vs_size),
+          ("backends", "backends side by side", _backends_side_by_side))
 
 
 def write_plots(doc: dict[str, Any], out_dir: str | Path, stem: str) -> list[Path]:
@@ -139,9 +135,5 @@ def write_plots(doc: dict[str, Any], out_dir: str | Path, stem: str) -> list[Pat
     rs = _ok(doc)
     d = Path(out_dir)
     title = doc["machine"]["slug"]
-    made = [
-        _latency_vs_batch(rs, title, d / f"{stem}-latency-vs-batch.png"),
-        _throughput_vs_size(rs, title, d / f"{stem}-throughput-vs-size.png"),
-        _backends_side_by_side(rs, title, d / f"{stem}-backends.png"),
-    ]
+    made = [_plot(rs, f"{title}: {what}", d / f"{stem}-{suffix}.png", panel) for suffix, what, panel in _PLOTS]
     return [p for p in made if p is not None]

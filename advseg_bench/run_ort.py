@@ -7,9 +7,6 @@ trip is timed separately. ``enable_cuda_graph`` captures the first run and repla
 fixed input/output addresses, which the binding provides. TensorRT EP: one session per shape
 (explicit min/opt/max profile), engines and timing cache kept under the bench cache, so the first
 call (engine build) is reported as ``first_run_s``.
-
-The CUDA / TensorRT paths use the documented onnxruntime-gpu API and are not verified on the
-CPU-only development machine.
 """
 
 from __future__ import annotations

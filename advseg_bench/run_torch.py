@@ -3,9 +3,6 @@
 Low precisions use autocast (CPU: bf16; CUDA: fp16 or bf16), so normalisation and the output
 stay where autocast keeps them (fp32). On CUDA the input is resident on the device and each call
 is timed with CUDA events; the host round trip (copy in, run, copy out) is timed separately.
-
-GPU code paths (CUDA events, CUDA graphs, peak GPU memory) follow the documented torch.cuda API
-and are not verified on the CPU-only development machine.
 """
 
 from __future__ import annotations

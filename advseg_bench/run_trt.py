@@ -1,4 +1,4 @@
-"""Native TensorRT backend, in the worker process (not verified here: no GPU, no TensorRT).
+"""Native TensorRT backend, in the worker process.
 
 One engine per precision, built once with :func:`advseg_export.tensorrt_build.build_engine` from the
 bundle's artefact of that precision (strongly typed network: the graph carries the precision) with

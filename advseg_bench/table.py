@@ -4,21 +4,13 @@
     python -m advseg_bench.table --scale cpu-small --datasets landscapes --schemes pix2pix \\
         --arms baseline,binary-soft,binary-hard --seeds 0,1 --segmenter deeplab-voc
 
-For each (dataset, scheme, arm, seed) a run directory under ``--root`` is
-
-1. trained with ``advseg-train`` (a subprocess; skipped when ``generator.safetensors`` exists,
-   resumed from ``checkpoints/latest.pt`` when a run was interrupted),
-2. exported with ``advseg-export`` (fp32 only; skipped when the bundle exists),
-3. scored with ``advseg-eval colour`` on the dataset's test split: photo -> HED sketch -> colour
-   through the SDK pipeline, KID (FID only with >= 200 photos) against the photos, plus the
-   colour-quality figures (skipped when ``eval/summary.json`` exists).
-
-Every step runs through the public commands, so the table measures what a user would get, and
-a second invocation with the same settings trains nothing. Each run directory keeps
-``table.json``: the exact commands, their settings and the seconds each step took.
-
-A run directory belongs to one set of settings: asking for a different scale or segmenter over
-an existing root is refused (choose another ``--root``) rather than mixing results.
+Each (dataset, scheme, arm, seed) gets a run directory under ``--root``: trained with
+``advseg-train``, exported with ``advseg-export`` (fp32), scored with ``advseg-eval colour`` on the
+test split (photo -> HED sketch -> colour through the SDK pipeline; KID against the photos). Every
+step runs through the public commands, so the table measures what a user gets; finished steps are
+skipped (training resumes when interrupted), so a second invocation trains nothing. A run
+directory keeps ``table.json`` (commands, settings, seconds per step) and belongs to one set of
+settings: other settings over an existing root are refused.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Worker processes: ``python -m advseg_bench.worker {probe|measure|scale} JOB.json``.
 
 Each backend × precision runs in its own worker, so torch's and ONNX Runtime's thread pools never
-share a process (they fight: a 3× distortion was seen). Workers report to the parent with the
-events of :mod:`advseg_bench.process`.
+share a process (they compete for the cores and distort each other's timings). Workers report
+to the parent with the events of :mod:`advseg_bench.process`.
 
 - ``probe``: what this machine offers (torch/CUDA, ORT providers, TensorRT, a C++ compiler),
   prepares checkpoints and bundles, counts GFLOPs and activation memory, measures peaks.

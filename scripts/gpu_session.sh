@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# One GPU session in one device call: install advseg over the machine's torch, then run the
-# time-boxed steps of advseg_bench.gpu_session (training smoke matrix, training throughput,
+# The GPU check in one call on a GPU machine: install advseg over the machine's torch, then run
+# the time-boxed steps of advseg_bench.gpu_session (training smoke matrix, training throughput,
 # inference latency/throughput, a final training run), writing JSON + markdown under $OUT.
 #
-# Prepare on the CPU side first (once; the pack is ignored by git and travels as `carry`):
+# Prepare on the CPU side first (once; the pack is ignored by git and travels with the tree):
 #     .venv/bin/python scripts/make_gpu_pack.py            # -> gpu-pack/ (<= 40 MB)
-# Then make exactly this device call (tool `run`; 9 minutes of the session's 15):
+# Then run on the GPU machine (9 minutes):
 #     command:   bash scripts/gpu_session.sh
 #     carry:     ["gpu-pack"]
 #     timeout_s: 540
@@ -50,8 +50,8 @@ if [ -z "$DRY" ]; then
     echo "pip install failed (see install.log); importing from links to the source folders" | tee -a "$DEST/install.log"
     SHIM=/tmp/advseg-src
     mkdir -p "$SHIM"
-    for pair in advseg_sdk:advseg_sdk advseg_train:train advseg_export:export advseg_bench:benchmarks; do
-      ln -sfn "$PWD/${pair#*:}" "$SHIM/${pair%%:*}"
+    for pkg in advseg_sdk advseg_train advseg_eval advseg_export advseg_bench; do
+      ln -sfn "$PWD/$pkg" "$SHIM/$pkg"
     done
     export PYTHONPATH="$SHIM${PYTHONPATH:+:$PYTHONPATH}"
   fi

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Build the asset pack a GPU session carries (CPU side; see scripts/gpu_session.sh).
+"""Build the asset pack the GPU check carries (CPU side; see scripts/gpu_session.sh).
 
     .venv/bin/python scripts/make_gpu_pack.py [-o gpu-pack] [--photos 34] [--budget-mb 40]
 
 Writes gpu-pack/ (ignored by git): real photos, their HED sketches computed here, the HED
 weights (fp16), the wheels the pack's segmenters need, and manifest.json (what is in it, what was
-left out and why). Then the GPU session's device call (tool `run`):
+left out and why). Then, on the GPU machine:
 
     command:   bash scripts/gpu_session.sh
     carry:     ["gpu-pack"]
