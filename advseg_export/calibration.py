@@ -23,6 +23,10 @@ from onnxruntime.quantization import CalibrationDataReader
 
 from advseg_sdk import files
 
+#: The fixed parity photos (from the ``photos`` asset): a portrait, food, an animal.
+PARITY_PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png")
+SKETCH_METHODS = ("xdog", "hed")
+
 __all__ = [
     "PARITY_PHOTOS",
     "SKETCH_METHODS",
@@ -36,10 +40,6 @@ __all__ = [
     "calibration_inputs",
     "ArrayCalibrationReader",
 ]
-
-#: The fixed parity photos (from the ``photos`` asset): a portrait, food, an animal.
-PARITY_PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png")
-SKETCH_METHODS = ("xdog", "hed")
 
 
 class CalibrationError(ValueError):

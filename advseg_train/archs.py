@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 __all__ = [
     "GeneratorArch",
@@ -72,20 +72,29 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{name}={value!r} is not supported; choose one of {list(choices)}")
 
 
-def _check_fields(cfg: Any, positive: tuple[str, ...], flag: str) -> None:
-    for name in positive:
-        value = getattr(cfg, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if not isinstance(getattr(cfg, flag), bool):
-        raise ValueError(f"{flag} must be a bool, got {getattr(cfg, flag)!r}")
-
-
 _C = TypeVar("_C", bound="_ArchConfig")
 
 
 class _ArchConfig:
-    """Dict round trip and ``replace`` shared by the two config dataclasses."""
+    """Checks, dict round trip and ``replace`` shared by the two config dataclasses: ``arch`` is
+    one of ``_ARCHS``, ``norm`` one of :data:`NORMS`, the ``_POSITIVE`` fields positive ints and
+    the ``_FLAG`` field a bool."""
+
+    _ARCHS: ClassVar[tuple[str, ...]]
+    _POSITIVE: ClassVar[tuple[str, ...]]
+    _FLAG: ClassVar[str]
+    arch: str
+    norm: str
+
+    def __post_init__(self) -> None:
+        _check_choice("arch", self.arch, self._ARCHS)
+        _check_choice("norm", self.norm, NORMS)
+        for name in self._POSITIVE:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not isinstance(getattr(self, self._FLAG), bool):
+            raise ValueError(f"{self._FLAG} must be a bool, got {getattr(self, self._FLAG)!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[call-overload]
@@ -108,17 +117,16 @@ class _ArchConfig:
 class GeneratorConfig(_ArchConfig):
     """Architecture of a generator. ``arch`` picks the family and depth."""
 
-    arch: str = "resnet_9blocks"
-    input_nc: int = 3
-    output_nc: int = 3
-    ngf: int = 64
-    norm: str = "instance"
-    use_dropout: bool = False
+    _ARCHS = GENERATOR_ARCHS
+    _POSITIVE = ("input_nc", "output_nc", "ngf")
+    _FLAG = "use_dropout"
 
-    def __post_init__(self) -> None:
-        _check_choice("arch", self.arch, GENERATOR_ARCHS)
-        _check_choice("norm", self.norm, NORMS)
-        _check_fields(self, ("input_nc", "output_nc", "ngf"), "use_dropout")
+    arch: str = "resnet_9blocks"
+    input_nc: int = 3  # input channels
+    output_nc: int = 3  # output channels
+    ngf: int = 64  # filters of the first conv
+    norm: str = "instance"
+    use_dropout: bool = False  # Dropout(0.5) in the residual blocks / inner U-Net levels
 
     @property
     def is_resnet(self) -> bool:
@@ -149,17 +157,16 @@ class GeneratorConfig(_ArchConfig):
 class DiscriminatorConfig(_ArchConfig):
     """Architecture of a discriminator. ``basic`` always has 3 layers; ``n_layers`` uses it."""
 
-    arch: str = "basic"
-    input_nc: int = 3
-    ndf: int = 64
-    n_layers: int = 3
-    norm: str = "instance"
-    use_sigmoid: bool = False
+    _ARCHS = DISCRIMINATOR_ARCHS
+    _POSITIVE = ("input_nc", "ndf", "n_layers")
+    _FLAG = "use_sigmoid"
 
-    def __post_init__(self) -> None:
-        _check_choice("arch", self.arch, DISCRIMINATOR_ARCHS)
-        _check_choice("norm", self.norm, NORMS)
-        _check_fields(self, ("input_nc", "ndf", "n_layers"), "use_sigmoid")
+    arch: str = "basic"
+    input_nc: int = 3  # input channels
+    ndf: int = 64  # filters of the first conv
+    n_layers: int = 3  # conv layers of an ``n_layers`` PatchGAN
+    norm: str = "instance"
+    use_sigmoid: bool = False  # end in a sigmoid (``gan_mode=vanilla``)
 
     @property
     def effective_n_layers(self) -> int:

@@ -106,25 +106,21 @@ def _conv_bias(norm: str) -> bool:
     return norm != "batch"
 
 
+def _padded_conv(c_in: int, c_out: int, kernel: int, norm: str) -> list[nn.Module]:
+    """Reflection padding, a stride-1 conv that keeps the size, and its norm."""
+    return [nn.ReflectionPad2d(kernel // 2), nn.Conv2d(c_in, c_out, kernel_size=kernel, bias=_conv_bias(norm)),
+            make_norm(norm, c_out)]
+
+
 class ResnetBlock(nn.Module):
     """``x + [pad, conv3, norm, ReLU, (Dropout), pad, conv3, norm](x)`` with reflect padding."""
 
     def __init__(self, dim: int, norm: str, use_dropout: bool):
         super().__init__()
-        bias = _conv_bias(norm)
-        layers: list[nn.Module] = [
-            nn.ReflectionPad2d(1),
-            nn.Conv2d(dim, dim, kernel_size=3, bias=bias),
-            make_norm(norm, dim),
-            nn.ReLU(inplace=True),
-        ]
+        layers = [*_padded_conv(dim, dim, 3, norm), nn.ReLU(inplace=True)]
         if use_dropout:
             layers.append(nn.Dropout(0.5))
-        layers += [
-            nn.ReflectionPad2d(1),
-            nn.Conv2d(dim, dim, kernel_size=3, bias=bias),
-            make_norm(norm, dim),
-        ]
+        layers += _padded_conv(dim, dim, 3, norm)
         self.conv_block = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -136,23 +132,11 @@ class ResnetGenerator(nn.Module):
 
     n_downsampling = 2
 
-    def __init__(
-        self,
-        input_nc: int = 3,
-        output_nc: int = 3,
-        ngf: int = 64,
-        norm: str = "instance",
-        use_dropout: bool = False,
-        n_blocks: int = 9,
-    ):
+    def __init__(self, cfg: GeneratorConfig):
         super().__init__()
+        input_nc, output_nc, ngf, norm = cfg.input_nc, cfg.output_nc, cfg.ngf, cfg.norm
         bias = _conv_bias(norm)
-        layers: list[nn.Module] = [
-            nn.ReflectionPad2d(3),
-            nn.Conv2d(input_nc, ngf, kernel_size=7, bias=bias),
-            make_norm(norm, ngf),
-            nn.ReLU(inplace=True),
-        ]
+        layers = [*_padded_conv(input_nc, ngf, 7, norm), nn.ReLU(inplace=True)]
         channels = ngf
         for _ in range(self.n_downsampling):
             layers += [
@@ -161,7 +145,7 @@ class ResnetGenerator(nn.Module):
                 nn.ReLU(inplace=True),
             ]
             channels *= 2
-        layers += [ResnetBlock(channels, norm, use_dropout) for _ in range(n_blocks)]
+        layers += [ResnetBlock(channels, norm, cfg.use_dropout) for _ in range(cfg.n_blocks or 0)]
         for _ in range(self.n_downsampling):
             layers += [
                 nn.ConvTranspose2d(
@@ -231,26 +215,19 @@ class UnetSkipBlock(nn.Module):
 class UnetGenerator(nn.Module):
     """pix2pix U-Net: ``num_downs`` stride-2 levels (7 → 128², 8 → 256² inputs)."""
 
-    def __init__(
-        self,
-        input_nc: int = 3,
-        output_nc: int = 3,
-        num_downs: int = 8,
-        ngf: int = 64,
-        norm: str = "batch",
-        use_dropout: bool = False,
-    ):
+    def __init__(self, cfg: GeneratorConfig):
         super().__init__()
+        ngf, norm = cfg.ngf, cfg.norm
+        self.num_downs = num_downs = cfg.num_downs or 0
         if num_downs < 5:
             raise ValueError(f"num_downs must be >= 5, got {num_downs}")
-        self.num_downs = num_downs
         block = UnetSkipBlock(ngf * 8, ngf * 8, norm)  # innermost
         for _ in range(num_downs - 5):
-            block = UnetSkipBlock(ngf * 8, ngf * 8, norm, submodule=block, use_dropout=use_dropout)
+            block = UnetSkipBlock(ngf * 8, ngf * 8, norm, submodule=block, use_dropout=cfg.use_dropout)
         block = UnetSkipBlock(ngf * 4, ngf * 8, norm, submodule=block)
         block = UnetSkipBlock(ngf * 2, ngf * 4, norm, submodule=block)
         block = UnetSkipBlock(ngf, ngf * 2, norm, submodule=block)
-        self.model = UnetSkipBlock(output_nc, ngf, norm, input_nc=input_nc, submodule=block,
+        self.model = UnetSkipBlock(cfg.output_nc, ngf, norm, input_nc=cfg.input_nc, submodule=block,
                                    outermost=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -266,15 +243,9 @@ class UnetGenerator(nn.Module):
 class NLayerDiscriminator(nn.Module):
     """PatchGAN: n stride-2/1 4×4 convs; 70×70 receptive field for n_layers=3."""
 
-    def __init__(
-        self,
-        input_nc: int = 3,
-        ndf: int = 64,
-        n_layers: int = 3,
-        norm: str = "instance",
-        use_sigmoid: bool = False,
-    ):
+    def __init__(self, cfg: DiscriminatorConfig):
         super().__init__()
+        input_nc, ndf, n_layers, norm = cfg.input_nc, cfg.ndf, cfg.effective_n_layers, cfg.norm
         bias = _conv_bias(norm)
         layers: list[nn.Module] = [
             nn.Conv2d(input_nc, ndf, kernel_size=4, stride=2, padding=1),
@@ -291,7 +262,7 @@ class NLayerDiscriminator(nn.Module):
                 nn.LeakyReLU(0.2, inplace=True),
             ]
         layers.append(nn.Conv2d(ndf * mult, 1, kernel_size=4, stride=1, padding=1))
-        if use_sigmoid:
+        if cfg.use_sigmoid:
             layers.append(nn.Sigmoid())
         self.model = nn.Sequential(*layers)
 
@@ -302,10 +273,9 @@ class NLayerDiscriminator(nn.Module):
 class PixelDiscriminator(nn.Module):
     """1×1 PixelGAN discriminator: judges each pixel independently."""
 
-    def __init__(
-        self, input_nc: int = 3, ndf: int = 64, norm: str = "instance", use_sigmoid: bool = False
-    ):
+    def __init__(self, cfg: DiscriminatorConfig):
         super().__init__()
+        input_nc, ndf, norm = cfg.input_nc, cfg.ndf, cfg.norm
         bias = _conv_bias(norm)
         layers: list[nn.Module] = [
             nn.Conv2d(input_nc, ndf, kernel_size=1),
@@ -315,7 +285,7 @@ class PixelDiscriminator(nn.Module):
             nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(ndf * 2, 1, kernel_size=1, bias=bias),
         ]
-        if use_sigmoid:
+        if cfg.use_sigmoid:
             layers.append(nn.Sigmoid())
         self.net = nn.Sequential(*layers)
 
@@ -369,12 +339,7 @@ def build_generator(
     """Build the generator described by ``cfg`` and apply the official init
     (``init_type=None`` skips it, e.g. before loading weights). The module gets ``.config``."""
     cfg = _as_config(cfg, GeneratorConfig)
-    if cfg.is_resnet:
-        net: nn.Module = ResnetGenerator(cfg.input_nc, cfg.output_nc, cfg.ngf, cfg.norm,
-                                         cfg.use_dropout, cfg.n_blocks)
-    else:
-        net = UnetGenerator(cfg.input_nc, cfg.output_nc, cfg.num_downs, cfg.ngf, cfg.norm,
-                            cfg.use_dropout)
+    net: nn.Module = ResnetGenerator(cfg) if cfg.is_resnet else UnetGenerator(cfg)
     if init_type is not None:
         init_weights(net, init_type, init_gain)
     net.config = cfg
@@ -388,11 +353,7 @@ def build_discriminator(
 ) -> nn.Module:
     """Build the discriminator described by ``cfg`` (official init unless ``init_type=None``)."""
     cfg = _as_config(cfg, DiscriminatorConfig)
-    if cfg.arch == "pixel":
-        net: nn.Module = PixelDiscriminator(cfg.input_nc, cfg.ndf, cfg.norm, cfg.use_sigmoid)
-    else:
-        net = NLayerDiscriminator(cfg.input_nc, cfg.ndf, cfg.effective_n_layers, cfg.norm,
-                                  cfg.use_sigmoid)
+    net: nn.Module = PixelDiscriminator(cfg) if cfg.arch == "pixel" else NLayerDiscriminator(cfg)
     if init_type is not None:
         init_weights(net, init_type, init_gain)
     net.config = cfg
