@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,7 +45,8 @@ def default_device() -> torch.device:
 
 
 class FeatureExtractor:
-    """Base: a frozen network + labels. Subclasses set the class attributes and ``network``."""
+    """Base: a frozen network + labels. Subclasses name themselves and their two distances in the
+    class statement: ``class X(FeatureExtractor, name=..., fd=(json key, label), kid=(key, label))``."""
 
     name: str = ""
     dim: int = 2048
@@ -52,6 +54,16 @@ class FeatureExtractor:
     kid_label: str = ""
     fd_key: str = ""  # JSON key of the Fréchet distance
     kid_key: str = ""
+
+    def __init_subclass__(cls, name: str | None = None, fd: tuple[str, str] | None = None,
+                          kid: tuple[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if name is not None:
+            cls.name = name
+        if fd is not None:
+            cls.fd_key, cls.fd_label = fd
+        if kid is not None:
+            cls.kid_key, cls.kid_label = kid
 
     def __init__(self, network: nn.Module, input_size: int, weights_id: str, device: str | torch.device | None = None):
         self.device = torch.device(device) if device is not None else default_device()
@@ -76,15 +88,10 @@ class FeatureExtractor:
         return out.float().cpu().numpy()
 
 
-class InceptionFIDExtractor(FeatureExtractor):
+class InceptionFIDExtractor(FeatureExtractor, name="inception-fid", fd=("fid", "FID (pytorch-fid Inception-v3)"),
+                            kid=("kid", "KID (pytorch-fid Inception-v3)")):
     """pytorch-fid Inception-v3 pool3 features. Pass ``model`` to use an already built network
     (tests use random weights: ``weights_id`` then tells the cache what it is)."""
-
-    name = "inception-fid"
-    fd_label = "FID (pytorch-fid Inception-v3)"
-    kid_label = "KID (pytorch-fid Inception-v3)"
-    fd_key = "fid"
-    kid_key = "kid"
 
     def __init__(
         self,
@@ -122,14 +129,10 @@ class _ImgsimNet(nn.Module):
         return self.trunk.features((x - self.mean) / self.std)
 
 
-class ImgsimResNet50Extractor(FeatureExtractor):
+class ImgsimResNet50Extractor(FeatureExtractor, name="imgsim-resnet50",
+                              fd=("imgsim_fd", "imgsim-ResNet50 Fréchet distance"),
+                              kid=("imgsim_kid", "imgsim-ResNet50 KID")):
     """imgsim ResNet-50 pooled features (offline, real weights). Not Inception: never FID."""
-
-    name = "imgsim-resnet50"
-    fd_label = "imgsim-ResNet50 Fréchet distance"
-    kid_label = "imgsim-ResNet50 KID"
-    fd_key = "imgsim_fd"
-    kid_key = "imgsim_kid"
 
     def __init__(
         self,

@@ -10,8 +10,9 @@ torch: the SDK does not depend on it).
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .lazy import lazy_exports
 
 __all__ = ["Colorizer", "Pipeline", "SketchExtractor", "load_bundle", "BundleError"]
 
@@ -29,14 +30,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from .sketcher import SketchExtractor
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'advseg_sdk' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

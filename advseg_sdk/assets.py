@@ -109,62 +109,12 @@ def _still_verified(path: Path, sha256: str) -> bool:
     return True
 
 
-_SKIMAGE_FILES = {
-    "skimage/data/astronaut.png": "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5",
-    "skimage/data/coffee.png": "cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7",
-    "skimage/data/chelsea.png": "596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb",
-    "skimage/data/rocket.jpg": "c2dd0de7c538df8d111e479619b129464d0269d0ae5fd18ca91d33a7fdfea95c",
-    "skimage/data/motorcycle_left.png": "db18e9c4157617403c3537a6ba355dfeafe9a7eabb6b9b94cb33f6525dd49179",
-    "skimage/data/motorcycle_right.png": "5fc913ae870e42a4b662314bc904d1786bcad8e2f0b9b67dba5a229406357797",
-}
-_SKIMAGE_LICENCES = {
-    "astronaut.png": "public domain (NASA), via scikit-image data",
-    "coffee.png": "CC0 (Rachel Michetti), via scikit-image data",
-    "chelsea.png": "CC0 (Stefan van der Walt), via scikit-image data",
-    "rocket.jpg": "public domain (SpaceX), via scikit-image data",
-    "motorcycle_left.png": "Middlebury Stereo 2014 (free for research), via scikit-image data",
-    "motorcycle_right.png": "Middlebury Stereo 2014 (free for research), via scikit-image data",
-}
-_SKLEARN_FILES = {
-    "sklearn/datasets/images/china.jpg": "8378025ad2519d649d02e32bd98990db4ab572357d9f09841c2fbfbb4fefad29",
-    "sklearn/datasets/images/flower.jpg": "a77f6ec41e353afdf8bdff2ea981b2955535d8d83294f8cfa49cf4e423dd5638",
-}
-_SKLEARN_LICENCES = {
-    "china.jpg": "CC-BY-2.0 (danielbuechele, Flickr), via scikit-learn",
-    "flower.jpg": "CC-BY-2.0 (vultilion, Flickr), via scikit-learn",
-}
-_LOMIRI = "usr/share/backgrounds/"
-_LOMIRI_FILES = {
-    _LOMIRI + "Bridge_by_Sander_Klootwijk.jpg": "bd86b081f9975e2b83527f71e49b9271a8ab40885428395969d9f7d834d7f050",
-    _LOMIRI + "Dragonfly_by_Bolly.jpg": "af5af17841009732def24b09bb1e669a1b09d2b4bdeee7812c371101c30d2bb3",
-    _LOMIRI + "Picture_0B_by_freespace.jpg": "c8c0ab18e48d9e0419fe42881112137f3afafc27dfddc29ec3a6d54c56d225ad",
-    _LOMIRI + "Picture_1A_by_freespace.jpg": "89e86af38d04daaef975665dc2127e9fa76f0fd68f4eea105a2d0ae3390b010b",
-    _LOMIRI + "Wine_by_Jakkub_Mede.jpg": "d2e96e6d4da40dd804b3d0ce295e94de04a2d7d9b6785d42cd9d92ba58bced74",
-    _LOMIRI + "aitzgorri_by_Aitzol_Berasategi.jpg": "66268e7b48f8854d36a28765fac6e23ec1aee251daa6da1f64715f201020ad36",
-    _LOMIRI + "free_by_Peter_Nerlich.jpg": "85a5453c2fed514c75973016f3d862aca62eb7ca087618822469274ac1092373",
-    _LOMIRI + "friends_by_Aitzol_Berasategi.jpg": "cc40e313c74e421edffe3403def413c16878ce14661cce7ec5915baeab35538d",
-    _LOMIRI + "greentock_by_Peter_Nerlich.jpg": "e7b20e2db9dcd6e2b278ca55873c2110b35d89cd38b04d0b18728726888e6889",
-    _LOMIRI + "life_by_Aitzol_Berasategi.jpg": "4c119350ead80201fe256850c3d316309ddfb4bdf10b235ce982dcde0c667c05",
-    _LOMIRI + "picosdeeuropa_by_Aitzol_Berasategi.jpg": "414d0072b2f6f2c555deafeaef6e45c4fed6fa9ad26eba6560ca8803959cf97a",
-    _LOMIRI + "seeding_by_Clements_Engelhardt.jpg": "a5634d1ab5e41a3568e92d4a894a500c92b891f9ff734e50bd224d6e185a605f",
-    _LOMIRI + "sunset_by_Aitzol_Berasategi.jpg": "474dab6a4b9f94dc76c29dfe30e9f5db4af0fd2e33fe5d695f8152b371efca18",
-    _LOMIRI + "umang_by_Abhishek_Mudgal.jpg": "bfb425545e77e9f0eb1b037b607fc9ed4a446f3b0f04aa2879be3556073c57ef",
-}
-_MATE = "usr/share/backgrounds/mate/nature/"
-_MATE_FILES = {
-    _MATE + "Aqua.jpg": "5c30118205982da441bf7e6a1ada636a8a0be879408140b3148280c665ed6bce",
-    _MATE + "Blinds.jpg": "f7aac0dcc2e06d0491643e84df3da1d9db7c4610f58806a880d56e074799f600",
-    _MATE + "Dune.jpg": "8a67c2cb0be8c46b70c237311a4fa4d2b4ac7d39568135384787801fa5cc9a91",
-    _MATE + "FreshFlower.jpg": "972b0a0c4e5e3fa93f4f244fc84bc64b121a5eac3aaa5856f1308c1f38a02f8e",
-    _MATE + "Garden.jpg": "d3095ee09d425ef23d27155412136cf14fc3c9af76ca58b452f55e23da324e78",
-    _MATE + "GreenMeadow.jpg": "8fa0de0aa4089f7319c9fb7a6d006d4cab6023e8c8853731557cff53567b4832",
-    _MATE + "LadyBird.jpg": "e35a9a4126ef969c90b29c038058c5a575a20eadd84106a37bf1fa9931e7b61d",
-    _MATE + "RainDrops.jpg": "3e4ea9671c28c90a86cf67b3db9daf18c4741587c596333a7529ca589aaa0c16",
-    _MATE + "Storm.jpg": "77ca53077831d3237f73393a91fc879158abc046d852941c26e90de336356957",
-    _MATE + "TwoWings.jpg": "665e5abf8a5399070a91a9a8e455fe071e5b61697ff78fdeda4e9843ef545aeb",
-    _MATE + "Wood.jpg": "19c78500ac00a622e19907ab9cc7d06d46fe08c4a6142759a84195696150ec07",
-    _MATE + "YellowFlower.jpg": "254da96256acb7add685679775a04d1e4a5bc8cd13e5a5a3d61351ce198a5306",
-}
+def _photo_sources() -> tuple[PhotoSource, ...]:
+    """The packages the ``photos`` asset is taken from, with every photo's sha256 (a data file)."""
+    doc = json.loads((Path(__file__).parent / "data" / "photo_sources.json").read_text())
+    return tuple(PhotoSource(d["kind"], d["spec"], d["files"], d.get("licences", {}), d.get("copyright_file"))
+                 for d in doc["sources"])
+
 
 def _isnet(name: str, what: str, resource: str, sha256: str) -> Asset:
     """One ISNet variant from the npm package @imgly/background-removal-data (fetched, never vendored)."""
@@ -224,22 +174,7 @@ ASSETS: dict[str, Asset] = {
             relpath="photos",
             licence="per file (public domain, CC0, CC-BY, CC-BY-SA, GPL-2+): see photos.json",
             kind="photos",
-            photo_sources=(
-                PhotoSource("pypi", "scikit-image==0.26.0", _SKIMAGE_FILES, _SKIMAGE_LICENCES),
-                PhotoSource("pypi", "scikit-learn==1.9.1", _SKLEARN_FILES, _SKLEARN_LICENCES),
-                PhotoSource(
-                    "deb",
-                    "lomiri-wallpapers-16.04",
-                    _LOMIRI_FILES,
-                    copyright_file="usr/share/doc/lomiri-wallpapers-16.04/copyright",
-                ),
-                PhotoSource(
-                    "deb",
-                    "mate-backgrounds",
-                    _MATE_FILES,
-                    copyright_file="usr/share/doc/mate-backgrounds/copyright",
-                ),
-            ),
+            photo_sources=_photo_sources(),
         ),
     ]
 }
