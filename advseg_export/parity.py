@@ -72,7 +72,7 @@ class Threshold:
         return cls(max_abs=value.get("max_abs"), min_psnr=value.get("min_psnr"))
 
 
-#: The targets of the export issue: fp32 max|err| <= 1e-4, fp16 >= 40 dB, int8 >= 30 dB.
+#: The parity targets of an export: fp32 max|err| <= 1e-4, fp16 >= 40 dB, int8 >= 30 dB.
 DEFAULT_THRESHOLDS: dict[str, Threshold] = {
     "fp32": Threshold(max_abs=1e-4),
     "fp16": Threshold(min_psnr=40.0),

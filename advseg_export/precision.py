@@ -1,36 +1,8 @@
 """Reduced-precision variants of an fp32 ONNX graph: fp16 (norms kept in fp32) and int8 (QDQ).
 
-fp16
-    :func:`convert_fp16` uses the float16 converter that ships with onnxruntime
-    (``onnxruntime.transformers.float16``, the same code as onnxconverter-common) with an op block
-    list: normalisation nodes (InstanceNormalization, BatchNormalization, Layer/GroupNormalization,
-    and the ReduceMean/Sub/Pow/Add/Sqrt/Div chains they decompose into) stay fp32 with Casts around
-    them. Model inputs/outputs stay fp32. Why: a per-image mean/variance over H x W values is where
-    fp16 breaks (E[x^2] overflows at |x| > 256, near-constant channels divide fp16 rounding noise by
-    a tiny standard deviation); TensorRT and ONNX Runtime GPU run such nodes in fp16 when the graph
-    says so. ONNX Runtime CPU cannot show it: it has no fp16 kernels for these ops on x86, inserts
-    Casts and computes in fp32 (an fp16 graph with fp16 norms scored 71.0 dB there, the kept-fp32
-    one 66.0 dB because its explicit Casts round activations at each norm; random-init resnet
-    ngf64, real sketches). Emulating fp16 compute in PyTorch (every activation fp16) on the official
-    resnet_9blocks ngf16 fixture: norms in fp16 66.2 dB, norms in fp32 68.1 dB; that random-init
-    net's norm inputs stay small (max |x - mean| 11.5), trained nets have larger ones.
-int8
-    :func:`quantize_int8` runs onnxruntime's ``quant_pre_process`` (symbolic shape inference +
-    graph clean-up) and ``quantize_static`` in QDQ format with per-channel int8 weights and uint8
-    activations calibrated on real images. Norm nodes are excluded from quantisation by default
-    (their inputs/outputs stay float). Weights use ``reduce_range`` (7 bits): without VNNI, ONNX
-    Runtime's x86 u8s8 kernels add pairs of u8*s8 products in int16 (VPMADDUBSW), which saturates
-    with full-range weights; measured on the official resnet_9blocks ngf16 fixture: 24.3 dB
-    (8-bit) vs 27.8 dB (7-bit) PSNR with MinMax, at the same speed (u8u8 kernels avoid it too but
-    ran ~1.3x slower). Generators calibrate with the 99.99th percentile (31.4 dB on that fixture,
-    vs 27.8 dB MinMax); HED keeps MinMax (39.3 dB; the percentile clips its large logits: 36.3 dB).
-    Generators leave ConvTranspose in float: ONNX Runtime CPU has no int8 kernel for it, so a
-    quantised one only adds a per-run DequantizeLinear of its weights (unet_256 ngf64 int8 ran
-    ~10-15% faster without it). U-Nets instead quantise from a sub-pixel graph, where each
-    up-sampling layer is four Convs plus DepthToSpace (``subpixel_conv_transpose``). Measured on
-    unet_256 ngf64 at 256², 2 threads, with 8 calibration sketches: int8 97 ms -> 75 ms, PSNR vs
-    fp32 41.8 -> 40.7 dB. For resnet_9blocks, where ConvTranspose is 7 % of the time, the gain was
-    487 -> 453 ms for -0.4 dB, so ResNets keep the float ConvTranspose.
+:func:`convert_fp16` keeps normalisation in fp32, where fp16 breaks; :func:`quantize_int8`
+quantises statically on real images with the settings of :class:`Int8Options`. Their docstrings
+give the measurements behind the defaults.
 """
 
 from __future__ import annotations
@@ -170,7 +142,22 @@ def count_ops(model: onnx.ModelProto) -> dict[str, int]:
 def convert_fp16(model: onnx.ModelProto, keep_norm_fp32: bool = True) -> onnx.ModelProto:
     """fp16 copy of ``model`` with fp32 inputs/outputs; with ``keep_norm_fp32`` the nodes from
     :func:`norm_nodes` stay fp32 (Casts inserted around them). ``keep_norm_fp32=False`` exists
-    to measure what keeping them costs/saves; bundles always use the default."""
+    to measure what keeping them costs/saves; bundles always use the default.
+
+    The converter is the one that ships with onnxruntime (``onnxruntime.transformers.float16``,
+    the same code as onnxconverter-common) with an op block list: normalisation nodes
+    (InstanceNormalization, BatchNormalization, Layer/GroupNormalization, and the
+    ReduceMean/Sub/Pow/Add/Sqrt/Div chains they decompose into) stay fp32 with Casts around them.
+    Why: a per-image mean/variance over H x W values is where fp16 breaks (E[x^2] overflows at
+    |x| > 256, near-constant channels divide fp16 rounding noise by a tiny standard deviation);
+    TensorRT and ONNX Runtime GPU run such nodes in fp16 when the graph says so. ONNX Runtime CPU
+    cannot show it: it has no fp16 kernels for these ops on x86, inserts Casts and computes in
+    fp32 (an fp16 graph with fp16 norms scored 71.0 dB there, the kept-fp32 one 66.0 dB because
+    its explicit Casts round activations at each norm; random-init resnet ngf64, real sketches).
+    Emulating fp16 compute in PyTorch (every activation fp16) on the official resnet_9blocks ngf16
+    fixture: norms in fp16 66.2 dB, norms in fp32 68.1 dB; that random-init net's norm inputs stay
+    small (max |x - mean| 11.5), trained nets have larger ones.
+    """
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     model = onnx.ModelProto.FromString(model.SerializeToString())  # never modify the caller's
@@ -256,6 +243,23 @@ def quantize_int8(
 
     ``reader`` is an onnxruntime ``CalibrationDataReader`` (e.g.
     :class:`~advseg_export.calibration.ArrayCalibrationReader`) over real images.
+
+    Runs onnxruntime's ``quant_pre_process`` (symbolic shape inference + graph clean-up) and
+    ``quantize_static`` in QDQ format with per-channel int8 weights and uint8 activations. Norm
+    nodes are excluded by default (their inputs/outputs stay float). Weights use ``reduce_range``
+    (7 bits): without VNNI, ONNX Runtime's x86 u8s8 kernels add pairs of u8*s8 products in int16
+    (VPMADDUBSW), which saturates with full-range weights; measured on the official
+    resnet_9blocks ngf16 fixture: 24.3 dB (8-bit) vs 27.8 dB (7-bit) PSNR with MinMax, at the
+    same speed (u8u8 kernels avoid it too but ran ~1.3x slower). Generators calibrate with the
+    99.99th percentile (31.4 dB on that fixture, vs 27.8 dB MinMax); HED keeps MinMax (39.3 dB;
+    the percentile clips its large logits: 36.3 dB). Generators leave ConvTranspose in float:
+    ONNX Runtime CPU has no int8 kernel for it, so a quantised one only adds a per-run
+    DequantizeLinear of its weights (unet_256 ngf64 int8 ran ~10-15% faster without it). U-Nets
+    instead quantise from a sub-pixel graph, where each up-sampling layer is four Convs plus
+    DepthToSpace (``subpixel_conv_transpose``). Measured on unet_256 ngf64 at 256², 2 threads,
+    with 8 calibration sketches: int8 97 ms -> 75 ms, PSNR vs fp32 41.8 -> 40.7 dB. For
+    resnet_9blocks, where ConvTranspose is 7 % of the time, the gain was 487 -> 453 ms for
+    -0.4 dB, so ResNets keep the float ConvTranspose.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process

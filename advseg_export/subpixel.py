@@ -5,17 +5,12 @@ A transposed convolution with stride ``s`` whose output is exactly ``s`` times i
 ``k4 s2 p1`` and ResNet ``k3 s2 p1 op1``) splits into ``s*s`` output phases. Phase ``(a, b)`` (the
 output pixels at ``(s*m + a, s*n + b)``) is an ordinary correlation of the input with a subset of
 the kernel taps. This module computes the phases as ordinary convolutions and interleaves them
-with ``pixel_shuffle`` (ONNX ``DepthToSpace``). The result is the same function up to float
-summation order.
+with ``pixel_shuffle`` (ONNX ``DepthToSpace``): the same function up to float summation order.
 
 Why: ONNX Runtime's CPU ``ConvTranspose`` kernel is a GEMM followed by col2im, about 2.5x slower
-per FLOP than its ``Conv``. On unet_256 at 256² it took 64 % of the fp32 graph's time. Its int8
-quantiser also has no ``ConvTranspose`` kernel, so those layers stayed in float. As ``Conv`` they
-run on the fast path and quantise too.
-
-Two layouts are offered. ``"phases"`` runs one conv per phase, each with only its own taps, so
-the FLOPs equal the transposed conv's. ``"fused"`` runs one conv that writes all phases. It has
-zero taps where a phase has none (2.25x the FLOPs for k4 s2 p1), but it is a single big GEMM.
+per FLOP than its ``Conv`` (64 % of the fp32 graph's time on unet_256 at 256²), and its int8
+quantiser has no ``ConvTranspose`` kernel. As ``Conv`` those layers run on the fast path and
+quantise too. The two layouts are described at :class:`SubPixelConvTranspose2d`.
 """
 
 from __future__ import annotations
@@ -55,7 +50,12 @@ def _phase_taps(kernel: int, stride: int, padding: int) -> list[list[tuple[int, 
 
 class SubPixelConvTranspose2d(nn.Module):
     """The same function as the given ``ConvTranspose2d`` (see :func:`supports_subpixel`), built
-    from ``Conv2d`` + ``pixel_shuffle``; ``layout`` is ``"phases"`` or ``"fused"``."""
+    from ``Conv2d`` + ``pixel_shuffle``; ``layout`` is ``"phases"`` or ``"fused"``.
+
+    ``"phases"`` runs one conv per phase, each with only its own taps, so the FLOPs equal the
+    transposed conv's. ``"fused"`` runs one conv that writes all phases: it has zero taps where a
+    phase has none (2.25x the FLOPs for k4 s2 p1), but it is a single big GEMM.
+    """
 
     def __init__(self, deconv: nn.ConvTranspose2d, layout: str = "phases"):
         super().__init__()

@@ -9,8 +9,7 @@
   :func:`advseg_sdk.runtime.detect_device` reports them, so the runtime compares like with like),
   TensorRT and CUDA versions, the profile.
 
-Not verified here: TensorRT cannot be installed on our CPU machines. The import is guarded and
-fails with :class:`TensorRTUnavailableError` naming what to install.
+The import is guarded and fails with :class:`TensorRTUnavailableError` naming what to install.
 """
 
 from __future__ import annotations
@@ -186,8 +185,6 @@ def build_engine(
     ``timing_cache``: loaded if the file exists (a cache from another GPU/version is ignored with a
     warning) and saved back after the build. ``hardware_compatible`` builds an engine that runs on
     any Ampere-or-newer GPU (slower; recorded as ``hardware_compatible``).
-
-    Not verified here (no TensorRT on our machines).
     """
     trt, dev = require_tensorrt()
     from advseg_sdk.files import atomic_write_bytes

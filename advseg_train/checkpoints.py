@@ -1,39 +1,15 @@
 """Checkpoint formats: the one module that knows official key layouts and our own file format.
 
-Layouts read (after stripping a DDP ``module.`` / ``torch.compile`` ``_orig_mod.`` prefix and
-dropping old InstanceNorm buffers, see :func:`drop_instance_norm_buffers`):
-
-============================  ==========================================================
-layout name                   recognised by
-============================  ==========================================================
-``resnet_flat``               ``model.<i>.conv_block.*``, no ``model_decode``: stock
-                              pytorch-CycleGAN-and-pix2pix ResnetGenerator, and ours.
-``advsegloss_resnet_split``   ``model_decode.*`` / ``model_out.*`` (+ unused ``model_fc*``):
-                              the AdvSegLoss ResnetGenerator. Remapped to ``resnet_flat``:
-                              ``model_decode.j`` → ``model.(10+n+j)``, ``model_out.1`` →
-                              ``model.(17+n)``; ``model_fc*`` keys are dropped.
-``unet``                      ``model.model.*`` (same in both codebases and ours).
-``nlayer_discriminator``      ``model.0.weight`` with a 4×4 kernel (PatchGAN).
-``pixel_discriminator``       ``net.0.weight`` with a 1×1 kernel (PixelGAN).
-============================  ==========================================================
-
-Ours on disk: a ``.safetensors`` file whose metadata holds ``advseg_format`` =
-``generator/1`` or ``discriminator/1`` and ``config`` = the config as JSON, tensors in the
-layouts above. Sources may also be ``.pth``/``.pt`` files (read with
-``torch.load(weights_only=True)``, never executing code), state dicts, or training checkpoint
+Sources: our ``.safetensors`` files (metadata ``advseg_format`` = ``generator/1`` or
+``discriminator/1`` and ``config`` = the config as JSON), ``.pth``/``.pt`` files (read with
+``torch.load(weights_only=True)``, never executing code), state dicts, and training checkpoint
 dicts: advseg-train's ``{"model": {"nets": {"G_A": {...}, "D_A": {...}}}, "generator": {"name":
 "G_A", "config": {...}}}``, or flat ones such as ``{"generator": {...}, "generator_config":
-{...}}`` (``key=`` picks the entry; without it common names are tried).
-
-Dropout: our forward draws dropout masks in the same order as the official forward, so under the
-same RNG state train-mode outputs are identical (checked against the official classes on CPU);
-the masks of a past official run cannot be reproduced, as its RNG state is unknown.
-
-What the weights cannot tell (pass as overrides): ``norm="none"`` versus ``"instance"`` (neither
-stores norm tensors; ``instance`` is assumed), ``use_dropout`` of a U-Net (Dropout has no
-weights and, in the U-Net, shifts no index; ``False`` is assumed), ``use_sigmoid`` of a
-discriminator (``False`` is assumed). ResNet dropout *is* inferred: it shifts the second block
-conv from ``conv_block.5`` to ``conv_block.6``.
+{...}}`` (``key=`` picks the entry; without it common names are tried). DDP ``module.`` and
+``torch.compile`` ``_orig_mod.`` prefixes and old InstanceNorm buffers are dropped; the key
+layouts read are listed at :func:`detect_layout`. The architecture is inferred from the weights
+(:func:`generator_state_and_config`); :mod:`advseg_train.networks` builds the module and
+:func:`load_checked` loads the weights into it.
 """
 
 from __future__ import annotations
@@ -229,7 +205,22 @@ def drop_instance_norm_buffers(sd: Mapping[str, torch.Tensor]) -> tuple[StateDic
 
 
 def detect_layout(sd: Mapping[str, torch.Tensor]) -> str:
-    """Name the key layout of a (prefix-stripped) state dict; see the module docstring."""
+    """Name the key layout of a (prefix-stripped) state dict:
+
+    ============================  ==========================================================
+    layout name                   recognised by
+    ============================  ==========================================================
+    ``resnet_flat``               ``model.<i>.conv_block.*``, no ``model_decode``: stock
+                                  pytorch-CycleGAN-and-pix2pix ResnetGenerator, and ours.
+    ``advsegloss_resnet_split``   ``model_decode.*`` / ``model_out.*`` (+ unused ``model_fc*``):
+                                  the AdvSegLoss ResnetGenerator. Remapped to ``resnet_flat``:
+                                  ``model_decode.j`` → ``model.(10+n+j)``, ``model_out.1`` →
+                                  ``model.(17+n)``; ``model_fc*`` keys are dropped.
+    ``unet``                      ``model.model.*`` (same in both codebases and ours).
+    ``nlayer_discriminator``      ``model.0.weight`` with a 4×4 kernel (PatchGAN).
+    ``pixel_discriminator``       ``net.0.weight`` with a 1×1 kernel (PixelGAN).
+    ============================  ==========================================================
+    """
     keys = list(sd)
     if any(k.startswith(("model_decode.", "model_out.")) for k in keys):
         return "advsegloss_resnet_split"
@@ -471,14 +462,20 @@ def _state_and_config(
 def generator_state_and_config(
     source: Any, *, key: str | None = None, **overrides: Any
 ) -> tuple[GeneratorConfig, StateDict, str]:
-    """Read any supported generator source into ``(config, state dict in our layout, layout)``."""
+    """Read any supported generator source into ``(config, state dict in our layout, layout)``.
+
+    What the weights cannot tell (pass as overrides): ``norm="none"`` versus ``"instance"``
+    (neither stores norm tensors; ``instance`` is assumed) and ``use_dropout`` of a U-Net (Dropout
+    has no weights and shifts no index there; ``False`` is assumed). ResNet dropout *is*
+    inferred: it shifts the second block conv from ``conv_block.5`` to ``conv_block.6``."""
     return _state_and_config(source, key, overrides, "generator")
 
 
 def discriminator_state_and_config(
     source: Any, *, key: str | None = None, **overrides: Any
 ) -> tuple[DiscriminatorConfig, StateDict, str]:
-    """Read any supported discriminator source into ``(config, state dict, layout)``."""
+    """Read any supported discriminator source into ``(config, state dict, layout)``;
+    ``use_sigmoid`` is not in the weights (``False`` unless given as an override)."""
     return _state_and_config(source, key, overrides, "discriminator")
 
 

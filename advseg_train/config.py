@@ -1,21 +1,13 @@
 """Training configuration: dataclasses, presets, YAML loading and dotted overrides.
 
-A :class:`TrainConfig` is built in layers, later ones winning::
+A :class:`TrainConfig` is built in layers, later ones winning, merged through OmegaConf
+structured configs (which refuse unknown keys and convert values to the annotated types)::
 
     defaults  ->  preset (``--preset`` or ``preset:`` in the YAML)  ->  YAML file  ->  ``--set a.b=c``
 
 >>> cfg = resolve_config(preset="official-cyclegan", overrides=["model.ngf=8", "data.root=/data"])
 
-Presets (see :data:`PRESETS`):
-
-* ``official-cyclegan`` / ``official-pix2pix``: the official AdvSegLoss defaults
-  (``docs/official-behaviour.md`` §1), segmentation variant ``both`` with
-  λ_Seg = 10 / 100 and the paper's Panoptic FPN segmenter. ``seg.grad`` stays ``soft`` (our fix);
-  add ``--seg-grad hard`` for the released behaviour (no gradient to G).
-* ``paper`` / ``paper-pix2pix``: the paper's objective L = wg·LG + wb·LB + wm·LM with
-  wg = wb = wm = 1 literally (λ_Seg = 1), soft maps.
-* ``demo``: a tiny Pix2Pix (resnet_6blocks, ngf 16) at 128² over the cached real photos with HED
-  sketches and the ISNet fg/bg segmenter; minutes on 2 CPU cores.
+The presets are described at :data:`PRESETS`.
 """
 
 from __future__ import annotations
@@ -302,6 +294,16 @@ def _demo() -> TrainConfig:
     return cfg
 
 
+#: Presets by name:
+#:
+#: * ``official-cyclegan`` / ``official-pix2pix``: the official AdvSegLoss defaults
+#:   (``docs/official-behaviour.md`` §1), segmentation variant ``both`` with λ_Seg = 10 / 100 and
+#:   the paper's Panoptic FPN segmenter. ``seg.grad`` stays ``soft`` (our fix); add
+#:   ``--seg-grad hard`` for the released behaviour (no gradient to G).
+#: * ``paper`` / ``paper-pix2pix``: the paper's objective L = wg·LG + wb·LB + wm·LM with
+#:   wg = wb = wm = 1 literally (λ_Seg = 1), soft maps.
+#: * ``demo``: a tiny Pix2Pix (resnet_6blocks, ngf 16) at 128² over the cached real photos with
+#:   HED sketches and the ISNet fg/bg segmenter; minutes on 2 CPU cores.
 PRESETS: dict[str, Callable[[], TrainConfig]] = {
     "official-cyclegan": _official_cyclegan,
     "official-pix2pix": _official_pix2pix,

@@ -4,17 +4,15 @@ Layouts (``DataConfig.mode``):
 
 * ``unaligned`` (CycleGAN): ``root/<phase>A`` (sketches) and ``root/<phase>B`` (colour), any
   names; length ``max(|A|, |B|)``; A by index, B random (or by index with ``serial_batches``).
-* ``aligned`` (Pix2Pix): either folders ``root/A[/<phase>]`` + ``root/B[/<phase>]`` whose files
-  pair by name (stem), or side-by-side AB images in ``root/<phase>`` (or ``root``), split at w/2.
-* ``photos``: colour photos only (``root``, default the cached real photos); the sketch A of
-  each photo is made on the fly (HED + post-processing, XDoG or Canny) and cached on disk,
-  keyed by the photo's sha256, the method and the size.
+* ``aligned`` (Pix2Pix): folders ``root/A[/<phase>]`` + ``root/B[/<phase>]`` whose files pair by
+  name (stem), or side-by-side AB images in ``root/<phase>`` (or ``root``), split at w/2.
+* ``photos``: colour photos only (``root``, default the cached real photos); each photo's sketch
+  is made on the fly (HED + post-processing, XDoG or Canny) and cached on disk by sha256, method, size.
 
-Augmentation (official, ``preprocess="resize_and_crop"``): bicubic resize to
-``load_size``², random ``crop_size`` crop, horizontal flip, then [-1, 1]. Paired data share
-one crop and flip. Randomness comes from a generator seeded by ``(seed, epoch, index)``, so
-an item is the same whatever the worker count and after a resume; the sampler yields
-``(epoch, index)`` keys for that.
+Augmentation (official ``resize_and_crop``): bicubic resize to ``load_size``², random
+``crop_size`` crop, horizontal flip, then [-1, 1]; paired data share one crop and flip. The
+randomness is seeded by ``(seed, epoch, index)``, so an item is the same whatever the worker
+count and after a resume; the sampler yields those ``(epoch, index)`` keys.
 """
 
 from __future__ import annotations

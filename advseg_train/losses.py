@@ -6,17 +6,13 @@ Objective of the generator (paper: L = wg·LG + wb·LB + wm·LM)::
 
 ``LG`` is the baseline GAN objective (CycleGAN: GAN + cycle + identity; Pix2Pix: GAN + L1),
 ``LB`` / ``LM`` the generator-side GAN losses of the binary / multi-class segmentation
-discriminators (D_B, D_M). The official code multiplies the segmentation terms by λ_Seg
-(10 CycleGAN, 100 Pix2Pix; official-behaviour.md §3-4) with wg = wb = wm = 1; the paper writes
-the weights as wg, wb, wm = 1. ``lambda_seg`` keeps both readings expressible.
+discriminators (D_B, D_M). The official code scales the segmentation terms by λ_Seg (10 CycleGAN,
+100 Pix2Pix; official-behaviour.md §3-4) with wg = wb = wm = 1; ``lambda_seg`` keeps both readings.
 
-Gradient modes (official-behaviour.md §6):
-
-* ``soft``: the segmenter runs with autograd on ``fake_B`` and the maps are its class
-  probabilities, so LB / LM train the generator. Only the discriminators' *parameters* are
-  frozen during the G step.
-* ``hard``: the released behaviour — one-hot maps under ``no_grad``; LB / LM add a constant to
-  the G loss and the generator's gradient is bit-identical to ``lambda_seg = 0``.
+Gradient modes (official-behaviour.md §6): ``soft``: the segmenter runs with autograd on
+``fake_B`` and its class probabilities are the maps, so LB / LM train the generator (only the
+discriminators' parameters are frozen during the G step). ``hard``: the released behaviour,
+one-hot maps under ``no_grad``; the generator's gradient is bit-identical to ``lambda_seg = 0``.
 """
 
 from __future__ import annotations

@@ -8,18 +8,7 @@ Step order, losses, pools and optimisers follow the official AdvSegLoss code
 * Pix2Pix: forward (fake_B; segment fake_B and real_B) → D and D_seg step (conditional on
   real_A, segmentation Ds on real_B) → G step with every D frozen (GAN + L1 + segmentation).
 
-Deliberate, documented differences:
-
-* Segmentation maps can be soft (``seg.grad="soft"``, default): the generator gets their
-  gradient. ``"hard"`` is the released behaviour (no gradient; official-behaviour.md §6).
-* The segmentation discriminators draw their history from one pool of generated *images*
-  (the maps are recomputed from a drawn image; the segmenter is frozen and deterministic, so
-  this equals pooling maps), instead of two pools of 135-channel maps. Pools use their own RNG.
-* Each loss is checked for NaN/Inf before any optimiser step that would use it
-  (:class:`NonFiniteLossError`). CycleGAN therefore evaluates the D losses before the G update,
-  which computes exactly what the official order does (the D losses depend neither on the G
-  update nor on each other). In Pix2Pix the G loss needs the updated D, so a non-finite G loss
-  found after a finite D loss leaves that D update applied.
+The deliberate differences from the official code are listed at :class:`GANModel`.
 """
 
 from __future__ import annotations
@@ -82,7 +71,21 @@ def _check_finite(terms: Mapping[str, torch.Tensor], phase: str) -> None:
 
 
 class GANModel(nn.Module):
-    """Shared machinery: networks, optimisers, schedules, pools, AMP, DDP/compile wrappers."""
+    """Shared machinery: networks, optimisers, schedules, pools, AMP, DDP/compile wrappers.
+
+    Deliberate, documented differences from the official code:
+
+    * Segmentation maps can be soft (``seg.grad="soft"``, default): the generator gets their
+      gradient. ``"hard"`` is the released behaviour (no gradient; official-behaviour.md §6).
+    * The segmentation discriminators draw their history from one pool of generated *images*
+      (the maps are recomputed from a drawn image; the segmenter is frozen and deterministic, so
+      this equals pooling maps), instead of two pools of 135-channel maps. Pools use their own RNG.
+    * Each loss is checked for NaN/Inf before any optimiser step that would use it
+      (:class:`NonFiniteLossError`). CycleGAN therefore evaluates the D losses before the G
+      update, which computes exactly what the official order does (the D losses depend neither on
+      the G update nor on each other). In Pix2Pix the G loss needs the updated D, so a non-finite
+      G loss found after a finite D loss leaves that D update applied.
+    """
 
     generator_name = "G"
     optimizer_groups: dict[str, tuple[str, ...]] = {}

@@ -1,45 +1,16 @@
 """Generator and discriminator networks of the CycleGAN / pix2pix / AdvSegLoss family.
 
-Written from the architecture descriptions (see ``docs/official-behaviour.md`` §1–2);
-they compute the same functions as the official modules and load their checkpoints through
-:mod:`advseg_train.checkpoints`.
+Written from the architecture descriptions (``docs/official-behaviour.md`` §1–2): they compute the
+same functions as the official modules, in the stock pytorch-CycleGAN-and-pix2pix state-dict key
+layout (flat ``model.<i>`` ResnetGenerator, nested ``model.model.<i>`` UnetGenerator, ``model.<i>``
+PatchGAN, ``net.<i>`` PixelGAN). Norm positions always hold a module (``nn.Identity`` for
+``none``), so key indices never depend on the norm. Dropout masks are drawn in the official order,
+so under the same RNG state train-mode outputs equal the official ones.
 
-Architectures
--------------
-Generators (``GeneratorConfig.arch``):
-
-* ``resnet_9blocks`` / ``resnet_6blocks`` – ResnetGenerator: 7×7 stem, two stride-2 convs,
-  n residual blocks (reflect padding, optional Dropout(0.5)), two transposed convs, 7×7 head, tanh.
-  Fully convolutional; height and width must be multiples of 4.
-  The official AdvSegLoss class also runs an unused ``model_fc_prep``/``model_fc`` branch on every
-  forward and throws its result away; ours does not build or compute it.
-* ``unet_128`` / ``unet_256`` – UnetGenerator with 7 / 8 down-samplings; inputs must be
-  128×128 / 256×256 (more generally a multiple of ``2**num_downs``). Dropout(0.5), if enabled,
-  sits in the ``num_downs - 5`` inner ngf·8 blocks.
-
-Discriminators (``DiscriminatorConfig.arch``): ``basic`` (PatchGAN, 3 layers), ``n_layers``
-(PatchGAN with ``n_layers``), ``pixel`` (1×1 PixelGAN).
-
-Norms: ``instance`` = ``InstanceNorm2d(affine=False, track_running_stats=False)``;
-``batch`` = ``BatchNorm2d(affine=True)``; ``none`` = identity. Convolutions that feed a norm
-carry a bias unless the norm is ``batch`` (the official rule; for ``none`` a bias is the only
-sensible choice).
-
-State-dict key layout ("ours")
-------------------------------
-Our modules use the stock pytorch-CycleGAN-and-pix2pix layout, which is the one most other
-tools understand:
-
-* ResnetGenerator: one flat ``nn.Sequential`` named ``model``; for n blocks the stem convs are
-  ``model.1/4/7``, blocks ``model.10 … model.(9+n)`` (``conv_block.1`` and ``conv_block.5``, or
-  ``conv_block.6`` when dropout is on), transposed convs ``model.(10+n)`` / ``model.(13+n)`` and
-  the head ``model.(17+n)`` (``model.26`` for 9 blocks). Norms follow their conv (index + 1).
-* UnetGenerator: the nested ``model.model.<i>`` layout shared by both official codebases.
-* NLayerDiscriminator: ``model.<i>``; PixelDiscriminator: ``net.<i>``.
-
-Norm positions always hold a module (``nn.Identity`` for ``none``), so indices never depend
-on the norm. Our saved files are safetensors (:func:`save_generator`); the loaders accept
-official ``.pth`` files as well (:func:`load_generator`).
+Norms: ``instance`` = ``InstanceNorm2d(affine=False, track_running_stats=False)``; ``batch`` =
+``BatchNorm2d(affine=True)``; ``none`` = identity. Convolutions that feed a norm carry a bias
+unless the norm is ``batch`` (the official rule). Architectures are named in
+:mod:`advseg_train.archs`; :mod:`advseg_train.checkpoints` reads official ``.pth`` files and ours.
 """
 
 from __future__ import annotations
@@ -128,7 +99,14 @@ class ResnetBlock(nn.Module):
 
 
 class ResnetGenerator(nn.Module):
-    """Johnson-style ResNet generator (CycleGAN's G), without AdvSegLoss's unused fc branch."""
+    """Johnson-style ResNet generator (CycleGAN's G): 7×7 stem, two stride-2 convs, n residual
+    blocks, two transposed convs, 7×7 head, tanh. Fully convolutional; H and W multiples of 4.
+
+    Keys for n blocks: stem convs ``model.1/4/7``, blocks ``model.10 … model.(9+n)``
+    (``conv_block.1`` and ``conv_block.5``, or ``conv_block.6`` with dropout), transposed convs
+    ``model.(10+n)`` / ``model.(13+n)``, head ``model.(17+n)``; each norm follows its conv.
+    AdvSegLoss's class also computes an unused ``model_fc_prep``/``model_fc`` branch on every
+    forward and throws the result away; this one does not build it."""
 
     n_downsampling = 2
 
@@ -213,7 +191,9 @@ class UnetSkipBlock(nn.Module):
 
 
 class UnetGenerator(nn.Module):
-    """pix2pix U-Net: ``num_downs`` stride-2 levels (7 → 128², 8 → 256² inputs)."""
+    """pix2pix U-Net: ``num_downs`` stride-2 levels (7 → 128², 8 → 256² inputs; more generally
+    multiples of ``2**num_downs``). Dropout(0.5), if enabled, sits in the ``num_downs - 5`` inner
+    ngf·8 blocks."""
 
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()

@@ -1,9 +1,6 @@
-"""The training loop: ``train(config) -> RunResult``.
-
-Read top to bottom: set up (device, DDP, seeds, data, model), maybe resume, then epochs of
-steps with logging, sample grids, periodic checkpoints, and the final generator.
-
-Run directory (``run.out``)::
+"""The training loop: ``train(config) -> RunResult``: set up (device, DDP, seeds, data, model),
+maybe resume, then epochs of steps with logging, sample grids, periodic checkpoints, and the
+final generator. Run directory (``run.out``)::
 
     config.yaml                 resolved configuration
     checkpoints/latest.pt       every run.checkpoint_every steps, each epoch end, at the end
@@ -13,9 +10,8 @@ Run directory (``run.out``)::
     samples/step_NNNNNNN.png    sketch | fake | real | seg(real) | seg(fake)
     generator.safetensors       the final A→B generator (feeds ``advseg-export``)
 
-Distributed: launched by ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) the loop uses
-DDP (gloo on CPU, nccl on CUDA) with a :class:`~advseg_train.data.ResumableSampler`; rank 0
-alone logs and writes files.
+Launched by ``torchrun`` (``WORLD_SIZE`` > 1) the loop uses DDP (gloo on CPU, nccl on CUDA)
+with a :class:`~advseg_train.data.ResumableSampler`; rank 0 alone logs and writes files.
 """
 
 from __future__ import annotations

@@ -3,18 +3,10 @@
 The weights are the uint8 TFLite model vendored in ``data/deeplabv3_mnv2_pascal/`` (Apache-2.0,
 Google, from google-coral/test_data; licence and attribution beside it). It is read with the
 ``tflite`` flatbuffer reader: every tensor and its quantisation (scale, zero point) is read and
-dequantised to float32 ``(q - zero_point) * scale``; nothing is executed. The PyTorch network
-below is the same graph in float: MobileNetV2 (depth 1.0, output stride 16: the last strided
-block keeps stride 1 and the blocks after it use dilation 2), BatchNorm folded into every
-convolution, an ASPP-lite head (1x1 branch + image pooling), 1x1 logits at stride 16 and a
-bilinear (``align_corners=True``) resize to the input size, as the TFLite graph does before its
-ArgMax. TensorFlow's ``SAME`` padding is reproduced for every input size, so the network runs at
-any size, not only at the file's 513x513; the image pooling branch is a global average.
-
-The segmenter's probabilities are the softmax of the resized logits, computed in float32 with
-autocast off (the network itself may run in bf16/fp16), differentiable w.r.t. the input image.
-Being a float port of a quantised model, its argmax agrees with the reference interpreter on
-most pixels, not all (the test measures it at 513x513 on real photos).
+dequantised to float32 ``(q - zero_point) * scale``; nothing is executed.
+:class:`DeepLabV3MobileNetV2` is the same graph in float. Being a float port of a quantised
+model, its argmax agrees with the reference interpreter on most pixels, not all (the test
+measures it at 513x513 on real photos).
 """
 
 from __future__ import annotations
@@ -279,7 +271,17 @@ MOBILENETV2_OS16 = (
 
 class DeepLabV3MobileNetV2(_QuantMixin, nn.Module):
     """The TFLite graph in float: ``forward(x)`` maps [-1, 1] RGB (B,3,H,W) to 21-class logits at
-    stride 16 (B,21,ceil(H/16),ceil(W/16))."""
+    stride 16 (B,21,ceil(H/16),ceil(W/16)).
+
+    MobileNetV2 (depth 1.0, output stride 16: the last strided block keeps stride 1 and the
+    blocks after it use dilation 2), BatchNorm folded into every convolution, an ASPP-lite head
+    (1x1 branch + image pooling), 1x1 logits at stride 16. TensorFlow's ``SAME`` padding is
+    reproduced for every input size, so the network runs at any size, not only at the file's
+    513x513; the image pooling branch is a global average. The segmenter resizes the logits
+    bilinearly (``align_corners=True``) to the input size, as the TFLite graph does before its
+    ArgMax; its probabilities are their softmax, computed in float32 with autocast off (the
+    network itself may run in bf16/fp16), differentiable w.r.t. the input image.
+    """
 
     def __init__(self, num_classes: int = len(VOC_CLASSES)) -> None:
         super().__init__()

@@ -1,23 +1,18 @@
 """The paper's segmenter: detectron2 Panoptic FPN R-50 3x trained on COCO panoptic.
 
-detectron2 is not on PyPI and is imported lazily; the weights (``model_final_c10459.pkl``)
-come from the user's machine. Neither is available on our build machines, so the code that
-drives detectron2 (:class:`Detectron2PanopticSegmenter`) is written against detectron2's
-documented API and NOT run here; the pure-torch parts (soft combination, mask pasting, the
-official panoptic -> label decoding, the safe .pkl reader) are tested without it.
+detectron2 (not on PyPI) is imported lazily; the weights (``model_final_c10459.pkl``) come from
+the user's machine. The pure-torch parts (soft combination, mask pasting, label decoding, the
+safe .pkl reader) work without detectron2.
 
-Input (official-behaviour.md §5): [-1, 1] RGB -> BGR, ``(x + 1) / 2 * 255``, no resize, the
-model runs at the generator's resolution; thresholds 0.4 (RetinaNet, ROI heads, panoptic
-combine instance confidence), detectron2's default STUFF_AREA_LIMIT 4096.
+Input (official-behaviour.md §5): [-1, 1] RGB -> BGR, ``(x + 1) / 2 * 255``, at the generator's
+resolution; thresholds 0.4 (RetinaNet, ROI heads, panoptic combine), STUFF_AREA_LIMIT 4096.
 
-* soft (``forward``): per-pixel probabilities over our 133 COCO classes, from one differentiable
-  pass without ``no_grad``: thing class c gets ``Σ_{i: class c} score_i · mask_i`` (mask_i the
-  instance's soft 28x28 mask pasted into its box), stuff class s gets the semantic head's
-  softmax probability of stuff label s (1..53; label 0 is detectron2's merged "things"),
-  normalised per pixel with a small void epsilon (``base.normalise_mass``).
-* hard (``labels``): the official decoding, ``model(inputs)`` -> ``panoptic_seg`` +
-  ``segments_info``: thing category c -> class c, stuff semantic label s -> class 79 + s,
-  unassigned pixels -> -1. With ``maps`` that gives exactly the official 3 / 135-channel maps.
+* soft (``forward``): per-pixel probabilities over our 133 COCO classes from one differentiable
+  pass: thing class c gets ``Σ_{i: class c} score_i · mask_i`` (the instance's soft 28x28 mask
+  pasted into its box), stuff class s the semantic head's softmax probability of stuff label s
+  (1..53; label 0 is detectron2's merged "things"), normalised per pixel (``base.normalise_mass``).
+* hard (``labels``): the official decoding: thing category c -> class c, stuff semantic label s
+  -> class 79 + s, unassigned pixels -> -1; with ``maps`` exactly the official 3 / 135-channel maps.
 """
 
 from __future__ import annotations

@@ -1,22 +1,17 @@
 """Mask2Former / OneFormer COCO-panoptic segmenters through ``transformers``.
 
 Per-pixel class probabilities, Mask2Former's semantic inference made differentiable:
-
-    P(k | pixel) ∝ Σ_q softmax(class_logits_q)[k] · sigmoid(mask_logits_q(pixel)),   k < K
-
-(the last class column, "no object", is dropped; mask logits are upsampled bilinearly to the
-output size before the sigmoid). The sum over classes of that mass is ~1 where the model is
-sure and small where no query covers a pixel ("void"). Normalisation adds a small ``void_eps``:
-``P = (mass_k + eps/K) / (Σ_k mass_k + eps)``, so void pixels tend to a uniform distribution
-instead of amplifying noise; ``labels()`` can mark pixels whose mass is below
-``void_threshold`` as unassigned (-1), like the official map's empty pixels.
+``P(k | pixel) ∝ Σ_q softmax(class_logits_q)[k] · sigmoid(mask_logits_q(pixel))``, k < K (the
+"no object" column is dropped; mask logits are upsampled bilinearly to the output size before
+the sigmoid). Where no query covers a pixel ("void") the mass is small; normalisation adds
+``void_eps``: ``P = (mass_k + eps/K) / (Σ_k mass_k + eps)``, so void pixels tend to a uniform
+distribution, and ``labels()`` can mark pixels with mass below ``void_threshold`` as -1.
 
 Checkpoints come from the user's machine (``from_pretrained(local_dir)``, never a hub
-download here), e.g. ``facebook/mask2former-swin-large-coco-panoptic`` or
-``shi-labs/oneformer_coco_swin_large`` fetched with
-``huggingface-cli download <repo> --local-dir <dir>``. OneFormer also needs the task prompt
-"the task is panoptic" as token ids: taken from the checkpoint's tokenizer, or given directly
-as ``task_token_ids`` (the tokenizer-free path the tests use).
+download), e.g. ``facebook/mask2former-swin-large-coco-panoptic`` or
+``shi-labs/oneformer_coco_swin_large`` fetched with ``huggingface-cli download <repo>
+--local-dir <dir>``. OneFormer also needs the task prompt "the task is panoptic" as token ids:
+from the checkpoint's tokenizer, or given as ``task_token_ids`` (tokenizer-free).
 """
 
 from __future__ import annotations

@@ -1,23 +1,9 @@
 """ISNet (DIS, "IS-Net") salient-object segmenter: a PyTorch port loading the real ONNX weights.
 
 The architecture follows the ONNX graph of asset ``isnet-fp16`` (read with the ``onnx`` package;
-the graph is the spec):
-
-* ``conv_in``: 3x3 conv, stride 2, 3 -> 64 (with bias, no BN, no ReLU);
-* encoder RSU7(64,32,64) -> pool -> RSU6(64,32,128) -> pool -> RSU5(128,64,256) -> pool ->
-  RSU4(256,128,512) -> pool -> RSU4F(512,256,512) -> pool -> RSU4F(512,256,512);
-* decoder: upsample the deeper output to the skip's size, concatenate, RSU4F(1024,256,512),
-  RSU4(1024,128,256), RSU5(512,64,128), RSU6(256,32,64), RSU7(128,16,64);
-* six 3x3 side convs (side1 on the finest decoder stage ... side6 on the bottleneck), each
-  upsampled to the input size and passed through a sigmoid. ``side1`` is the main output.
-
-Every "REBNCONV" is conv 3x3 (dilation d, padding d) + ReLU; the export folded BatchNorm into
-the conv weights and biases, so there is no BN here (exact for a frozen network). Max pools
-are 2x2 stride 2 with ``ceil_mode=True``; upsampling is bilinear with half-pixel centres
-(``align_corners=False``). Input normalisation (outside the graph): RGB ``x/255 - 0.5``; for
-our [-1, 1] images that is simply ``x / 2``.
-
-The ONNX model itself only runs at 1024²; this port runs at any size.
+the graph is the spec), see :class:`ISNetDIS`. The ONNX model itself only runs at 1024²; this
+port runs at any size. Input normalisation (outside the graph): RGB ``x/255 - 0.5``; for our
+[-1, 1] images that is simply ``x / 2``.
 """
 
 from __future__ import annotations
@@ -110,7 +96,21 @@ class RSU4F(nn.Module):
 
 
 class ISNetDIS(nn.Module):
-    """The ISNet (DIS) network. ``forward`` returns the 6 side-output logits at input size."""
+    """The ISNet (DIS) network. ``forward`` returns the 6 side-output logits at input size.
+
+    * ``conv_in``: 3x3 conv, stride 2, 3 -> 64 (with bias, no BN, no ReLU);
+    * encoder RSU7(64,32,64) -> pool -> RSU6(64,32,128) -> pool -> RSU5(128,64,256) -> pool ->
+      RSU4(256,128,512) -> pool -> RSU4F(512,256,512) -> pool -> RSU4F(512,256,512);
+    * decoder: upsample the deeper output to the skip's size, concatenate, RSU4F(1024,256,512),
+      RSU4(1024,128,256), RSU5(512,64,128), RSU6(256,32,64), RSU7(128,16,64);
+    * six 3x3 side convs (side1 on the finest decoder stage ... side6 on the bottleneck), each
+      upsampled to the input size and passed through a sigmoid. ``side1`` is the main output.
+
+    Every "REBNCONV" is conv 3x3 (dilation d, padding d) + ReLU; the export folded BatchNorm into
+    the conv weights and biases, so there is no BN here (exact for a frozen network). Max pools
+    are 2x2 stride 2 with ``ceil_mode=True``; upsampling is bilinear with half-pixel centres
+    (``align_corners=False``).
+    """
 
     def __init__(self) -> None:
         super().__init__()

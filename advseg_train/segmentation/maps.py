@@ -1,31 +1,17 @@
 """Segmentation maps fed to the segmentation discriminators (D_B binary, D_M multi-class).
 
-Two modes:
+Modes: ``"soft"`` (default in advseg): differentiable maps built from the class probabilities,
+so the generator receives the segmentation loss's gradient; ``"hard"`` (the released code):
+one-hot 0/1 maps under ``no_grad``, no gradient to the generator (official-behaviour.md §6).
 
-* ``"soft"`` (default in advseg): differentiable maps built from the class probabilities,
-  so the generator receives the segmentation loss's gradient.
-* ``"hard"`` (the released code): one-hot 0/1 float maps computed under ``no_grad`` and
-  detached — the generator gets no gradient from them (official-behaviour.md §6).
+Channel layouts (official-behaviour.md §5), the same in both modes: binary, 3 channels
+``[0, things, stuff]`` (for a fg/bg segmenter such as ISNet ``[0, P(fg), P(bg)]``); multi-class,
+``segmenter.multi_channels`` channels, class ``c`` at ``segmenter.multi_index[c]``: the official
+135-channel map for the 133 COCO-panoptic classes (things at 1..80, stuff at 82..134), else
+``[0, class 0, class 1, ...]``. Channel 0 is always empty (the official code never writes it).
 
-Both modes use the same channel layouts (official-behaviour.md §5):
-
-* binary, 3 channels ``[0, things, stuff]``. For a fg/bg segmenter (ISNet) foreground plays
-  "thing" and background "stuff": ``[0, P(fg), P(bg)]``.
-* multi-class, ``segmenter.multi_channels`` channels, class ``c`` at ``segmenter.multi_index[c]``.
-  For the 133 COCO-panoptic classes that is the official 135-channel map: things at 1..80,
-  stuff at 82..134. Otherwise ``[0, class 0, class 1, ...]`` (C + 1 channels; ``[0, fg, bg]``
-  for ISNet).
-
-Official quirks reproduced: channel 0 is always empty (the official code never writes it);
-channel 81 of the COCO map is always empty (detectron2's stuff label 0 is "things", never
-emitted); in hard mode, pixels assigned to no segment (label -1) are 0 in every channel.
-Detectron2 also drops stuff regions smaller than ``STUFF_AREA_LIMIT`` (4096 px): the
-detectron2 backend's ``labels()`` does that itself; for other backends pass
-``stuff_area_limit=4096`` to the hard maps to mimic it (off by default).
-
-Inputs: ``probs`` (B, C, H, W) floating point from ``segmenter(x)``, or — hard mode only —
-integer labels (B, H, W) from ``segmenter.labels(x)`` (the official discrete decoding where a
-backend has one; -1 = unassigned).
+Inputs: ``probs`` (B, C, H, W) floating point from ``segmenter(x)``, or (hard mode only)
+integer labels (B, H, W) from ``segmenter.labels(x)`` (-1 = unassigned).
 """
 
 from __future__ import annotations
@@ -117,7 +103,13 @@ def hard_labels(
     stuff_area_limit: int | None = None,
 ) -> torch.Tensor:
     """Argmax labels (B, H, W) int64; stuff classes covering fewer than ``stuff_area_limit``
-    pixels of an image become -1 (detectron2's panoptic combine rule)."""
+    pixels of an image become -1 (detectron2's panoptic combine rule).
+
+    detectron2 drops stuff regions smaller than ``STUFF_AREA_LIMIT`` (4096 px): its backend's
+    ``labels()`` does that itself; for other backends pass ``stuff_area_limit=4096`` to mimic it
+    (off by default). In hard maps, pixels of no segment (label -1) are 0 in every channel, and
+    channel 81 of the COCO map stays empty (detectron2's stuff label 0 is "things", never emitted).
+    """
     with torch.no_grad():
         labels = probs.detach().argmax(dim=1)
         if stuff_area_limit:
