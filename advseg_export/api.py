@@ -20,9 +20,10 @@ import errno
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -33,8 +34,8 @@ from .calibration import ArrayCalibrationReader, InputSet, calibration_inputs, p
 from .onnx_export import MIN_OPSET, ExportError, export_onnx
 from .parity import DEFAULT_THRESHOLDS, PARITY_CONVENTION, ParityResult, Threshold, compare
 from .precision import Int8Options, convert_fp16, norm_nodes, op_block_summary, quantize_int8
-from .tensorrt_build import ShapeProfile, build_engine, engine_file_name, require_tensorrt
 from .subpixel import subpixel_conv_transposes
+from .tensorrt_build import ShapeProfile, build_engine, engine_file_name, require_tensorrt
 
 __all__ = [
     "EXPORT_PRECISIONS",
@@ -220,10 +221,9 @@ def export_hed(
     """Export the HED edge detector (real BSDS500 weights, asset ``hed-bsds500``, or ``weights``)
     to a ``photo2sketch`` bundle: input RGB in [0, 1] (B,3,H,W) of any size, output the fused edge
     probability (B,1,H,W). ``options``/``option_fields`` as :func:`export_generator` (``calib``: photos)."""
-    from advseg_train.hed import load_hed
-
     from advseg_sdk.assets import asset_path
     from advseg_sdk.files import sha256_file
+    from advseg_train.hed import load_hed
 
     wpath = Path(weights) if weights is not None else asset_path("hed-bsds500")
     net = load_hed(wpath)

@@ -71,7 +71,8 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 @click.option("--sketch-method", type=click.Choice(["xdog", "hed"]), default="xdog", show_default=True,
               help="How parity/calibration sketches are made from the cached photos (generators).")
 @click.option("--instance-norm", type=click.Choice(["decomposed", "fused"]), default="decomposed",
-              show_default=True, help="How InstanceNorm is written in the graph (decomposed: accurate on ONNX Runtime CPU).")
+              show_default=True,
+              help="How InstanceNorm is written in the graph (decomposed: accurate on ONNX Runtime CPU).")
 @click.option("--min-shape", callback=_shape, metavar="NxCxHxW", help="TensorRT profile minimum shape.")
 @click.option("--opt-shape", callback=_shape, metavar="NxCxHxW", help="TensorRT profile optimal shape.")
 @click.option("--max-shape", callback=_shape, metavar="NxCxHxW", help="TensorRT profile maximum shape.")

@@ -20,8 +20,8 @@ import copy
 import io
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import onnx
 import torch
@@ -189,7 +189,9 @@ def graph_io_names(model: onnx.ModelProto) -> tuple[list[str], list[str]]:
 def _check_io(model: onnx.ModelProto, input_name: str, output_name: str, dyn_b: bool, dyn_hw: bool) -> None:
     ins, outs = graph_io_names(model)
     if ins != [input_name] or outs != [output_name]:
-        raise ExportError(f"exported graph has inputs {ins} and outputs {outs}; expected [{input_name!r}] -> [{output_name!r}]")
+        raise ExportError(
+            f"exported graph has inputs {ins} and outputs {outs}; expected [{input_name!r}] -> [{output_name!r}]"
+        )
     for which in ("input", "output"):
         dims = dynamic_dims(model, which)
         want = {0: dyn_b, 2: dyn_hw, 3: dyn_hw}

@@ -13,9 +13,9 @@ import logging
 import os
 import tempfile
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import onnx
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 __all__ = [
     "TRT_INSTALL_HINT",
@@ -78,7 +79,7 @@ class ShapeProfile:
 
     @classmethod
     def default(cls, channels: int = 3, fixed_size: tuple[int, int] | None = None,
-                size_multiple: int = 1, input: str = "input") -> "ShapeProfile":
+                size_multiple: int = 1, input: str = "input") -> ShapeProfile:
         """Batch 1..8; fixed-size nets at their size, others 64²..1024² with 256² optimal."""
         if fixed_size is not None:
             h, w = fixed_size
@@ -91,12 +92,16 @@ class ShapeProfile:
         for name in ("min", "opt", "max"):
             n, c, h, w = getattr(self, name)
             if c != channels:
-                raise ValueError(f"profile {name} shape {getattr(self, name)} has {c} channels; the network takes {channels}")
+                raise ValueError(
+                    f"profile {name} shape {getattr(self, name)} has {c} channels; the network takes {channels}"
+                )
             if fixed_size is not None and (h, w) != tuple(fixed_size):
                 raise ValueError(f"profile {name} shape {getattr(self, name)}: this network only runs at "
                                  f"{fixed_size[0]}x{fixed_size[1]}")
             if h % size_multiple or w % size_multiple:
-                raise ValueError(f"profile {name} shape {getattr(self, name)}: H and W must be multiples of {size_multiple}")
+                raise ValueError(
+                    f"profile {name} shape {getattr(self, name)}: H and W must be multiples of {size_multiple}"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return {"input": self.input, "min": list(self.min), "opt": list(self.opt), "max": list(self.max)}

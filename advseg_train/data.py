@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,7 +55,10 @@ class DataError(ValueError):
 def list_images(folder: Path, what: str) -> list[Path]:
     """Sorted image files directly in ``folder``; a clear error naming ``what`` if it is missing or empty."""
     return files.list_images(
-        folder, DataError, missing=f"{what}: folder not found: {{folder}}", empty=f"{what}: no images ({{suffixes}}) in {{folder}}"
+        folder,
+        DataError,
+        missing=f"{what}: folder not found: {{folder}}",
+        empty=f"{what}: no images ({{suffixes}}) in {{folder}}",
     )
 
 

@@ -15,7 +15,6 @@ unless the norm is ``batch`` (the official rule). Architectures are named in
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 

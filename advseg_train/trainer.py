@@ -84,7 +84,9 @@ def resolve_device(name: str, local_rank: int = 0, world: int = 1,
     if name == "cpu" or (name == "auto" and not avail):
         return torch.device("cpu")
     if not avail:
-        raise RuntimeError(f"run.device={name} but CUDA is not available (torch {torch.__version__}); use run.device=cpu")
+        raise RuntimeError(
+            f"run.device={name} but CUDA is not available (torch {torch.__version__}); use run.device=cpu"
+        )
     if world > 1:
         return torch.device("cuda", local_rank)
     if name.startswith("cuda:"):
@@ -99,7 +101,8 @@ def resolve_num_workers(requested: int | None, device: torch.device, cpus: int |
         return int(requested)
     if device.type != "cuda":
         return 0
-    cpus = cpus if cpus is not None else len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(8, cpus - 1))
 
 
@@ -211,9 +214,8 @@ def _checkpoint_state(cfg: TrainConfig, model: GANModel, epoch: int, it: int, st
 
 
 def _save_generator(model: GANModel, path: Path, cfg: TrainConfig, step: int) -> Path:
-    from .networks import save_generator
-
     from .config import to_dict
+    from .networks import save_generator
 
     # The resolved training config travels with the weights: advseg-export records it as provenance.
     save_generator(model.generator, path, extra_metadata={

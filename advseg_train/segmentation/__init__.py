@@ -14,7 +14,8 @@ detectron2. ``advseg_train.segmentation.maps`` turns probabilities into discrimi
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import maps
 from .base import Segmenter

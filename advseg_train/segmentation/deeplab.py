@@ -110,11 +110,15 @@ def _op_options(tfl: Any, kind: str, op: Any) -> dict[str, Any]:
     raw = op.BuiltinOptions()
     if raw is None:
         return {}
+    conv = ("Padding", "StrideH", "StrideW", "DilationHFactor", "DilationWFactor", "FusedActivationFunction")
     spec = {
-        "CONV_2D": (tfl.Conv2DOptions, ("Padding", "StrideH", "StrideW", "DilationHFactor", "DilationWFactor", "FusedActivationFunction")),
-        "DEPTHWISE_CONV_2D": (tfl.DepthwiseConv2DOptions, ("Padding", "StrideH", "StrideW", "DilationHFactor", "DilationWFactor", "FusedActivationFunction", "DepthMultiplier")),
+        "CONV_2D": (tfl.Conv2DOptions, conv),
+        "DEPTHWISE_CONV_2D": (tfl.DepthwiseConv2DOptions, (*conv, "DepthMultiplier")),
         "ADD": (tfl.AddOptions, ("FusedActivationFunction",)),
-        "AVERAGE_POOL_2D": (tfl.Pool2DOptions, ("Padding", "StrideH", "StrideW", "FilterHeight", "FilterWidth", "FusedActivationFunction")),
+        "AVERAGE_POOL_2D": (
+            tfl.Pool2DOptions,
+            ("Padding", "StrideH", "StrideW", "FilterHeight", "FilterWidth", "FusedActivationFunction"),
+        ),
         "RESIZE_BILINEAR": (tfl.ResizeBilinearOptions, ("AlignCorners", "HalfPixelCenters")),
         "CONCATENATION": (tfl.ConcatenationOptions, ("Axis", "FusedActivationFunction")),
     }.get(kind)
@@ -335,7 +339,9 @@ def _qparams(t: TFLiteTensor) -> QParams | None:
     return float(t.scale[0]), int(t.zero_point[0]) if t.zero_point is not None else 0
 
 
-def load_deeplab_tflite_weights(net: DeepLabV3MobileNetV2, path: str | os.PathLike = DEFAULT_TFLITE) -> DeepLabV3MobileNetV2:
+def load_deeplab_tflite_weights(
+    net: DeepLabV3MobileNetV2, path: str | os.PathLike = DEFAULT_TFLITE
+) -> DeepLabV3MobileNetV2:
     """Dequantise the TFLite file's weights into ``net``, checking the graph matches it: every
     convolution's scope, kind, shape, stride, dilation, padding and activation, in order."""
     graph = read_tflite(path)
@@ -350,14 +356,19 @@ def load_deeplab_tflite_weights(net: DeepLabV3MobileNetV2, path: str | os.PathLi
         if not w_t.name.startswith(scope + "/"):
             raise ValueError(f"{where}: the file has {w_t.name.split(';')[0]!r} here")
         o = op.options
-        got = (op.kind == "DEPTHWISE_CONV_2D", o["StrideH"], o["DilationHFactor"], _ACTIVATIONS.get(o["FusedActivationFunction"], "?"), o["Padding"])
+        act = _ACTIVATIONS.get(o["FusedActivationFunction"], "?")
+        got = (op.kind == "DEPTHWISE_CONV_2D", o["StrideH"], o["DilationHFactor"], act, o["Padding"])
         want = (mod.depthwise, mod.stride, mod.dilation, mod.act, 0)  # Padding 0 = SAME
         if got != want:
-            raise ValueError(f"{where}: (depthwise, stride, dilation, activation, padding) {got} in the file, {want} in the port")
+            raise ValueError(
+                f"{where}: (depthwise, stride, dilation, activation, padding) {got} in the file, {want} in the port"
+            )
         w = torch.from_numpy(w_t.dequantize())
         w = w.permute(3, 0, 1, 2) if mod.depthwise else w.permute(0, 3, 1, 2)  # TFLite OHWI / 1HWC -> OIHW
         if tuple(w.shape) != tuple(mod.conv.weight.shape):
-            raise ValueError(f"{where}: weight {tuple(w.shape)} in the file, {tuple(mod.conv.weight.shape)} in the port")
+            raise ValueError(
+                f"{where}: weight {tuple(w.shape)} in the file, {tuple(mod.conv.weight.shape)} in the port"
+            )
         with torch.no_grad():
             mod.conv.weight.copy_(w)
             mod.conv.bias.copy_(torch.from_numpy(b_t.dequantize()))
