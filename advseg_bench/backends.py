@@ -113,9 +113,11 @@ def precision_problem(backend: str, precision: str, device: str, kind: str,
         return "the end-to-end pipeline is the SDK's (ONNX Runtime / TensorRT engines in bundles); torch has none"
     if fam == "torch":
         if precision == "int8":
-            return "torch int8 is not a deployment path here (quantised models ship as the ONNX int8 artefact: ort-cpu/ort-trt)"
+            return ("torch int8 is not a deployment path here (quantised models ship as the ONNX int8 artefact: "
+                    "ort-cpu/ort-trt)")
         if precision == "fp16" and device == "cpu":
-            return "torch fp16 on CPU has no fast kernels (no AVX512-FP16/AMX here); bf16 autocast is the CPU low-precision path"
+            return ("torch fp16 on CPU has no fast kernels (no AVX512-FP16/AMX here); bf16 autocast is the CPU "
+                    "low-precision path")
         return None
     if precision == "bf16":
         return "bundles have no bf16 ONNX artefact (ONNX Runtime has no bf16 convolution kernels)"
@@ -132,6 +134,7 @@ def precision_problem(backend: str, precision: str, device: str, kind: str,
         return None if need in have else f"the bundle has no {need} artefact (has: {', '.join(have)})"
     if backend == "tensorrt":
         if kind == "pipeline":
-            return "the pipeline runs through the SDK's ONNX Runtime path here; native engines are benchmarked per model"
+            return ("the pipeline runs through the SDK's ONNX Runtime path here; native engines are benchmarked "
+                    "per model")
         return None if precision in have else f"the bundle has no {precision} artefact to build an engine from"
     return None

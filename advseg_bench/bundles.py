@@ -15,8 +15,9 @@ subject, and the manifest's parity figures are reported next to the timings inst
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any
 
 from .models import ModelSpec
 
@@ -96,6 +97,8 @@ def prepare_generator(spec: ModelSpec, precisions: Sequence[str], seed: int = 0,
 
     root = cache_dir()
     if spec.checkpoint is None and spec.bundle is None:
+        if spec.config is None:
+            raise ValueError(f"{spec.name}: no checkpoint, bundle or architecture to build")
         cfg = GeneratorConfig.from_dict(spec.config)
         d = root / f"{cfg.arch}-ngf{cfg.ngf}-{cfg.norm}-seed{seed}"
         ckpt = d / "generator.safetensors"
@@ -106,10 +109,12 @@ def prepare_generator(spec: ModelSpec, precisions: Sequence[str], seed: int = 0,
                            extra_metadata={"note": f"advseg-bench random init, seed {seed}"})
         spec.checkpoint = str(ckpt)
     if spec.checkpoint is not None and spec.config is None:
-        spec.config = load_generator(spec.checkpoint).config.to_dict()
+        net: Any = load_generator(spec.checkpoint)  # a generator module; .config is its GeneratorConfig
+        spec.config = net.config.to_dict()
     if spec.config:
         spec.arch = spec.config["arch"]
     if spec.bundle is None and export:
+        assert spec.checkpoint is not None  # set above when there is no bundle
         digest = sha256_file(spec.checkpoint)[:16]
         bundle = root / f"{spec.arch}-{digest}-x{exporter_tag()}.advseg"
         want = _export_precisions(precisions)
@@ -146,9 +151,9 @@ def tensorrt_int8(bundle: str | Path, log: Log = print) -> Path:
     bench's bundles: the bundle's own int8 artefact has uint8 activations with non-zero
     zero-points, which TensorRT's parser rejects. Quantised from the bundle's fp32 artefact,
     calibrated on the same kind of real inputs as the bundle's int8."""
-    from advseg_sdk.bundle import load_bundle
     from advseg_export.calibration import ArrayCalibrationReader, calibration_inputs
     from advseg_export.precision import TENSORRT_INT8, asymmetric_zero_points, quantize_int8
+    from advseg_sdk.bundle import load_bundle
 
     b = load_bundle(bundle)
     fp32 = b.artefact("fp32")

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import sys
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -44,7 +44,8 @@ def _choices(allowed: tuple[str, ...], all_word: str = "all"):
             return list(allowed)
         bad = [v for v in items if v not in allowed]
         if bad or not items:
-            raise click.BadParameter(f"unknown {param.name} {bad or value!r}; choose from {', '.join(allowed)} or '{all_word}'")
+            raise click.BadParameter(
+                f"unknown {param.name} {bad or value!r}; choose from {', '.join(allowed)} or '{all_word}'")
         return list(dict.fromkeys(items))
     return cb
 
@@ -108,8 +109,10 @@ def main() -> None:
 
 @main.command("run")
 @click.option("-m", "--model", "models", default="resnet_9blocks,unet_256,hed,pipeline", show_default=True,
-              help="Comma-separated: generator architectures (random init), hed, pipeline, checkpoint:PATH, bundle:PATH.")
-@click.option("--ngf", default=64, show_default=True, type=click.IntRange(1), help="Generator width for random-init architectures.")
+              help="Comma-separated: generator architectures (random init), hed, pipeline, checkpoint:PATH, "
+                   "bundle:PATH.")
+@click.option("--ngf", default=64, show_default=True, type=click.IntRange(1),
+              help="Generator width for random-init architectures.")
 @click.option("--norm", default="instance", show_default=True, type=click.Choice(["instance", "batch", "none"]))
 @click.option("--backends", default="all", show_default=True, callback=_choices(tuple(BACKENDS)),
               help=f"Comma-separated from: {', '.join(BACKENDS)}.")
@@ -127,14 +130,16 @@ def main() -> None:
 @click.option("--min-repeats", default=3, show_default=True, type=click.IntRange(1))
 @click.option("--max-call-s", default=60.0, show_default=True, type=float,
               help="Skip combinations whose one call would take longer, judged from FLOPs at the measured peak.")
-@click.option("--memory-budget-gb", default=None, type=float, help="Skip combinations estimated above this (default: 80% of free RAM).")
+@click.option("--memory-budget-gb", default=None, type=float,
+              help="Skip combinations estimated above this (default: 80% of free RAM).")
 @click.option("--combo-timeout-s", default=900.0, show_default=True, type=float)
 @click.option("--compile-mode", default="default", show_default=True,
               type=click.Choice(["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]))
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of random-init weights.")
 @click.option("--peak-seconds", default=1.0, show_default=True, type=click.FloatRange(0.05),
               help="Time spent measuring each dtype's matrix-product peak.")
-@click.option("-o", "--out", "out_dir", default="advseg-bench-results", show_default=True, type=click.Path(file_okay=False))
+@click.option("-o", "--out", "out_dir", default="advseg-bench-results", show_default=True,
+              type=click.Path(file_okay=False))
 @click.option("--name", default=None, help="File stem (default: <machine>-matrix-<time>).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def run_cmd(**options: Any) -> None:
@@ -205,7 +210,8 @@ def report_cmd(results: str, out_dir: str | None) -> None:
 @click.option("--max-time", default=60.0, show_default=True, type=float)
 @click.option("--timeout-s", default=1800.0, show_default=True, type=float)
 @click.option("--memory-budget-gb", default=None, type=float)
-@click.option("-o", "--out", "out_dir", default="advseg-bench-results", show_default=True, type=click.Path(file_okay=False))
+@click.option("-o", "--out", "out_dir", default="advseg-bench-results", show_default=True,
+              type=click.Path(file_okay=False))
 @click.option("--name", default=None)
 def scale_cmd(**options: Any) -> None:
     """Latency per megapixel from small to large images, tiled above --tile-limit."""

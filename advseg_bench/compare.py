@@ -46,7 +46,8 @@ def format_comparison(cmp: dict[str, Any], name_a: str = "A", name_b: str = "B")
     lines = [head, "-" * len(head)]
     for r in cmp["rows"]:
         lines.append(f"{r['model'][:26]:<26} {r['backend']:<15} {r['precision']:<5} {r['batch']:>5} {r['size']:>5} "
-                     f"{r['a_p50_ms']:>13.2f} {r['b_p50_ms']:>13.2f} {r['speedup']:>7.2f}x {r['throughput_ratio']:>8.2f}x")
+                     f"{r['a_p50_ms']:>13.2f} {r['b_p50_ms']:>13.2f} {r['speedup']:>7.2f}x "
+                     f"{r['throughput_ratio']:>8.2f}x")
     lines.append("")
     geo = cmp["geomean_speedup"]
     lines.append(f"{len(cmp['rows'])} common combinations; geometric-mean speedup of {name_b} over {name_a}: "

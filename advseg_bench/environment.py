@@ -34,7 +34,8 @@ def cpu_count() -> int:
 
 
 def _cpuinfo() -> tuple[str, list[str]]:
-    model, flags = platform.processor() or platform.machine(), []
+    model = platform.processor() or platform.machine()
+    flags: list[str] = []
     try:
         text = open("/proc/cpuinfo", encoding="utf-8", errors="replace").read()
     except OSError:
@@ -63,7 +64,8 @@ def _gpus() -> list[dict]:
     for line in out.strip().splitlines():
         parts = [p.strip() for p in line.split(",")]
         if len(parts) >= 4:
-            gpus.append({"name": parts[0], "memory_mb": float(parts[1]) if parts[1].replace(".", "").isdigit() else None,
+            gpus.append({"name": parts[0],
+                         "memory_mb": float(parts[1]) if parts[1].replace(".", "").isdigit() else None,
                          "driver": parts[2], "compute_capability": parts[3]})
     return gpus
 

@@ -23,8 +23,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -90,10 +91,11 @@ def _fit_short_side(rgb: np.ndarray, side: int) -> np.ndarray:
     if s <= side:
         return rgb
     size = (max(1, round(w * side / s)), max(1, round(h * side / s)))
-    return np.asarray(Image.fromarray(rgb).resize(size, Image.LANCZOS))
+    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
 
 
-def _segmenter_items(names: Sequence[str], log: Log, room_mb: float) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+def _segmenter_items(names: Sequence[str], log: Log,
+                     room_mb: float) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Segmenters the GPU check can build from the working tree (+ wheels), in order of use.
     ISNet's weights come from the asset cache: it is tried only if they fit in ``room_mb``."""
     from advseg_sdk import assets
@@ -109,12 +111,14 @@ def _segmenter_items(names: Sequence[str], log: Log, room_mb: float) -> tuple[li
             mb = asset.path.stat().st_size / 2**20 if asset.is_present() else None
             if mb is None or mb > room_mb:
                 skipped.append({"what": "segmenter isnet", "reason": "asset isnet-fp16 not cached" if mb is None else
-                                f"weights {mb:.0f} MB (fp16 ONNX) do not fit in the {room_mb:.0f} MB left of the pack budget"})
+                                f"weights {mb:.0f} MB (fp16 ONNX) do not fit in the {room_mb:.0f} MB left of the "
+                                "pack budget"})
                 continue
         try:
             seg = build_segmenter(name)
         except Exception as exc:
-            skipped.append({"what": f"segmenter {name}", "reason": f"cannot be built here: {type(exc).__name__}: {exc}"})
+            skipped.append({"what": f"segmenter {name}",
+                            "reason": f"cannot be built here: {type(exc).__name__}: {exc}"})
             continue
         params = sum(p.numel() for p in seg.parameters())
         usable.append({"name": name, "kwargs": {}, "classes": len(seg.class_names), "params": params})
@@ -187,7 +191,8 @@ def build_pack(
         if used() > budget:
             photo.unlink()
             sk.unlink()
-            skipped.append({"what": f"photo {src.name} and later ones", "reason": f"pack budget {budget_mb} MB reached"})
+            skipped.append({"what": f"photo {src.name} and later ones",
+                            "reason": f"pack budget {budget_mb} MB reached"})
             break
         add(photo, f"real photo ({records[src.name].get('licence', '?')}), short side <= {photo_side}")
         add(sk, f"HED line drawing of photos/{photo.name} (SketchCache.make: HED + NMS, threshold, thinning)")
@@ -223,7 +228,8 @@ def build_pack(
 
                 whl = _download_wheel(f"tflite=={version('tflite')}", tmp / "wheels")
                 if whl is None:
-                    skipped.append({"what": "segmenter deeplab-voc", "reason": "pip could not download the tflite wheel"})
+                    skipped.append({"what": "segmenter deeplab-voc",
+                                    "reason": "pip could not download the tflite wheel"})
                     continue
                 add(whl, "tflite (pure-Python TFLite reader) for deeplab-voc's vendored weights")
                 entry["wheels"] = [whl.relative_to(tmp).as_posix()]
@@ -263,7 +269,8 @@ def build_pack(
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(description="Build the asset pack the GPU check carries (see benchmarks/results/README.md).")
+    ap = argparse.ArgumentParser(
+        description="Build the asset pack the GPU check carries (see benchmarks/results/README.md).")
     ap.add_argument("-o", "--out", default=DEFAULT_PACK_DIR)
     ap.add_argument("--photos", type=int, default=34)
     ap.add_argument("--photo-side", type=int, default=512)

@@ -27,9 +27,10 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -216,7 +217,8 @@ class Session:
             sketch = self.pack / "sketches" / f"{Path(name).stem}.png"
             for k in range(self.profile.replicate):
                 stem = f"{Path(name).stem}_{k}"
-                for src, dests in ((sketch, ("aligned/A", "unaligned/trainA")), (photo, ("aligned/B", "unaligned/trainB"))):
+                for src, dests in ((sketch, ("aligned/A", "unaligned/trainA")),
+                                   (photo, ("aligned/B", "unaligned/trainB"))):
                     for d in dests:
                         _link(src, root / d / f"{stem}{src.suffix}")
         return {"aligned": root / "aligned", "unaligned": root / "unaligned"}
@@ -226,13 +228,14 @@ class Session:
         import torch
         from PIL import Image
 
-        a, b = [], []
+        a: list[Any] = []
+        b: list[Any] = []
         for name in self.manifest["photos"][:n]:
             for path, lst in ((self.pack / "sketches" / f"{Path(name).stem}.png", a), (self.pack / "photos" / name, b)):
                 img = Image.open(path).convert("RGB")
                 s = min(img.size)
                 left, top = (img.size[0] - s) // 2, (img.size[1] - s) // 2
-                img = img.crop((left, top, left + s, top + s)).resize((size, size), Image.BICUBIC)
+                img = img.crop((left, top, left + s, top + s)).resize((size, size), Image.Resampling.BICUBIC)
                 lst.append(torch.from_numpy(np.array(img)).permute(2, 0, 1).float() / 127.5 - 1)
         return torch.stack(a), torch.stack(b)
 
@@ -392,7 +395,8 @@ class Session:
             if model.scaler.is_enabled():
                 res["grad_scale"] = float(model.scaler.get_scale())
             res.update(_seg_gradient(model, A[:1], B[:1]))
-            ok_grad = (res["seg_grad_norm"] > 0 and res["seg_grad_finite"]) if grad == "soft" else res["seg_grad_norm"] == 0
+            ok_grad = ((res["seg_grad_norm"] > 0 and res["seg_grad_finite"]) if grad == "soft"
+                       else res["seg_grad_norm"] == 0)
             res["gradient_property"] = "holds" if ok_grad else "VIOLATED"
             res["passed"] = bool(finite and ok_grad)
         except Exception as exc:
@@ -504,14 +508,14 @@ class Session:
         model.wrap(compile=cfg.run.compile)
         sync = torch.cuda.synchronize if cuda else (lambda: None)
 
-        def batches():
+        def batches(source: Any) -> Any:
             epoch = 0
             while True:
                 sampler.set_epoch(epoch)
-                yield from loader
+                yield from source
                 epoch += 1
 
-        it = batches()
+        it = batches(loader)
         t0 = time.monotonic()
         for _ in range(p.tp_warmup):
             model.train_step(next(it))
@@ -592,7 +596,8 @@ class Session:
                     r["gflops_per_image"] = round(g, 2)
                     r["achieved_tflops"] = round(g * r["images_per_s"] / 1e3, 2)
                     basis = peak_basis(p.device, backend, precision)  # fp32 convolutions run in TF32
-                    peak = ((self.doc.get("env") or {}).get("peaks", {}).get(p.device, {}).get(basis) or {}).get("gflops")
+                    peaks = (self.doc.get("env") or {}).get("peaks", {})
+                    peak = (peaks.get(p.device, {}).get(basis) or {}).get("gflops")
                     if peak:
                         r["peak_fraction"] = round(g * r["images_per_s"] / peak, 4)
                         r["peak_basis"] = basis
@@ -671,7 +676,8 @@ class Session:
                                    "preset": "official-pix2pix", "netG": "resnet_9blocks", "ngf": p.final_ngf,
                                    "size": p.final_size, "batch": p.final_batch, "amp": cfg.run.amp,
                                    "seg": "binary soft", "photos": len(self.manifest["photos"])},
-                               "last_losses": {k: round(float(v), 4) for k, v in (r.history[-1] if r.history else {}).items()}}
+                               "last_losses": {k: round(float(v), 4)
+                                               for k, v in (r.history[-1] if r.history else {}).items()}}
         gen = r.generator
         if gen is not None and gen.is_file():
             mb = gen.stat().st_size / 2**20
@@ -802,8 +808,7 @@ def inference_plan(p: Profile) -> list[tuple[str, int, int, str, str]]:
     for q in half[:1]:
         add(("resnet_9blocks", s0, b1, comp, q))
         add(("resnet_9blocks", s0, p.inf_batches[min(4, len(p.inf_batches) - 1)], comp, q))
-    seen: set = set()
-    return [c for c in plan if not (c in seen or seen.add(c))]
+    return list(dict.fromkeys(plan))
 
 
 def _inference_problem(spec, size: int, batch: int, backend: str, precision: str, cuda: bool,
@@ -863,7 +868,8 @@ def evaluate_goals(doc: dict[str, Any]) -> dict[str, Any]:
     lat = _best(r9, lambda r: r["latency_ms"]["p50"], lambda r: r["batch"] == 1)
     goal = want.get("latency_ms_resnet9_256_b1")
     goals["resnet_9blocks_256_b1_latency"] = (
-        {"goal_ms": goal, "best_ms": lat["latency_ms"]["p50"], "met": _met(lat["latency_ms"]["p50"], goal, at_most=True),
+        {"goal_ms": goal, "best_ms": lat["latency_ms"]["p50"],
+         "met": _met(lat["latency_ms"]["p50"], goal, at_most=True),
          "with": f"{lat['backend']} {lat['precision']}"} if lat else {"met": None, "reason": "not measured"})
     thr = _best(r9, lambda r: -r["images_per_s"], lambda r: r["precision"] in ("fp16", "bf16"))
     goal = want.get("throughput_ips_half")
@@ -917,14 +923,16 @@ def render_markdown(doc: dict[str, Any]) -> str:
               "|---|---|---|---|---|---|---|---|"]
         for c in smoke["combos"]:
             L.append(f"| {c['kind']} | {c['amp']} | {c['variant']} | {c['grad']} | {c.get('finite')} | "
-                     f"{_fmt(c.get('seg_grad_norm'), 6)} | {c.get('gradient_property', c.get('error', ''))} | {c.get('seconds')} |")
+                     f"{_fmt(c.get('seg_grad_norm'), 6)} | {c.get('gradient_property', c.get('error', ''))} | "
+                     f"{c.get('seconds')} |")
         for r in smoke.get("trainer_runs", []):
             L.append(f"- train() {r['kind']} amp {r.get('amp', '')}: {r['status']} {r.get('reason', '')}")
         for s in smoke.get("skipped", []):
             L.append(f"- skipped {s['kind']} {s['amp']} {s['variant']} {s['grad']}: {s['reason']}")
     tp = doc["steps"].get("train_throughput") or {}
     if tp.get("results"):
-        L += ["", f"## Training throughput: {tp.get('model')}", "", "| config | batch | images/s | note |", "|---|---|---|---|"]
+        L += ["", f"## Training throughput: {tp.get('model')}", "", "| config | batch | images/s | note |",
+              "|---|---|---|---|"]
         for k, r in tp["results"].items():
             L.append(f"| {k} | {r.get('batch', '')} | {_fmt(r.get('images_per_s'), 1)} | "
                      f"{r.get('reason', r.get('compiled', ''))} |")
@@ -934,7 +942,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
     inf = doc["steps"].get("inference") or {}
     if inf.get("results"):
         L += ["", "## Inference (CUDA events; PSNR vs strict fp32)", "",
-              "| model | size | batch | backend | precision | p50 ms | p90 ms | images/s | host ms | PSNR dB | peak GPU MB "
+              "| model | size | batch | backend | precision | p50 ms | p90 ms | images/s | host ms | PSNR dB "
+              "| peak GPU MB "
               "| TFLOP/s | % of peak |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in inf["results"]:
@@ -944,7 +953,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
                 continue
             prec = r["precision"] + (" (TF32)" if r.get("fp32_math") else "")
             L.append(f"| {r['model']} | {r['size']} | {r['batch']} | {r['backend']} | {prec} | "
-                     f"{_fmt(r['latency_ms']['p50'])} | {_fmt(r['latency_ms']['p90'])} | {_fmt(r['images_per_s'], 1)} | "
+                     f"{_fmt(r['latency_ms']['p50'])} | {_fmt(r['latency_ms']['p90'])} | "
+                     f"{_fmt(r['images_per_s'], 1)} | "
                      f"{_fmt(r.get('host_latency_ms'))} | {_fmt((r.get('accuracy') or {}).get('psnr_db'), 1)} | "
                      f"{_fmt(r.get('peak_gpu_mb'), 0)} | {_fmt(r.get('achieved_tflops'), 1)} | "
                      f"{_fmt(r['peak_fraction'] * 100 if r.get('peak_fraction') else None, 1)}"

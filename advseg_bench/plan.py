@@ -29,7 +29,7 @@ class Job:
     backend: str
     precision: str
     device: str
-    combos: list[dict[str, int]] = field(default_factory=list)
+    combos: list[dict[str, Any]] = field(default_factory=list)  # batch, size, est_call_s, est_memory_mb
     costs: dict[str, Any] = field(default_factory=dict)
     peak_gflops: float | None = None
     peak_basis: str | None = None  # the measured peak peak_gflops is (fp32, tf32, bf16, ...)
@@ -171,7 +171,8 @@ def make_plan(request: PlanRequest, env: dict[str, Any], costs: dict[str, dict[s
                         if est_s is not None and max_call_s and est_s > max_call_s:
                             skip(spec, b, p, batch, size,
                                  f"one call would take >= {est_s:.0f} s ({batch * cost['gflops']:.0f} GFLOP at this "
-                                 f"{dev}'s measured {p} peak of {job.peak_gflops:.1f} GFLOP/s), over --max-call-s {max_call_s:g}")
+                                 f"{dev}'s measured {p} peak of {job.peak_gflops:.1f} GFLOP/s), "
+                                 f"over --max-call-s {max_call_s:g}")
                             continue
                         job.combos.append({"batch": batch, "size": size,
                                            "est_call_s": est_s, "est_memory_mb": est_mb})

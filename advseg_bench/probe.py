@@ -10,8 +10,9 @@ image that the planner's memory budget uses.
 The peak rate is a large matrix product timed for ~1 s per dtype: torch (MKL/oneDNN on CPU,
 cuBLAS on GPU) for fp32/bf16/fp16, and ONNX Runtime's ``MatMulInteger`` (u8×s8, the kernel its
 int8 QDQ graphs use) for int8 on CPU. On CPU the fp32 peak is the fastest of torch's ``mm``,
-ONNX Runtime's ``MatMul`` (MLAS) and numpy's BLAS: MKL takes slow paths on AMD CPUs. Emulated dtypes (e.g. bf16 on a CPU without avx512_bf16)
-show up as a very low peak; the planner then skips combinations that would take too long.
+ONNX Runtime's ``MatMul`` (MLAS) and numpy's BLAS: MKL takes slow paths on AMD CPUs. Emulated
+dtypes (e.g. bf16 on a CPU without avx512_bf16) show up as a very low peak; the planner then
+skips combinations that would take too long.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def _meta_module(spec: ModelSpec, which: str):
             return HED().eval()
         from advseg_train.networks import GeneratorConfig, build_generator
 
+        if spec.config is None:
+            raise ValueError(f"{spec.name}: no generator config to count")
         return build_generator(GeneratorConfig.from_dict(spec.config), init_type=None).eval()
 
 
@@ -88,7 +91,7 @@ def model_cost(spec: ModelSpec, sizes: list[int]) -> dict[int, dict[str, Any]]:
     parts = {"generator": ["generator"], "hed": ["hed"], "pipeline": ["hed", "generator"]}[spec.kind]
     modules = {p: _meta_module(spec, p) for p in parts}
     for size in sizes:
-        total = {"gflops": 0.0, "params_m": 0.0, "weights_mb": 0.0, "activation_peak_mb": 0.0}
+        total: dict[str, Any] = {"gflops": 0.0, "params_m": 0.0, "weights_mb": 0.0, "activation_peak_mb": 0.0}
         for p in parts:
             s = pipeline_hed_size(size) if (spec.kind == "pipeline" and p == "hed") else size
             if p == "generator" and spec.fixed_size and s % spec.fixed_size:
@@ -132,7 +135,7 @@ def _torch_peak(device: str, dtype_name: str, seconds: float) -> dict[str, Any]:
         a = torch.randn(n, n, device=device).to(dtype)
         b = torch.randn(n, n, device=device).to(dtype)
 
-        def step() -> None:
+        def step(a: Any = a, b: Any = b) -> None:
             torch.mm(a, b)
             sync()
 
@@ -170,6 +173,8 @@ def _ort_matmul_peak(kind: str, threads: int, seconds: float) -> dict[str, Any]:
     so.log_severity_level = 3
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
+    a: np.ndarray
+    b: np.ndarray
     if kind == "int8":
         a = rng.integers(0, 255, (n, n), dtype=np.uint8)
         b = rng.integers(-127, 127, (n, n), dtype=np.int8)
@@ -235,7 +240,7 @@ def measure_peaks(devices: list[str], threads: int, seconds: float = 1.0) -> dic
                 a = torch.randint(-128, 127, (8192, 8192), dtype=torch.int8, device="cuda")
                 b = torch.randint(-128, 127, (8192, 8192), dtype=torch.int8, device="cuda")
 
-                def step() -> None:
+                def step(a: Any = a, b: Any = b) -> None:
                     torch._int_mm(a, b)
                     torch.cuda.synchronize()
 

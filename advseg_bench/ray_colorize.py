@@ -30,7 +30,7 @@ import numpy as np
 from .environment import LoadMonitor, machine_info, software_versions
 
 ADVSEG = str(Path(sys.executable).parent / "advseg")
-CONFIGS = (("single process", []), ("ray, 1 actor", ["--ray", "--actors", "1"]),
+CONFIGS: tuple[tuple[str, list[str]], ...] = (("single process", []), ("ray, 1 actor", ["--ray", "--actors", "1"]),
            ("ray, 2 actors", ["--ray", "--actors", "2"]))
 
 
@@ -142,12 +142,14 @@ def _markdown(r: dict[str, Any]) -> str:
         f"{', '.join(w['sizes'][:4])}{' ...' if len(w['sizes']) > 4 else ''}), `{w['pipeline']}`, "
         f"{w['bundle']}. Threads: {w['threads']}.",
         "",
-        "| configuration | actors | images | wall s | images/s (end to end) | images/s (in the run) | same pixels | other processes' CPU (mean, % of a core) |",
+        "| configuration | actors | images | wall s | images/s (end to end) | images/s (in the run) | same pixels "
+        "| other processes' CPU (mean, % of a core) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in r["results"]:
-        lines.append(f"| {row['config']} | {row.get('actors', '–')} | {row['images']} | {row['wall_s']} | {row['images_per_s_wall']} | "
-                     f"{row.get('images_per_s_run', '–')} | {'yes' if row['same_pixels_as_single_process'] else 'NO'} | "
+        same = "yes" if row["same_pixels_as_single_process"] else "NO"
+        lines.append(f"| {row['config']} | {row.get('actors', '–')} | {row['images']} | {row['wall_s']} | "
+                     f"{row['images_per_s_wall']} | {row.get('images_per_s_run', '–')} | {same} | "
                      f"{row['load']['foreign_cpu_percent_mean']} |")
     lines += ["", "End to end: from starting the command to its exit (Ray: starting a local Ray instance "
                   "included). In the run: the rate `--ray` prints, from submitting the work to the last "

@@ -48,8 +48,8 @@ def result_psnr(r: dict[str, Any]) -> tuple[float | None, str]:
 
 def _find(results: Iterable[dict], model: str, backend: str, precision: str, batch: int, size: int) -> dict | None:
     for r in results:
-        if (r["model"], r["backend"], r["precision"], r["batch"], r["size"]) == (model, backend, precision, batch, size) \
-                and r["status"] == "ok" and _device(r) == "cpu":
+        key = (r["model"], r["backend"], r["precision"], r["batch"], r["size"])
+        if key == (model, backend, precision, batch, size) and r["status"] == "ok" and _device(r) == "cpu":
             return r
     return None
 
@@ -161,7 +161,8 @@ def _psnr_cell(r: dict[str, Any], same_size: list[dict[str, Any]]) -> str:
 
 
 def _same(rs: list[dict], r: dict) -> list[dict]:
-    return [o for o in rs if o is not r and (o["backend"], o["precision"], o["size"]) == (r["backend"], r["precision"], r["size"])]
+    key = (r["backend"], r["precision"], r["size"])
+    return [o for o in rs if o is not r and (o["backend"], o["precision"], o["size"]) == key]
 
 
 def render_markdown(doc: dict[str, Any]) -> str:
@@ -198,7 +199,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
                   "| target | measured | required | met | detail |", "|---|---|---|---|---|"]
         for t in targets:
             met = {True: "yes", False: "**no**", None: "not measured"}[t.get("met")]
-            lines.append(f"| {t['name']} | {_f(t.get('value'), 2)}× | ≥ {t['target']}× | {met} | {t.get('detail', '')} |")
+            lines.append(f"| {t['name']} | {_f(t.get('value'), 2)}× | ≥ {t['target']}× | {met} | "
+                         f"{t.get('detail', '')} |")
         lines.append("")
 
     results = doc.get("results", [])
@@ -227,7 +229,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
             lines.append(
                 f"| {r['size']} | {r['batch']} | {r['backend']} | {r['precision']} | {_ms(lat['p50'])} | "
                 f"{_ms(lat['p90'])} | {_ms(lat['p99'])} | {_f(r.get('throughput_ips'), 2)} | {speed} | "
-                f"{_f(pf * 100 if pf is not None else None)}{_basis(r, pf)} | {_f(r.get('peak_rss_mb'), 0)} | {_psnr_cell(r, _same(ok, r))} | "
+                f"{_f(pf * 100 if pf is not None else None)}{_basis(r, pf)} | {_f(r.get('peak_rss_mb'), 0)} | "
+                f"{_psnr_cell(r, _same(ok, r))} | "
                 f"{r.get('iterations')} |")
         lines.append("")
 

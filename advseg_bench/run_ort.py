@@ -85,6 +85,8 @@ class OrtSession:
         self.spec, self.backend, self.precision, self.threads = spec, backend, precision, threads
         self.cache = cache
         t0 = time.perf_counter()
+        if spec.bundle is None:
+            raise ValueError(f"{spec.name}: ONNX Runtime backends need a bundle")
         self.bundle = load_bundle(spec.bundle)
         self.gpu_baseline_mb = device_used_mb() if backend != "ort-cpu" else None
         self.artefact = self.bundle.artefact(_artefact_for(backend, precision))
@@ -117,6 +119,8 @@ class OrtSession:
         if b == "ort-cuda-graph":
             return [("CUDAExecutionProvider", {**cuda_opts, "enable_cuda_graph": "1"}), "CPUExecutionProvider"]
         # ort-trt: an explicit profile for exactly this shape
+        if shape is None:
+            raise ValueError("the TensorRT EP is opened per input shape")
         name = self.bundle.input_spec.name or "input"
         trt_cache = self.cache / "ort-trt-cache"
         trt_cache.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -43,9 +44,9 @@ def load_module(spec: ModelSpec):
         )
     from advseg_train.networks import load_generator
 
-    net = load_generator(spec.checkpoint)
-    net.requires_grad_(False)
-    return net
+    gen = load_generator(spec.checkpoint)
+    gen.requires_grad_(False)
+    return gen
 
 
 class TorchSession:
@@ -109,7 +110,6 @@ class TorchSession:
     def bind(self, x: np.ndarray) -> dict[str, Any]:
         """Callables for input ``x``: ``call`` (device-resident), ``timer`` (CUDA events or None),
         ``host_call`` (GPU: host→device→host round trip, else None)."""
-        torch = self.torch
         xt = self._to_device(x)
         out: dict[str, Any] = {"timer": None, "host_call": None}
         if self.backend == "torch-cudagraph":
@@ -131,12 +131,12 @@ class TorchSession:
         if self.backend == "torch-cudagraph":
             graph, static_x, static_y = self._graph, self._static_x, self._static_y
 
-            def host_call() -> None:
+            def replay_call() -> None:
                 static_x.copy_(self._to_device(x))
                 graph.replay()
                 static_y.float().cpu()
                 sync()
-            return host_call
+            return replay_call
 
         def host_call() -> None:
             y = self._forward(self._to_device(x))

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .models import ModelSpec
+
+if TYPE_CHECKING:
+    from advseg_sdk.runtime import TensorRTRunner
 
 __all__ = ["TensorRTSession", "engine_profile"]
 
@@ -44,9 +47,11 @@ class TensorRTSession:
 
         self.gpu_baseline_mb = device_used_mb()
         t0 = time.perf_counter()
+        if spec.bundle is None:
+            raise ValueError(f"{spec.name}: the native TensorRT backend needs a bundle")
         self.bundle = load_bundle(spec.bundle)
         self.dev = detect_device()
-        self.runner = None
+        self.runner: TensorRTRunner | None = None
         self._batch: int | None = None
         self._use(min(batches))
         self.load_s = time.perf_counter() - t0
@@ -103,7 +108,7 @@ class TensorRTSession:
         from advseg_sdk.runtime import _check  # cuda-python error check shared with the SDK
 
         self._use(int(x.shape[0]))
-        runner = self.runner
+        runner = self._runner()
         x = np.ascontiguousarray(x, dtype=runner.input_dtype)
         self._last = runner.run(x)  # sets shapes and tensor addresses on the context
         cudart, stream, ctx = runner._cudart, runner._stream, runner.context
@@ -134,5 +139,11 @@ class TensorRTSession:
         self.details["gpu_memory_method"] = how
         return mb
 
+    def _runner(self) -> TensorRTRunner:
+        if self.runner is None:
+            raise RuntimeError("no TensorRT engine loaded")
+        return self.runner
+
     def close(self) -> None:
-        self.runner.close()
+        if self.runner is not None:
+            self.runner.close()

@@ -100,7 +100,8 @@ def _probe(cfg: RunConfig, log: Log) -> dict[str, Any]:
 def _job_dict(job: Job, cfg: RunConfig, combos: list[dict]) -> dict[str, Any]:
     return {"model": job.model.to_dict(), "backend": job.backend, "precision": job.precision,
             "device": job.device, "threads": cfg.threads, "combos": combos, "costs": job.costs,
-            "peak_gflops": job.peak_gflops, "peak_basis": job.peak_basis, "cache": str(cache_dir()), "compile_mode": cfg.compile_mode,
+            "peak_gflops": job.peak_gflops, "peak_basis": job.peak_basis, "cache": str(cache_dir()),
+            "compile_mode": cfg.compile_mode,
             "policy": {"warmup": cfg.policy.warmup, "repeats": cfg.policy.repeats,
                        "min_time_s": cfg.policy.min_time_s, "max_time_s": cfg.policy.max_time_s,
                        "min_repeats": cfg.policy.min_repeats}}

@@ -13,9 +13,10 @@ from __future__ import annotations
 import datetime as _dt
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["ScaleConfig", "run_scale", "run_scale_worker", "render_scale_markdown", "write_scale_plot"]
 
@@ -66,25 +67,27 @@ class ScaleConfig:
 def _sketch_at(size: int):
     import numpy as np
 
-    from .models import example_photos
     from advseg_sdk.sketch import xdog
+
+    from .models import example_photos
 
     s = xdog(example_photos(1, size)[0])
     return np.ascontiguousarray(np.repeat(s[..., None], 3, axis=2))
 
 
 def run_scale_worker(job: dict[str, Any]) -> None:
-    from .memory import PeakRSS
-    from .schema import empty_result
-    from .timing import TimingPolicy, measure
     from advseg_sdk import Colorizer
 
+    from .memory import PeakRSS
     from .process import emit
+    from .schema import empty_result
+    from .timing import TimingPolicy, measure
 
     spec, size, tiled = job["model"], job["size"], job["tiled"]
     res = empty_result(spec["name"], "generator", job["backend"], job["precision"], 1, size, status="ok")
     providers = {"ort-cpu": ["CPUExecutionProvider"], "ort-cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-                 "ort-trt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]}[job["backend"]]
+                 "ort-trt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+                 }[job["backend"]]
     img = _sketch_at(size)
     big = 1 << 40
     t0 = time.perf_counter()
@@ -107,9 +110,11 @@ def run_scale_worker(job: dict[str, Any]) -> None:
     res.update(latency_ms=stats, iterations=len(timing.times_s), warmup=timing.warmup, timer="perf_counter",
                throughput_ips=1e3 / stats["mean"], peak_rss_mb=round(mem.peak_mb, 1) if mem.peak_mb else None,
                load_s=round(load_s, 3), first_run_s=timing.first_call_s)
-    res["details"] = {"tiled": tiled, "tile": job["tile"] if tiled else None, "overlap": job["overlap"] if tiled else None,
+    res["details"] = {"tiled": tiled, "tile": job["tile"] if tiled else None,
+                      "overlap": job["overlap"] if tiled else None,
                       "tiles": len(plan) or None, "tile_hw": tile_hw,
-                      "work_ratio": round(work_ratio, 4) if work_ratio else None, "megapixels": mp, "ms_per_megapixel": stats["p50"] / mp,
+                      "work_ratio": round(work_ratio, 4) if work_ratio else None, "megapixels": mp,
+                      "ms_per_megapixel": stats["p50"] / mp,
                       "runner": col.runner.label, "threads": job["threads"], "rss_method": mem.method,
                       "torch_in_process": "torch" in sys.modules}
     emit("result", result=res)
@@ -134,7 +139,8 @@ def run_scale(cfg: ScaleConfig, log: Log | None = None) -> dict[str, Any]:
     with LoadMonitor() as load:
         # preparation (export) and the cost model in a probe worker, as for the matrix
         probe_job = {"models": [spec.to_dict()], "sizes": sorted(set(cfg.sizes) | {cfg.tile}),
-                     "threads": cfg.threads, "export_precisions": ["fp32"] + ([cfg.precision] if cfg.precision != "fp32" else []),
+                     "threads": cfg.threads,
+                     "export_precisions": ["fp32"] + ([cfg.precision] if cfg.precision != "fp32" else []),
                      "need_bundles": True, "seed": cfg.seed, "peak_seconds": 0}
         probe, end = collect_probe(probe_job, cfg.threads, say)
         if spec.name in probe["models"]:
@@ -194,7 +200,8 @@ def _run_scale_one(job: dict[str, Any], cfg: ScaleConfig, cost: dict[str, Any], 
     if found:
         result = found[0]
     else:
-        why = f"timed out after {cfg.timeout_s:g} s" if end.timed_out else f"worker exited with status {end.rc}: {end.tail_text()}"
+        why = (f"timed out after {cfg.timeout_s:g} s" if end.timed_out
+               else f"worker exited with status {end.rc}: {end.tail_text()}")
         result = schema.empty_result(job["model"]["name"], "generator", cfg.backend, cfg.precision, 1, job["size"],
                                      "error", why[:500])
         result["details"] = {"tiled": job["tiled"]}
@@ -216,18 +223,21 @@ def render_scale_markdown(doc: dict[str, Any]) -> str:
              f"- Command: `{' '.join(doc.get('command') or [])}`",
              f"- Load average before {load.get('before')}, during max {load.get('during_max_1m')}; other processes' "
              f"CPU mean {load.get('foreign_cpu_percent_mean')} % of one core", "",
-             "| size | MP | mode | tiles | net px / image px | p50 ms | ms / MP | GFLOP (whole image) | peak RSS MB | n |",
+             "| size | MP | mode | tiles | net px / image px | p50 ms | ms / MP | GFLOP (whole image) "
+             "| peak RSS MB | n |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in doc["results"]:
         d = r.get("details") or {}
         mode = "tiled" if d.get("tiled") else "whole"
         if r["status"] != "ok":
-            lines.append(f"| {r['size']} | {r['size'] ** 2 / 1e6:.2f} | {mode} | – | – | {r['status']}: {r['reason']} | | | | |")
+            lines.append(f"| {r['size']} | {r['size'] ** 2 / 1e6:.2f} | {mode} | – | – | "
+                         f"{r['status']}: {r['reason']} | | | | |")
             continue
         tiles = f"{d['tiles']} × {d['tile_hw'][0]}×{d['tile_hw'][1]}" if d.get("tile_hw") else (d.get("tiles") or "–")
         ratio = f"{d['work_ratio']:.2f}" if d.get("work_ratio") else "–"
         lines.append(f"| {r['size']} | {d['megapixels']:.2f} | {mode} | {tiles} | {ratio} | "
-                     f"{r['latency_ms']['p50']:.0f} | {d['ms_per_megapixel']:.0f} | {r.get('gflops_per_image') or '–'} | "
+                     f"{r['latency_ms']['p50']:.0f} | {d['ms_per_megapixel']:.0f} | "
+                     f"{r.get('gflops_per_image') or '–'} | "
                      f"{r['peak_rss_mb']:.0f} | {r['iterations']} |")
     lines += ["", "'net px / image px': pixels the network computes per image pixel (tile overlap and padding); "
               "tiles are shrunk to fit the image with the fewest tiles of at most the tile size.",
@@ -264,7 +274,8 @@ def write_scale_plot(doc: dict[str, Any], path: str | Path) -> Path | None:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     st = doc["settings"]
-    fig.suptitle(f"{st['model']} {st['backend']} {st['precision']}: cost vs size (tiles of {st['tile']}² above {st['tile_limit']}²)")
+    fig.suptitle(f"{st['model']} {st['backend']} {st['precision']}: cost vs size "
+                 f"(tiles of {st['tile']}² above {st['tile_limit']}²)")
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     plt.close(fig)

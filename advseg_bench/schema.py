@@ -41,8 +41,9 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 SCHEMA_VERSION = "advseg-bench/1"
 STATUSES = ("ok", "skipped", "error")

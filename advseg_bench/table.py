@@ -26,10 +26,10 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import click
@@ -328,7 +328,8 @@ def _run_cell_locked(cell: Cell, settings: Settings, run_dir: Path, echo) -> Run
     bundle = run_dir / "model.advseg"
     if not (bundle / "manifest.json").is_file():
         echo(f"[table] export  {cell.name}")
-        cmd = ["advseg-export", str(generator), "-o", str(bundle), "--name", f"{cell.dataset}-{cell.scheme}-{cell.arm.name}"]
+        cmd = ["advseg-export", str(generator), "-o", str(bundle), "--name",
+               f"{cell.dataset}-{cell.scheme}-{cell.arm.name}"]
         meta["export_command"] = cmd
         meta["seconds"]["export"], meta["seconds"]["export_cpu"] = _run(cmd, log)
         _write_json(meta_path, meta)
@@ -471,7 +472,8 @@ def machine() -> dict[str, Any]:
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"cpu_model": model, "cpu_cores": os.cpu_count(), "cpu_cores_usable": usable, "gpu": gpu,
-            "torch": torch.__version__, "python": platform.python_version(), "os": f"{platform.system()} {platform.release()}"}
+            "torch": torch.__version__, "python": platform.python_version(),
+            "os": f"{platform.system()} {platform.release()}"}
 
 
 # --------------------------------------------------------------------------- markdown
@@ -488,7 +490,7 @@ def _kid(stats: dict[str, Any] | None) -> float | None:
 def _paper_layout(agg, datasets: Sequence[str]) -> list[str]:
     """Rows = datasets; columns as the paper's Table 1; each segmentation cell 'soft / hard'."""
     cols = [(s, v) for s in ("cycle_gan", "pix2pix") for v in VARIANT_ORDER]
-    names = {"none": None, "multi": "+Multi-class", "binary": "+Binary", "both": "+Both"}
+    names = {"multi": "+Multi-class", "binary": "+Binary", "both": "+Both"}
     head = ["Dataset"] + [("CycleGAN" if s == "cycle_gan" else "Pix2Pix") if v == "none" else names[v]
                           for s, v in cols]
     lines = ["| | Unpaired | | | | Paired | | | |", "|" + "---|" * 9, "| " + " | ".join(head) + " |"]
@@ -574,7 +576,8 @@ def _reading(agg, datasets, schemes, arms) -> list[str]:
                            for k in g["per_seed"] if k in base["per_seed"])
                 paired = sum(1 for k in g["per_seed"] if k in base["per_seed"])
                 verdict = ("no seed spread to compare with (one seed)" if width is None else
-                           ("larger than" if abs(delta) > width else "within") + f" the largest seed range ({width:.2f})")
+                           ("larger than" if abs(delta) > width else "within")
+                           + f" the largest seed range ({width:.2f})")
                 pw, pt = _photo_wins(g, base)
                 out.append(f"- {d} / {s}: {ARMS[a].label} − baseline = {delta:+.2f} KID×10³; lower KID than the "
                            f"baseline on {wins} of {paired} seeds; {verdict}. Lower CIEDE2000 than the baseline on "
@@ -616,7 +619,8 @@ def write_results(path: Path, records: Sequence[RunRecord], settings: Settings, 
         "(the segmentation discriminator trains, the generator gets nothing from it).",
         f"- **Seeds**: {', '.join(map(str, seeds))}; same steps, resolution and architecture in every arm.",
         "- **Scores** on each dataset's fixed test split ("
-        + ", ".join(f"{d}: {n_test[d]} photos" for d in datasets) + f"), photo → {settings.sketch.upper()} sketch → colour "
+        + ", ".join(f"{d}: {n_test[d]} photos" for d in datasets)
+        + f"), photo → {settings.sketch.upper()} sketch → colour "
         "through the exported fp32 bundle and the SDK pipeline (`advseg-eval colour`): KID with FID's "
         "Inception-v3 (real `fid-inception` weights) against the test photos, reported ×10³. "
         "**FID is not reported**: it needs ≥ 200 images and every test split here is smaller (the "
@@ -661,7 +665,8 @@ def write_results(path: Path, records: Sequence[RunRecord], settings: Settings, 
           f"CPU time of those processes {sum(cpu.values()) / 60:.1f} min (training {cpu['train'] / 60:.1f}, export "
           f"{cpu['export'] / 60:.1f}, scoring {cpu['eval'] / 60:.1f}). On a shared machine wall time includes waiting "
           "for other people's processes; CPU time is what the table cost.", "",
-          "| run | train wall s | train CPU s | export wall s | score wall s | score CPU s |", "|---|---|---|---|---|---|"]
+          "| run | train wall s | train CPU s | export wall s | score wall s | score CPU s |",
+          "|---|---|---|---|---|---|"]
     for r in records:
         t = r.timing
         L.append(f"| {r.cell.name} | {_fmt(t.get('train'), 0)} | {_fmt(t.get('train_cpu'), 0)} | "
@@ -689,7 +694,8 @@ def write_results(path: Path, records: Sequence[RunRecord], settings: Settings, 
     seg_rec = next((r for r in records if r.cell.arm.variant != "none"), records[0])
     cfg_text = (seg_rec.run_dir / "config.yaml").read_text() if (seg_rec.run_dir / "config.yaml").is_file() else ""
     L += [f"<details><summary>Resolved training config of {seg_rec.cell.name} (the other runs differ only in "
-          "seg.variant, seg.grad, run.seed and run.out; seg.segmenter is unused without the loss)</summary>", "", "```yaml", cfg_text.rstrip(), "```", "",
+          "seg.variant, seg.grad, run.seed and run.out; seg.segmenter is unused without the loss)</summary>", "",
+          "```yaml", cfg_text.rstrip(), "```", "",
           "</details>", ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
