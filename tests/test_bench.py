@@ -110,8 +110,8 @@ def test_plan_reports_unavailable_backends_and_unsupported_precisions():
     spec = generator_spec("resnet_6blocks", ngf=4)
     spec.checkpoint = "/nonexistent/but/not/opened.safetensors"
     costs = {spec.name: {"32": {"gflops": 0.01, "weights_mb": 1.0, "activation_peak_mb": 1.0}}}
-    plan = make_plan(PlanRequest([spec], ["torch-eager", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt", "torch-cudagraph"],
-                                 ["fp32", "fp16", "bf16", "int8"], [1], [32]), CPU_ONLY_ENV, costs,
+    backends = ["torch-eager", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt", "torch-cudagraph"]
+    plan = make_plan(PlanRequest([spec], backends, ["fp32", "fp16", "bf16", "int8"], [1], [32]), CPU_ONLY_ENV, costs,
                      {"cpu": {"fp32": {"gflops": 50.0}, "bf16": {"gflops": 1.0}, "int8": {"gflops": 80.0}}})
     rows = {b["backend"]: b for b in plan.backends}
     assert rows["torch-eager"]["available"] and rows["ort-cpu"]["available"]
