@@ -141,7 +141,7 @@ def export_onnx(
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # TorchScript exporter deprecation / tracer notes
             torch.onnx.export(
-                wrapped, (example,), buf, dynamo=False, opset_version=int(opset),
+                wrapped, (example,), buf, dynamo=False, opset_version=int(opset),  # type: ignore[arg-type]  # takes file objects
                 input_names=[input_name], output_names=[output_name],
                 dynamic_axes={input_name: axes, output_name: axes} if axes else None,
                 do_constant_folding=True,

@@ -70,8 +70,8 @@ class SubPixelConvTranspose2d(nn.Module):
             raise ValueError(f"{deconv}: only equal strides along H and W are supported")
         w = deconv.weight.detach()  # (Cin, Cout, kh, kw)
         cin, cout = w.shape[0], w.shape[1]
-        taps_h = _phase_taps(deconv.kernel_size[0], self.stride, deconv.padding[0])
-        taps_w = _phase_taps(deconv.kernel_size[1], self.stride, deconv.padding[1])
+        taps_h = _phase_taps(deconv.kernel_size[0], self.stride, int(deconv.padding[0]))
+        taps_w = _phase_taps(deconv.kernel_size[1], self.stride, int(deconv.padding[1]))
         offs_h = [d for ph in taps_h for _, d in ph]
         offs_w = [d for ph in taps_w for _, d in ph]
         lo_h, hi_h, lo_w, hi_w = min(offs_h), max(offs_h), min(offs_w), max(offs_w)
@@ -90,7 +90,7 @@ class SubPixelConvTranspose2d(nn.Module):
                             fused[:, a, b, :, dh - base_h, dw - base_w] = w[:, :, kh, kw].t()
             self.conv = nn.Conv2d(cin, cout * s * s, (th, tw), bias=bias is not None)
             self.conv.weight.data.copy_(fused.reshape(cout * s * s, cin, th, tw))
-            if bias is not None:
+            if bias is not None and self.conv.bias is not None:
                 self.conv.bias.data.copy_(bias.repeat_interleave(s * s))
             self.crops = None
         else:
@@ -106,7 +106,7 @@ class SubPixelConvTranspose2d(nn.Module):
                             pw_[:, :, dh - dmin_h, dw - dmin_w] = w[:, :, kh, kw].t()
                     conv = nn.Conv2d(cin, cout, (th, tw), bias=bias is not None)
                     conv.weight.data.copy_(pw_)
-                    if bias is not None:
+                    if bias is not None and conv.bias is not None:
                         conv.bias.data.copy_(bias)
                     convs.append(conv)
                     # rows of the padded input this phase reads start at dmin - base

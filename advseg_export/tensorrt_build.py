@@ -56,7 +56,7 @@ def parse_shape(text: str | Sequence[int]) -> tuple[int, int, int, int]:
         dims = tuple(int(v) for v in text)
     if len(dims) != 4 or any(d < 1 for d in dims):
         raise ValueError(f"shape {text!r} must be 4 positive integers NxCxHxW, e.g. 1x3x256x256")
-    return dims  # type: ignore[return-value]
+    return dims
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ class ShapeProfile:
 def import_tensorrt():
     """The ``tensorrt`` module (TensorRT >= 10), or :class:`TensorRTUnavailableError`."""
     try:
-        import tensorrt as trt  # type: ignore[import-not-found]
+        import tensorrt as trt
     except ImportError as exc:
         raise TensorRTUnavailableError(f"{TRT_INSTALL_HINT} (import tensorrt failed: {exc})") from None
     version = getattr(trt, "__version__", "0")

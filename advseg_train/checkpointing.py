@@ -47,6 +47,7 @@ class CheckpointLoadError(ValueError):
 def rng_state() -> dict[str, Any]:
     """torch (CPU + every CUDA device), numpy and Python RNG states, as tensors and numbers."""
     np_state = np.random.get_state()
+    assert isinstance(np_state, tuple)  # the legacy form: ("MT19937", keys, pos, has_gauss, cached)
     py_version, py_internal, py_gauss = random.getstate()
     return {
         "torch": torch.get_rng_state(),

@@ -19,7 +19,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import torch
 from torch import nn
@@ -52,6 +52,8 @@ GENERATOR_FORMAT = "generator/1"
 DISCRIMINATOR_FORMAT = "discriminator/1"
 
 StateDict = dict[str, torch.Tensor]
+_Config = TypeVar("_Config", GeneratorConfig, DiscriminatorConfig)
+_Net = TypeVar("_Net", bound=nn.Module)
 
 GENERATOR_KEYS = ("generator", "G", "G_A", "netG", "netG_A", "state_dict", "model_state_dict")
 DISCRIMINATOR_KEYS = ("discriminator", "D", "D_A", "netD", "netD_A", "state_dict",
@@ -151,7 +153,7 @@ def _unwrap_trainer_checkpoint(
     """advseg-train checkpoints: ``{"model": {"nets": {name: state_dict}}, "generator": {"name",
     "config"}}``. The generator is the one ``generator.name`` names; a discriminator needs
     ``key`` unless there is only one (names starting with "D")."""
-    gen = obj.get("generator") if isinstance(obj.get("generator"), Mapping) else {}
+    gen: Mapping[str, Any] = obj["generator"] if isinstance(obj.get("generator"), Mapping) else {}
     if key is None and what == "generator":
         key = gen.get("name")
         if key is None:
@@ -412,7 +414,7 @@ def _cfg_str(cfg: Any) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in cfg.to_dict().items())
 
 
-def _make_config(cls: type, values: dict[str, Any], desc: str) -> Any:
+def _make_config(cls: type[_Config], values: dict[str, Any], desc: str) -> _Config:
     try:
         return cls.from_dict(values)
     except (ValueError, TypeError) as exc:
@@ -479,13 +481,12 @@ def discriminator_state_and_config(
     return _state_and_config(source, key, overrides, "discriminator")
 
 
-def load_checked(net: nn.Module, sd: StateDict, source: Any, layout: str) -> nn.Module:
+def load_checked(net: _Net, sd: StateDict, source: Any, layout: str) -> _Net:
     """Load ``sd`` (read from ``source`` in ``layout``) strictly into ``net``, which was built from
     ``net.config``; a mismatch raises :class:`CheckpointError` naming the keys and shapes.
-    Returns ``net`` in eval mode with ``.source_layout``."""
+    Returns ``net`` in eval mode."""
     _check_match(net, sd, _describe(source), net.config, layout)
     net.load_state_dict(sd, strict=True)
-    net.source_layout = layout
     return net.eval()
 
 
@@ -495,14 +496,14 @@ def load_checked(net: nn.Module, sd: StateDict, source: Any, layout: str) -> nn.
 def _unwrap_module(net: nn.Module) -> nn.Module:
     while True:
         if hasattr(net, "_orig_mod"):  # torch.compile
-            net = net._orig_mod
+            net = cast(nn.Module, net._orig_mod)
         elif isinstance(net, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
             net = net.module
         else:
             return net
 
 
-def _save(net: nn.Module, path: str | os.PathLike, fmt: str, cfg_cls: type,
+def _save(net: nn.Module, path: str | os.PathLike, fmt: str, cfg_cls: type[_Config],
           extra_metadata: Mapping[str, Any] | None) -> None:
     from safetensors.torch import save_file
 

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -33,6 +33,9 @@ from advseg_sdk import files
 from advseg_sdk.imageio import read_image, write_image
 
 from .config import DataConfig
+
+if TYPE_CHECKING:
+    from .hed import HED
 
 __all__ = [
     "DataError",
@@ -125,10 +128,10 @@ class Augment:
     def apply(img: Image.Image, params: dict[str, Any]) -> torch.Tensor:
         """PIL image -> (3, H, W) float tensor in [-1, 1] using ``params``."""
         if img.size != tuple(params["size"]):
-            img = img.resize(params["size"], Image.BICUBIC)
+            img = img.resize(params["size"], Image.Resampling.BICUBIC)
         img = img.crop(params["box"])
         if params["flip"]:
-            img = img.transpose(Image.FLIP_LEFT_RIGHT)
+            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         arr = np.asarray(img, dtype=np.float32)
         return torch.from_numpy(arr).permute(2, 0, 1).div(127.5).sub(1.0).contiguous()
 
@@ -147,7 +150,7 @@ class _Base(Dataset):
 
     def _pair(self, a: Image.Image, b: Image.Image, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         if a.size != b.size:
-            a = a.resize(b.size, Image.BICUBIC)
+            a = a.resize(b.size, Image.Resampling.BICUBIC)
         p = self.augment.params(rng, *b.size)
         return self.augment.apply(a, p), self.augment.apply(b, p)
 
@@ -245,7 +248,7 @@ class SketchCache:
         self.method = method
         self.hits = 0
         self.misses = 0
-        self._hed = None
+        self._hed: HED | None = None
         self._lock = threading.Lock()
         self._digests: dict[Path, str] = {}
 
@@ -286,7 +289,7 @@ class SketchCache:
                 return rgb, sketch[:, :, 0]
         img = _load_pil(photo)
         size = augment.resized_size(*img.size)
-        rgb = np.asarray(img if img.size == size else img.resize(size, Image.BICUBIC))
+        rgb = np.asarray(img if img.size == size else img.resize(size, Image.Resampling.BICUBIC))
         s_path = self.path_for(photo, size)
         sketch = _read_cached(s_path, size)
         if sketch is not None:
@@ -309,17 +312,18 @@ class SketchCache:
         p_path = self.root / f"{self._digest(photo)}_photo_short{side}.png"
         s_path = self.root / f"{self._digest(photo)}_{self.tag}_short{side}.png"
         if p_path.is_file() and s_path.is_file():
+            cached: tuple[np.ndarray, np.ndarray] | None
             try:
-                rgb, sketch = read_image(p_path), read_image(s_path)
+                cached = read_image(p_path), read_image(s_path)
             except ValueError:
-                rgb = sketch = None
-            if rgb is not None and sketch is not None and rgb.shape[:2] == sketch.shape[:2]:
+                cached = None
+            if cached is not None and cached[0].shape[:2] == cached[1].shape[:2]:
                 self.hits += 1
-                return rgb, sketch[:, :, 0]
+                return cached[0], cached[1][:, :, 0]
         self.misses += 1
         img = _load_pil(photo)
         size = augment.resized_size(*img.size)
-        rgb = np.asarray(img if img.size == size else img.resize(size, Image.BICUBIC))
+        rgb = np.asarray(img if img.size == size else img.resize(size, Image.Resampling.BICUBIC))
         sketch = self.make(rgb)
         write_image(p_path, rgb)
         write_image(s_path, sketch)
@@ -338,11 +342,12 @@ class SketchCache:
                 from .hed import load_hed
 
                 self._hed = load_hed()
+            hed = self._hed
         b = min(self.HED_BORDER, rgb.shape[0] - 1, rgb.shape[1] - 1)
         padded = np.pad(rgb, ((b, b), (b, b), (0, 0)), mode="reflect") if b else rgb
         x = torch.from_numpy(np.ascontiguousarray(padded)).permute(2, 0, 1)[None].float() / 255.0
         with torch.no_grad():
-            prob = self._hed(x)[0, 0].numpy()
+            prob = hed(x)[0, 0].numpy()
         if b:
             prob = prob[b:-b, b:-b]
         return sk.hed_postprocess(prob)
@@ -397,7 +402,9 @@ class PhotoSketchDataset(_Base):
         return {"A": ta, "B": tb, "A_path": str(a_path), "B_path": str(b_path), "index": index}
 
 
-def build_dataset(cfg: DataConfig, *, paired: bool, seed: int = 0) -> Dataset:
+def build_dataset(
+    cfg: DataConfig, *, paired: bool, seed: int = 0
+) -> UnalignedDataset | AlignedDataset | PhotoSketchDataset:
     """The dataset for ``cfg``; ``paired`` is True for Pix2Pix."""
     augment = Augment.from_config(cfg)
     if cfg.mode == "unaligned":

@@ -68,6 +68,8 @@ class HED(nn.Module):
     happens inside the module; ``forward_bgr`` / ``side_logits_bgr`` take the preprocessed input.
     """
 
+    bgr_mean: torch.Tensor  # buffer
+
     def __init__(self) -> None:
         super().__init__()
         self.blocks = nn.ModuleList()
@@ -126,11 +128,12 @@ class HED(nn.Module):
     def keras_targets(self) -> Iterator[tuple[str, nn.Conv2d]]:
         """(Keras layer name, conv) pairs: ``blockK_convJ``, ``dsnK``, ``fuse``."""
         for k, block in enumerate(self.blocks, start=1):
-            convs = [m for m in block if isinstance(m, nn.Conv2d)]
+            convs = [m for m in block.children() if isinstance(m, nn.Conv2d)]
             for j, conv in enumerate(convs, start=1):
                 yield f"block{k}_conv{j}", conv
-        for k, conv in enumerate(self.dsn, start=1):
-            yield f"dsn{k}", conv
+        for k, dsn in enumerate(self.dsn, start=1):
+            assert isinstance(dsn, nn.Conv2d)
+            yield f"dsn{k}", dsn
         yield "fuse", self.fuse
 
 
@@ -228,6 +231,7 @@ def load_hed(weights: str | os.PathLike | None = None) -> HED:
             bias = _read(h5, f"{vars_path}/1", (cout,), path)
             # Keras (kh, kw, Cin, Cout) -> torch (Cout, Cin, kh, kw); both are cross-correlations.
             conv.weight.copy_(torch.from_numpy(kernel).permute(3, 2, 0, 1))
+            assert conv.bias is not None  # every HED conv has a bias
             conv.bias.copy_(torch.from_numpy(bias))
     model.eval()
     model.requires_grad_(False)

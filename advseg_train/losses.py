@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .segmentation import maps as seg_maps
-from .segmentation.base import map_dtype
+from .segmentation.base import Segmenter, map_dtype
 
 __all__ = ["GANLoss", "AdvSegLoss", "HEADS"]
 
@@ -76,7 +76,7 @@ class AdvSegLoss(nn.Module):
 
     def __init__(
         self,
-        segmenter: nn.Module | None,
+        segmenter: Segmenter | None,
         variant: str = "both",
         grad: str = "soft",
         gan_loss: GANLoss | None = None,
@@ -109,6 +109,7 @@ class AdvSegLoss(nn.Module):
         if head == "binary":
             return seg_maps.binary_channels(self.segmenter) + self.cond_nc
         if head == "multi":
+            assert self.segmenter is not None  # checked in __init__
             return seg_maps.multi_channels(self.segmenter) + self.cond_nc
         raise ValueError(f"unknown segmentation head {head!r}")
 
@@ -121,6 +122,7 @@ class AdvSegLoss(nn.Module):
         if not self.heads:
             return {}
         seg = self.segmenter
+        assert seg is not None  # checked in __init__: a variant with heads has a segmenter
         if self.grad == "hard":
             with torch.no_grad():
                 labels = seg.labels(images)

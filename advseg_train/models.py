@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
@@ -26,7 +26,8 @@ from torch import nn
 from .config import TrainConfig
 from .image_pool import ImagePool
 from .losses import AdvSegLoss, GANLoss
-from .networks import DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator
+from .networks import DiscriminatorConfig, Generator, GeneratorConfig, build_discriminator, build_generator
+from .segmentation.base import Segmenter
 
 __all__ = ["NonFiniteLossError", "GANModel", "CycleGANModel", "Pix2PixModel", "build_model", "ddp_buffer_kwargs"]
 
@@ -41,7 +42,7 @@ class NonFiniteLossError(FloatingPointError):
         super().__init__(f"non-finite loss in the {phase} step: {listing}")
 
 
-def ddp_buffer_kwargs() -> dict[str, bool]:
+def ddp_buffer_kwargs() -> dict[str, Any]:
     """DDP keyword that turns off the per-forward buffer broadcast (``forward_sync_buffers`` where
     this torch has it, else ``broadcast_buffers``)."""
     import inspect
@@ -66,8 +67,8 @@ def _check_finite(terms: Mapping[str, torch.Tensor], phase: str) -> None:
     if bool(bad):
         if bool(torch.isfinite(values).all()):
             raise NonFiniteLossError({"(another rank)": float("nan")}, phase)
-        bad = {k: float(v) for k, v in zip(terms, values.tolist()) if not math.isfinite(v)}
-        raise NonFiniteLossError(bad, phase)
+        bad_terms = {k: float(v) for k, v in zip(terms, values.tolist(), strict=True) if not math.isfinite(v)}
+        raise NonFiniteLossError(bad_terms, phase)
 
 
 class GANModel(nn.Module):
@@ -90,7 +91,7 @@ class GANModel(nn.Module):
     generator_name = "G"
     optimizer_groups: dict[str, tuple[str, ...]] = {}
 
-    def __init__(self, cfg: TrainConfig, segmenter: nn.Module | None, device: torch.device | str = "cpu") -> None:
+    def __init__(self, cfg: TrainConfig, segmenter: Segmenter | None, device: torch.device | str = "cpu") -> None:
         super().__init__()
         self.cfg = cfg
         self.device = torch.device(device)
@@ -113,7 +114,7 @@ class GANModel(nn.Module):
         self.seg_heads = {h: f"D_seg_{h}" for h in self.adv_seg.heads}
         self.to(self.device)
         if cfg.run.channels_last:
-            self.nets.to(memory_format=torch.channels_last)
+            self.nets.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub lacks it
         o = cfg.optim
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         for name, members in self.optimizer_groups.items():
@@ -137,8 +138,12 @@ class GANModel(nn.Module):
         self.wrap()
 
     # ----------------------------------------------------------- construction
-    seg_cond_nc = 0
     pool_names: tuple[str, ...] = ()
+
+    @property
+    def seg_cond_nc(self) -> int:
+        """Channels the segmentation discriminators are conditioned on besides the map (0: none)."""
+        return 0
 
     def build_networks(self) -> None:
         raise NotImplementedError
@@ -194,9 +199,11 @@ class GANModel(nn.Module):
                                 + (" (discriminators: varying input grad/channels would recompile)" if compile else ""))
 
     @property
-    def generator(self) -> nn.Module:
+    def generator(self) -> Generator:
         """The sketch→colour generator (A→B)."""
-        return self.nets[self.generator_name]
+        net = self.nets[self.generator_name]
+        assert isinstance(net, Generator)
+        return net
 
     @property
     def discriminator_names(self) -> list[str]:
@@ -391,7 +398,7 @@ class CycleGANModel(GANModel):
                 t["G_B"] = self.gan_loss(f["D_B"](out["fake_A"]), True)
                 t["cycle_A"] = F.l1_loss(out["rec_A"].float(), real_A.float()) * L.lambda_A
                 t["cycle_B"] = F.l1_loss(out["rec_B"].float(), real_B.float()) * L.lambda_B
-                t["G_baseline"] = sum(t[k] for k in list(t))
+                t["G_baseline"] = cast(torch.Tensor, sum(t[k] for k in list(t)))
                 seg_g = self.adv_seg.generator_losses(out["fake_maps"], self._seg_calls(frozen=True))
                 t.update({f"G_seg_{h}": v for h, v in seg_g.items()})
                 t["G_total"] = self.cfg.seg.wg * t["G_baseline"] + self.adv_seg.weighted(seg_g)
@@ -500,7 +507,7 @@ class Pix2PixModel(GANModel):
         return t
 
 
-def build_model(cfg: TrainConfig, segmenter: nn.Module | None = None, device: torch.device | str = "cpu") -> GANModel:
+def build_model(cfg: TrainConfig, segmenter: Segmenter | None = None, device: torch.device | str = "cpu") -> GANModel:
     """The training model for ``cfg.model.kind``; builds the segmenter when none is given."""
     if segmenter is None and cfg.seg.variant != "none":
         from .segmentation import build_segmenter

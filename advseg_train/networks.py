@@ -16,7 +16,7 @@ unless the norm is ``batch`` (the official rule). Architectures are named in
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -38,6 +38,8 @@ __all__ = [
     "INIT_TYPES",
     "GeneratorConfig",
     "DiscriminatorConfig",
+    "Generator",
+    "Discriminator",
     "ResnetBlock",
     "ResnetGenerator",
     "UnetSkipBlock",
@@ -97,7 +99,22 @@ class ResnetBlock(nn.Module):
         return x + self.conv_block(x)
 
 
-class ResnetGenerator(nn.Module):
+class Generator(nn.Module):
+    """Base of the generators: ``config`` is set by :func:`build_generator`, ``source_layout`` (the
+    key layout the weights were read in) by :func:`load_generator`."""
+
+    config: GeneratorConfig
+    source_layout: str
+
+
+class Discriminator(nn.Module):
+    """Base of the discriminators (``config``, ``source_layout`` as :class:`Generator`)."""
+
+    config: DiscriminatorConfig
+    source_layout: str
+
+
+class ResnetGenerator(Generator):
     """Johnson-style ResNet generator (CycleGAN's G): 7×7 stem, two stride-2 convs, n residual
     blocks, two transposed convs, 7×7 head, tanh. Fully convolutional; H and W multiples of 4.
 
@@ -164,10 +181,13 @@ class UnetSkipBlock(nn.Module):
         input_nc = outer_nc if input_nc is None else input_nc
         down_conv = nn.Conv2d(input_nc, inner_nc, kernel_size=4, stride=2, padding=1, bias=bias)
         up_in = inner_nc if innermost else inner_nc * 2
+        layers: list[nn.Module]
         if outermost:
+            if submodule is None:
+                raise ValueError("the outermost U-Net level needs a submodule")
             up_conv = nn.ConvTranspose2d(up_in, outer_nc, kernel_size=4, stride=2, padding=1)
             layers = [down_conv, submodule, nn.ReLU(inplace=True), up_conv, nn.Tanh()]
-        elif innermost:
+        elif submodule is None:
             up_conv = nn.ConvTranspose2d(
                 up_in, outer_nc, kernel_size=4, stride=2, padding=1, bias=bias
             )
@@ -189,7 +209,7 @@ class UnetSkipBlock(nn.Module):
         return torch.cat([x, self.model(x)], dim=1)
 
 
-class UnetGenerator(nn.Module):
+class UnetGenerator(Generator):
     """pix2pix U-Net: ``num_downs`` stride-2 levels (7 → 128², 8 → 256² inputs; more generally
     multiples of ``2**num_downs``). Dropout(0.5), if enabled, sits in the ``num_downs - 5`` inner
     ngf·8 blocks."""
@@ -219,7 +239,7 @@ class UnetGenerator(nn.Module):
         return self.model(x)
 
 
-class NLayerDiscriminator(nn.Module):
+class NLayerDiscriminator(Discriminator):
     """PatchGAN: n stride-2/1 4×4 convs; 70×70 receptive field for n_layers=3."""
 
     def __init__(self, cfg: DiscriminatorConfig):
@@ -249,7 +269,7 @@ class NLayerDiscriminator(nn.Module):
         return self.model(x)
 
 
-class PixelDiscriminator(nn.Module):
+class PixelDiscriminator(Discriminator):
     """1×1 PixelGAN discriminator: judges each pixel independently."""
 
     def __init__(self, cfg: DiscriminatorConfig):
@@ -302,7 +322,10 @@ def init_weights(net: nn.Module, init_type: str = "normal", gain: float = 0.02) 
     return net
 
 
-def _as_config(cfg: Any, cls: type) -> Any:
+_Config = TypeVar("_Config", GeneratorConfig, DiscriminatorConfig)
+
+
+def _as_config(cfg: Any, cls: type[_Config]) -> _Config:
     if isinstance(cfg, cls):
         return cfg
     if isinstance(cfg, Mapping):
@@ -314,14 +337,14 @@ def build_generator(
     cfg: GeneratorConfig | Mapping[str, Any],
     init_type: str | None = "normal",
     init_gain: float = 0.02,
-) -> nn.Module:
+) -> Generator:
     """Build the generator described by ``cfg`` and apply the official init
     (``init_type=None`` skips it, e.g. before loading weights). The module gets ``.config``."""
-    cfg = _as_config(cfg, GeneratorConfig)
-    net: nn.Module = ResnetGenerator(cfg) if cfg.is_resnet else UnetGenerator(cfg)
+    config = _as_config(cfg, GeneratorConfig)
+    net: Generator = ResnetGenerator(config) if config.is_resnet else UnetGenerator(config)
     if init_type is not None:
         init_weights(net, init_type, init_gain)
-    net.config = cfg
+    net.config = config
     return net
 
 
@@ -329,13 +352,13 @@ def build_discriminator(
     cfg: DiscriminatorConfig | Mapping[str, Any],
     init_type: str | None = "normal",
     init_gain: float = 0.02,
-) -> nn.Module:
+) -> Discriminator:
     """Build the discriminator described by ``cfg`` (official init unless ``init_type=None``)."""
-    cfg = _as_config(cfg, DiscriminatorConfig)
-    net: nn.Module = PixelDiscriminator(cfg) if cfg.arch == "pixel" else NLayerDiscriminator(cfg)
+    config = _as_config(cfg, DiscriminatorConfig)
+    net: Discriminator = PixelDiscriminator(config) if config.arch == "pixel" else NLayerDiscriminator(config)
     if init_type is not None:
         init_weights(net, init_type, init_gain)
-    net.config = cfg
+    net.config = config
     return net
 
 
@@ -357,18 +380,22 @@ def set_dropout(net: nn.Module, active: bool) -> nn.Module:
 # save_discriminator, re-exported here); these build the module and load the weights into it.
 
 
-def load_generator(source: Any, *, key: str | None = None, **overrides: Any) -> nn.Module:
+def load_generator(source: Any, *, key: str | None = None, **overrides: Any) -> Generator:
     """Load a generator from our safetensors, a stock pytorch-CycleGAN-and-pix2pix ``.pth``, an
     AdvSegLoss ``.pth``, a training checkpoint dict, or a state dict. The architecture is inferred
     where the weights tell it; ``overrides`` (GeneratorConfig fields) fix the rest. Returns the
     module in eval mode with ``.config`` and ``.source_layout`` (the key layout that was read).
     Raises :class:`CheckpointError` (a ValueError) on a mismatch, naming keys and shapes."""
     cfg, sd, layout = generator_state_and_config(source, key=key, **overrides)
-    return load_checked(build_generator(cfg, init_type=None), sd, source, layout)
+    net = build_generator(cfg, init_type=None)
+    net.source_layout = layout
+    return load_checked(net, sd, source, layout)
 
 
-def load_discriminator(source: Any, *, key: str | None = None, **overrides: Any) -> nn.Module:
+def load_discriminator(source: Any, *, key: str | None = None, **overrides: Any) -> Discriminator:
     """Like :func:`load_generator` for discriminators (``use_sigmoid`` is not in the weights:
     pass it as an override; default False)."""
     cfg, sd, layout = discriminator_state_and_config(source, key=key, **overrides)
-    return load_checked(build_discriminator(cfg, init_type=None), sd, source, layout)
+    net = build_discriminator(cfg, init_type=None)
+    net.source_layout = layout
+    return load_checked(net, sd, source, layout)

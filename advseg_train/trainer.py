@@ -23,7 +23,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -36,6 +36,10 @@ from .checkpointing import load_checkpoint, rng_state, save_checkpoint, set_rng_
 from .config import TrainConfig, dump_yaml, to_dict
 from .data import ResumableSampler, build_dataset
 from .models import GANModel, NonFiniteLossError, build_model
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
+    from tqdm import tqdm
 
 __all__ = ["RunResult", "TrainingDivergedError", "train", "write_sample_grid", "resolve_device", "resolve_num_workers",
            "build_loader"]
@@ -249,8 +253,8 @@ def train(cfg: TrainConfig) -> RunResult:
 class _Logger:
     def __init__(self, active: bool) -> None:
         self.active = active
-        self.writer = None
-        self.bar = None
+        self.writer: SummaryWriter | None = None
+        self.bar: tqdm | None = None
 
     def open(self, tb_dir: Path, purge_step: int | None) -> None:
         if self.active:

@@ -320,10 +320,14 @@ class DeepLabV3MobileNetV2(_QuantMixin, nn.Module):
         x = self.concat_projection(torch.cat([pooled, self.aspp0(x)], dim=1))
         return self.logits(x)
 
+    def inverted_residuals(self) -> list[InvertedResidual]:
+        """The MobileNetV2 blocks, in order."""
+        return [b for b in self.blocks if isinstance(b, InvertedResidual)]
+
     def tflite_layers(self) -> list[tuple[str, TFConv]]:
         """(TFLite scope, module) of every convolution, in the graph's operator order."""
         out = [("MobilenetV2/Conv", self.stem)]
-        for i, block in enumerate(self.blocks):
+        for i, block in enumerate(self.inverted_residuals()):
             scope = "MobilenetV2/expanded_conv" + (f"_{i}" if i else "")
             if block.expand is not None:
                 out.append((f"{scope}/expand", block.expand))
@@ -371,10 +375,11 @@ def load_deeplab_tflite_weights(
             )
         with torch.no_grad():
             mod.conv.weight.copy_(w)
+            assert mod.conv.bias is not None  # every converted conv has its folded BatchNorm bias
             mod.conv.bias.copy_(torch.from_numpy(b_t.dequantize()))
         mod.out_q = _qparams(graph.tensors[op.outputs[0]])
     adds = [op for op in graph.ops if op.kind == "ADD"]
-    residuals = [b for b in net.blocks if b.residual]
+    residuals = [b for b in net.inverted_residuals() if b.residual]
     if len(adds) != len(residuals):
         raise ValueError(f"{name}: {len(adds)} residual additions in the file, the port has {len(residuals)}")
     for op, block in zip(adds, residuals):

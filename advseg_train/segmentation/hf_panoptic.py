@@ -41,7 +41,7 @@ _HELP = (
 )
 
 
-def _model_class(kind: str) -> type:
+def _model_class(kind: str) -> Any:
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     try:
@@ -91,6 +91,9 @@ class HFPanopticSegmenter(Segmenter):
             ``image_mean=...``) change single fields.
     """
 
+    pix_scale: torch.Tensor  # buffers: [-1, 1] input -> the checkpoint's normalisation
+    pix_shift: torch.Tensor
+
     def __init__(
         self, model: nn.Module, kind: str, options: HFPanopticOptions | None = None, **option_fields: Any
     ) -> None:
@@ -117,7 +120,8 @@ class HFPanopticSegmenter(Segmenter):
                     "from_pretrained() computes them with the checkpoint's tokenizer"
                 )
             ids = torch.as_tensor(opts.task_token_ids, dtype=torch.long).view(1, -1)
-            seq_len = int(model.config.task_seq_len)
+            model_config: Any = model.config
+            seq_len = int(model_config.task_seq_len)
             if ids.shape[1] != seq_len:
                 raise ValueError(f"task_token_ids must have length {seq_len}, got {ids.shape[1]}")
             self.register_buffer("task_token_ids", ids, persistent=False)

@@ -96,6 +96,7 @@ class RSU4F(nn.Module):
 
 
 class ISNetDIS(nn.Module):
+    side1: nn.Conv2d  # side1 ... side6 are set in __init__
     """The ISNet (DIS) network. ``forward`` returns the 6 side-output logits at input size.
 
     * ``conv_in``: 3x3 conv, stride 2, 3 -> 64 (with bias, no BN, no ReLU);

@@ -54,6 +54,7 @@ class TinySegmenter(Segmenter):
             for conv in (self.conv1, self.conv2, self.conv3, self.head):
                 fan_in = conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]
                 conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) / math.sqrt(fan_in))
+                assert conv.bias is not None
                 conv.bias.copy_(0.1 * torch.randn(conv.bias.shape, generator=gen))
         self.freeze()
 
