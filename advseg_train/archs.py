@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 __all__ = [
     "GeneratorArch",
@@ -76,25 +76,22 @@ _C = TypeVar("_C", bound="_ArchConfig")
 
 
 class _ArchConfig:
-    """Checks, dict round trip and ``replace`` shared by the two config dataclasses: ``arch`` is
-    one of ``_ARCHS``, ``norm`` one of :data:`NORMS`, the ``_POSITIVE`` fields positive ints and
-    the ``_FLAG`` field a bool."""
+    """Checks, dict round trip and ``replace`` shared by the two config dataclasses; what is
+    checked is in :data:`_CHECKS`."""
 
-    _ARCHS: ClassVar[tuple[str, ...]]
-    _POSITIVE: ClassVar[tuple[str, ...]]
-    _FLAG: ClassVar[str]
     arch: str
     norm: str
 
     def __post_init__(self) -> None:
-        _check_choice("arch", self.arch, self._ARCHS)
+        archs, positive, flag = _CHECKS[type(self)]
+        _check_choice("arch", self.arch, archs)
         _check_choice("norm", self.norm, NORMS)
-        for name in self._POSITIVE:
+        for name in positive:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if not isinstance(getattr(self, self._FLAG), bool):
-            raise ValueError(f"{self._FLAG} must be a bool, got {getattr(self, self._FLAG)!r}")
+        if not isinstance(getattr(self, flag), bool):
+            raise ValueError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[call-overload]
@@ -116,10 +113,6 @@ class _ArchConfig:
 @dataclass(frozen=True)
 class GeneratorConfig(_ArchConfig):
     """Architecture of a generator. ``arch`` picks the family and depth."""
-
-    _ARCHS = GENERATOR_ARCHS
-    _POSITIVE = ("input_nc", "output_nc", "ngf")
-    _FLAG = "use_dropout"
 
     arch: str = "resnet_9blocks"
     input_nc: int = 3  # input channels
@@ -157,12 +150,8 @@ class GeneratorConfig(_ArchConfig):
 class DiscriminatorConfig(_ArchConfig):
     """Architecture of a discriminator. ``basic`` always has 3 layers; ``n_layers`` uses it."""
 
-    _ARCHS = DISCRIMINATOR_ARCHS
-    _POSITIVE = ("input_nc", "ndf", "n_layers")
-    _FLAG = "use_sigmoid"
-
     arch: str = "basic"
-    input_nc: int = 3  # input channels
+    input_nc: int = 3  # channels of the judged image (with its condition, if any)
     ndf: int = 64  # filters of the first conv
     n_layers: int = 3  # conv layers of an ``n_layers`` PatchGAN
     norm: str = "instance"
@@ -172,3 +161,10 @@ class DiscriminatorConfig(_ArchConfig):
     def effective_n_layers(self) -> int:
         """Layers actually built: 3 for ``basic`` (as officially), ``n_layers`` otherwise."""
         return 3 if self.arch == "basic" else self.n_layers
+
+
+#: per config class: the allowed ``arch`` names, the fields that must be positive ints, the bool flag
+_CHECKS: dict[type, tuple[tuple[str, ...], tuple[str, ...], str]] = {
+    GeneratorConfig: (GENERATOR_ARCHS, ("input_nc", "output_nc", "ngf"), "use_dropout"),
+    DiscriminatorConfig: (DISCRIMINATOR_ARCHS, ("input_nc", "ndf", "n_layers"), "use_sigmoid"),
+}
