@@ -13,10 +13,8 @@
 
 Every runner has ``.run(x) -> np.ndarray`` (x float NCHW; output float32), ``.label``,
 ``.providers``, ``.input_name``, ``.input_dtype`` and the limits ``.max_batch``, ``.max_hw`` and
-``.min_hw`` (None = no limit; a TensorRT engine's optimisation profile sets them).
-
-Not verified on this machine (no GPU, TensorRT not installable): the CUDA IO-binding path, the
-TensorRT EP options and :class:`TensorRTRunner`. They are written against the documented APIs.
+``.min_hw`` (None = no limit; a TensorRT engine's optimisation profile sets them). The GPU paths
+follow the documented onnxruntime and TensorRT 10 APIs (README: what was not run).
 """
 
 from __future__ import annotations
@@ -232,8 +230,7 @@ class OnnxRunner:
         return [np.asarray(o, dtype=np.float32) for o in outs]
 
     def _run_io_binding(self, x: np.ndarray) -> list[np.ndarray]:
-        # Not verified here (no GPU): documented onnxruntime IOBinding API. The input is copied to
-        # the GPU once, outputs stay there until copied back, avoiding per-run host staging.
+        # onnxruntime's IOBinding API: the input is copied to the GPU once, outputs stay there until copied back, avoiding per-run host staging.
         import onnxruntime as ort
 
         binding = self.session.io_binding()
@@ -282,10 +279,8 @@ def _check(result: Any, what: str) -> Any:
 
 
 class TensorRTRunner:
-    """A serialized TensorRT engine (TensorRT 10 API) with one input and one or more outputs.
-
-    Not verified here: needs an NVIDIA GPU, TensorRT 10 and cuda-python.
-    """
+    """A serialized TensorRT engine (TensorRT 10 API) with one input and one or more outputs;
+    needs an NVIDIA GPU, TensorRT 10 and cuda-python."""
 
     def __init__(self, engine_path: str | os.PathLike, device_id: int = 0, label: str | None = None):
         trt = _import_tensorrt()
