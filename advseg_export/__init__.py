@@ -13,8 +13,9 @@ Modules: :mod:`~advseg_export.onnx_export` (torch -> checked, simplified fp32 ON
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING
+
+from advseg_sdk.lazy import lazy_exports
 
 __all__ = [
     "export_generator",
@@ -39,14 +40,8 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'advseg_export' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
+if TYPE_CHECKING:  # pragma: no cover
+    from .api import DegradedExportError, ExportError, ExportOptions, export_generator, export_hed
+    from .tensorrt_build import ShapeProfile, TensorRTUnavailableError, build_engine
 
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -30,6 +30,8 @@ import onnx
 import torch
 from torch import nn
 
+from advseg_sdk.options import with_overrides
+
 from .calibration import ArrayCalibrationReader, InputSet, calibration_inputs, parity_inputs
 from .onnx_export import MIN_OPSET, ExportError, export_onnx
 from .parity import DEFAULT_THRESHOLDS, PARITY_CONVENTION, ParityResult, Threshold, compare
@@ -142,17 +144,6 @@ class ExportOptions:
     trt_hardware_compatible: bool = False
     log: Log | None = None
 
-    def updated(self, **changes: Any) -> ExportOptions:
-        """A copy with ``changes`` (field names; an unknown name is a TypeError)."""
-        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
-        if unknown:
-            raise TypeError(f"unknown export option(s) {unknown}")
-        return dataclasses.replace(self, **changes)
-
-
-def _resolve_options(options: ExportOptions | None, overrides: Mapping[str, Any]) -> ExportOptions:
-    return (options or ExportOptions()).updated(**overrides)
-
 
 # --------------------------------------------------------------------------- public API
 
@@ -178,6 +169,7 @@ def export_generator(
     """
     from advseg_train.networks import load_generator
 
+    opts = with_overrides(ExportOptions, options, option_fields)
     net = load_generator(source, **dict(overrides or {}))
     cfg = net.config
     fixed = cfg.fixed_size
@@ -205,9 +197,8 @@ def export_generator(
         name=name or f"sketch2color-{cfg.arch}",
         provenance=provenance,
     )
-    opts = _resolve_options(options, option_fields)
     int8 = opts.int8_options or (GENERATOR_INT8 if cfg.is_resnet else UNET_INT8)
-    return export_module(target, out_dir, opts.updated(int8_options=int8))
+    return export_module(target, out_dir, dataclasses.replace(opts, int8_options=int8))
 
 
 def export_hed(
@@ -225,6 +216,7 @@ def export_hed(
     from advseg_sdk.files import sha256_file
     from advseg_train.hed import load_hed
 
+    opts = with_overrides(ExportOptions, options, option_fields)
     wpath = Path(weights) if weights is not None else asset_path("hed-bsds500")
     net = load_hed(wpath)
     prov = {"source": str(wpath), "source_checkpoint_sha256": sha256_file(wpath) if wpath.is_file() else None,
@@ -243,8 +235,7 @@ def export_hed(
         name=name,
         provenance=prov,
     )
-    opts = _resolve_options(options, option_fields)
-    return export_module(target, out_dir, opts.updated(int8_options=opts.int8_options or HED_INT8))
+    return export_module(target, out_dir, dataclasses.replace(opts, int8_options=opts.int8_options or HED_INT8))
 
 
 def export_module(
@@ -252,7 +243,7 @@ def export_module(
 ) -> Path:
     """Export ``target`` into a bundle at ``out_dir`` (the shared engine of the two functions above);
     ``options``/``option_fields`` as :func:`export_generator`."""
-    opts = _resolve_options(options, option_fields)
+    opts = with_overrides(ExportOptions, options, option_fields)
     say = opts.log or (lambda _msg: None)
     precs = _normalise_precisions(opts.precisions)
     limits = _merge_thresholds(opts.thresholds)
@@ -278,7 +269,7 @@ def export_module(
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the bundle gets normal permissions
     try:
-        opts = opts.updated(precisions=precs, int8_options=opts.int8_options or Int8Options(), log=say)
+        opts = dataclasses.replace(opts, precisions=precs, int8_options=opts.int8_options or Int8Options(), log=say)
         manifest = _build(target, tmp, opts, limits, profile)
         from advseg_sdk.bundle import write_manifest
 

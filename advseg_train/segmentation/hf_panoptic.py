@@ -16,7 +16,6 @@ from the checkpoint's tokenizer, or given as ``task_token_ids`` (tokenizer-free)
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from collections.abc import Sequence
@@ -27,6 +26,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from advseg_sdk.options import with_overrides
 
 from . import coco_panoptic
 from .base import Segmenter, map_dtype, normalise_mass, resize, round_up
@@ -97,7 +98,7 @@ class HFPanopticSegmenter(Segmenter):
     def __init__(
         self, model: nn.Module, kind: str, options: HFPanopticOptions | None = None, **option_fields: Any
     ) -> None:
-        opts = dataclasses.replace(options or HFPanopticOptions(), **option_fields)
+        opts = with_overrides(HFPanopticOptions, options, option_fields)
         _model_class(kind)
         names, things = _classes(model.config, opts.is_thing)
         super().__init__(name=kind, class_names=names, is_thing=things)
