@@ -17,26 +17,13 @@ from typing import TYPE_CHECKING
 
 from advseg_sdk.lazy import lazy_exports
 
-__all__ = [
-    "export_generator",
-    "export_hed",
-    "ExportOptions",
-    "ExportError",
-    "DegradedExportError",
-    "ShapeProfile",
-    "build_engine",
-    "TensorRTUnavailableError",
-]
-
+__all__ = ["export_generator", "export_hed", "ExportOptions", "ExportError", "DegradedExportError", "ShapeProfile",
+           "build_engine", "TensorRTUnavailableError"]
+#: name -> the module that defines it
 _EXPORTS = {
-    "export_generator": "advseg_export.api",
-    "export_hed": "advseg_export.api",
-    "ExportOptions": "advseg_export.api",
-    "ExportError": "advseg_export.api",
-    "DegradedExportError": "advseg_export.api",
-    "ShapeProfile": "advseg_export.tensorrt_build",
-    "build_engine": "advseg_export.tensorrt_build",
-    "TensorRTUnavailableError": "advseg_export.tensorrt_build",
+    **dict.fromkeys(("export_generator", "export_hed", "ExportOptions", "ExportError", "DegradedExportError"),
+                    "advseg_export.api"),
+    **dict.fromkeys(("ShapeProfile", "build_engine", "TensorRTUnavailableError"), "advseg_export.tensorrt_build"),
 }
 
 

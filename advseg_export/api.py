@@ -316,15 +316,20 @@ def _build(
     parity: dict[str, dict[str, Any]] = {}
     failures: dict[str, list[str]] = {}
 
+    def judge(name: str, precision: str, result: ParityResult) -> list[str]:
+        """Record ``result`` in the manifest's parity against the precision's threshold; the failures."""
+        lim = limits.get(precision, Threshold())
+        bad = lim.failures(result)
+        parity[name] = {"reference": "torch-fp32", **result.to_dict(), "threshold": lim.to_dict(),
+                        "passed": not bad, "inputs": pin.names, "input_shape": list(pin.array.shape)}
+        if bad:
+            failures[name] = bad
+        return bad
+
     def record(path: Path, precision: str, result: ParityResult, **extra: Any) -> None:
         entry = describe_artefact(path, precision, "onnx", opset=_opset_of(path), io_dtype="float32", **extra)
         artefacts.append(entry)
-        lim = limits.get(precision, Threshold())
-        bad = lim.failures(result)
-        parity[path.name] = {"reference": "torch-fp32", **result.to_dict(), "threshold": lim.to_dict(),
-                             "passed": not bad, "inputs": pin.names, "input_shape": list(pin.array.shape)}
-        if bad:
-            failures[path.name] = bad
+        bad = judge(path.name, precision, result)
         say(f"  {path.name}: {result.describe()}" + (f"  BELOW THRESHOLD ({'; '.join(bad)})" if bad else ""))
 
     record(fp32_path, "fp32", compare(reference, _ort_forward(fp32_path, pin.array), target.out_range))
@@ -372,14 +377,8 @@ def _build(
             say(f"  {epath.name}: parity not measured ({why})")
         else:
             say(f"  {epath.name}: {result.describe()}")
-            lim = limits.get(entry["precision"], Threshold())
-            bad = lim.failures(result)
-            parity[epath.name] = {"reference": "torch-fp32", **result.to_dict(), "threshold": lim.to_dict(),
-                                  "passed": not bad, "inputs": pin.names, "input_shape": list(pin.array.shape)}
-            if bad:
-                failures[epath.name] = bad
-                if not opts.allow_degraded:
-                    raise DegradedExportError(_failure_message(failures, parity), failures)
+            if judge(epath.name, entry["precision"], result) and not opts.allow_degraded:
+                raise DegradedExportError(_failure_message(failures, parity), failures)
 
     manifest: dict[str, Any] = {
         "name": target.name,

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from PIL import Image
+from torch import Tensor
 from torch.utils.data import Dataset, DistributedSampler
 
 from advseg_sdk import files
@@ -148,11 +149,20 @@ class _Base(Dataset):
         self.augment = augment
         self.seed = int(seed)
 
-    def _pair(self, a: Image.Image, b: Image.Image, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def _pair(self, a: Image.Image, b: Image.Image, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
         if a.size != b.size:
             a = a.resize(b.size, Image.Resampling.BICUBIC)
         p = self.augment.params(rng, *b.size)
         return self.augment.apply(a, p), self.augment.apply(b, p)
+
+    def _independent(self, a: Image.Image, b: Image.Image, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
+        """``a`` and ``b`` under their own crop and flip (unpaired data); ``a``'s are drawn first."""
+        ta = self.augment.apply(a, self.augment.params(rng, *a.size))
+        return ta, self.augment.apply(b, self.augment.params(rng, *b.size))
+
+
+def _item(ta: Tensor, tb: Tensor, a_path: Path, b_path: Path, index: int) -> dict[str, Any]:
+    return {"A": ta, "B": tb, "A_path": str(a_path), "B_path": str(b_path), "index": index}
 
 
 class UnalignedDataset(_Base):
@@ -177,17 +187,16 @@ class UnalignedDataset(_Base):
             b_path = self.b_paths[index % len(self.b_paths)]
         else:
             b_path = self.b_paths[int(rng.integers(0, len(self.b_paths)))]
-        a, b = _load_pil(a_path), _load_pil(b_path)
-        ta = self.augment.apply(a, self.augment.params(rng, *a.size))
-        tb = self.augment.apply(b, self.augment.params(rng, *b.size))
-        return {"A": ta, "B": tb, "A_path": str(a_path), "B_path": str(b_path), "index": index}
+        ta, tb = self._independent(_load_pil(a_path), _load_pil(b_path), rng)
+        return _item(ta, tb, a_path, b_path, index)
 
 
 class AlignedDataset(_Base):
-    """Paired data: ``root/A`` + ``root/B`` by name, or side-by-side AB files."""
+    """Paired data: ``root/A`` + ``root/B`` by name, or side-by-side AB files; A and B share one
+    crop and flip."""
 
-    def __init__(self, root: str | Path, phase: str = "train", augment: Augment = Augment(), seed: int = 0,
-                 max_items: int | None = None) -> None:
+    def __init__(self, root: str | Path, phase: str = "train",  # root/A/<phase> or root/<phase>, if present
+                 augment: Augment = Augment(), seed: int = 0, max_items: int | None = None) -> None:
         super().__init__(augment, seed)
         root = Path(root)
         if not root.is_dir():
@@ -228,7 +237,7 @@ class AlignedDataset(_Base):
         else:
             a, b = _load_pil(a_path), _load_pil(b_path)
         ta, tb = self._pair(a, b, _rng(self.seed, epoch, index))
-        return {"A": ta, "B": tb, "A_path": str(a_path), "B_path": str(b_path), "index": index}
+        return _item(ta, tb, a_path, b_path, index)
 
 
 class SketchCache:
@@ -394,12 +403,10 @@ class PhotoSketchDataset(_Base):
         sketch = Image.fromarray(sketch_arr).convert("RGB")
         if not self.unpaired:
             ta, tb = self._pair(sketch, Image.fromarray(rgb), rng)
-            return {"A": ta, "B": tb, "A_path": str(a_path), "B_path": str(a_path), "index": index}
+            return _item(ta, tb, a_path, a_path, index)
         b_path = self.paths[int(rng.integers(0, len(self.paths)))]
-        b = Image.fromarray(self.cache.load(b_path, self.augment)[0])
-        ta = self.augment.apply(sketch, self.augment.params(rng, *sketch.size))
-        tb = self.augment.apply(b, self.augment.params(rng, *b.size))
-        return {"A": ta, "B": tb, "A_path": str(a_path), "B_path": str(b_path), "index": index}
+        ta, tb = self._independent(sketch, Image.fromarray(self.cache.load(b_path, self.augment)[0]), rng)
+        return _item(ta, tb, a_path, b_path, index)
 
 
 def build_dataset(

@@ -260,6 +260,19 @@ class GANModel(nn.Module):
     def _step(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def discriminator_losses(self, real_A: torch.Tensor, real_B: torch.Tensor, out: Mapping[str, Any]
+                             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``(total, terms)`` of every discriminator's loss, computed under autocast."""
+        t: dict[str, torch.Tensor] = {}
+        with self.autocast():
+            total = self._discriminator_terms(t, real_A, real_B, out)
+        return total, t
+
+    def _discriminator_terms(self, t: dict[str, torch.Tensor], real_A: torch.Tensor, real_B: torch.Tensor,
+                             out: Mapping[str, Any]) -> torch.Tensor:
+        """Put each discriminator's loss into ``t``; return their total."""
+        raise NotImplementedError
+
     def update_learning_rate(self) -> float:
         """Step every schedule (once per epoch, as officially); returns the new lr."""
         for s in self.schedulers.values():
@@ -406,20 +419,18 @@ class CycleGANModel(GANModel):
             set_requires_grad(d_nets, True)
         return t["G_total"], t
 
-    def discriminator_losses(self, real_A: torch.Tensor, real_B: torch.Tensor, out: Mapping[str, Any]
-                             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _discriminator_terms(self, t: dict[str, torch.Tensor], real_A: torch.Tensor, real_B: torch.Tensor,
+                             out: Mapping[str, Any]) -> torch.Tensor:
         """D_A: real_B vs pooled fake_B; D_B: real_A vs pooled fake_A; D_seg_*: maps."""
         c = self._call
-        t: dict[str, torch.Tensor] = {}
-        with self.autocast():
-            pooled_B, _ = self.pools["fake_B"].query(out["fake_B"])
-            pooled_A, _ = self.pools["fake_A"].query(out["fake_A"])
-            t["D_A"] = 0.5 * (self.gan_loss(c["D_A"](real_B), True) + self.gan_loss(c["D_A"](pooled_B), False))
-            t["D_B"] = 0.5 * (self.gan_loss(c["D_B"](real_A), True) + self.gan_loss(c["D_B"](pooled_A), False))
-            pooled_maps, _ = self._pooled_fake_maps(self.pools["seg"], out["fake_B"], out["fake_maps"])
-            seg_d = self.adv_seg.discriminator_losses(out["real_maps"], pooled_maps, self._seg_calls(frozen=False))
-            t.update({f"D_seg_{h}": v for h, v in seg_d.items()})
-        return t["D_A"] + t["D_B"] + sum(seg_d.values()), t
+        pooled_B, _ = self.pools["fake_B"].query(out["fake_B"])
+        pooled_A, _ = self.pools["fake_A"].query(out["fake_A"])
+        t["D_A"] = 0.5 * (self.gan_loss(c["D_A"](real_B), True) + self.gan_loss(c["D_A"](pooled_B), False))
+        t["D_B"] = 0.5 * (self.gan_loss(c["D_B"](real_A), True) + self.gan_loss(c["D_B"](pooled_A), False))
+        pooled_maps, _ = self._pooled_fake_maps(self.pools["seg"], out["fake_B"], out["fake_maps"])
+        seg_d = self.adv_seg.discriminator_losses(out["real_maps"], pooled_maps, self._seg_calls(frozen=False))
+        t.update({f"D_seg_{h}": v for h, v in seg_d.items()})
+        return t["D_A"] + t["D_B"] + sum(seg_d.values())
 
     def _step(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.forward(real_A, real_B)
@@ -458,22 +469,19 @@ class Pix2PixModel(GANModel):
             real_maps = self.adv_seg.maps(real_B, differentiable=False)
         return {"fake_B": fake_B, "fake_maps": fake_maps, "real_maps": real_maps}
 
-    def discriminator_losses(self, real_A: torch.Tensor, real_B: torch.Tensor, out: Mapping[str, Any]
-                             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _discriminator_terms(self, t: dict[str, torch.Tensor], real_A: torch.Tensor, real_B: torch.Tensor,
+                             out: Mapping[str, Any]) -> torch.Tensor:
         """D: cat(A, fake_B) (pooled) vs cat(A, B); D_seg_*: cat(B, map(fake_B)) vs cat(B, map(B))."""
-        c = self._call
-        t: dict[str, torch.Tensor] = {}
-        with self.autocast():
-            fake_AB, _ = self.pools["fake_AB"].query(torch.cat([real_A, out["fake_B"]], 1))
-            loss_fake = self.gan_loss(c["D"](fake_AB), False)
-            loss_real = self.gan_loss(c["D"](torch.cat([real_A, real_B], 1)), True)
-            t["D"] = 0.5 * (loss_fake + loss_real)
-            pooled_maps, pooled_cond = self._pooled_fake_maps(self.pools["seg"], out["fake_B"], out["fake_maps"],
-                                                              cond=real_B)
-            seg_d = self.adv_seg.discriminator_losses(out["real_maps"], pooled_maps, self._seg_calls(frozen=False),
-                                                      cond=real_B, fake_cond=pooled_cond, fake_first=True)
-            t.update({f"D_seg_{h}": v for h, v in seg_d.items()})
-        return t["D"] + sum(seg_d.values()), t
+        fake_AB, _ = self.pools["fake_AB"].query(torch.cat([real_A, out["fake_B"]], 1))
+        loss_fake = self.gan_loss(self._call["D"](fake_AB), False)
+        loss_real = self.gan_loss(self._call["D"](torch.cat([real_A, real_B], 1)), True)
+        t["D"] = 0.5 * (loss_fake + loss_real)
+        pooled_maps, pooled_cond = self._pooled_fake_maps(self.pools["seg"], out["fake_B"], out["fake_maps"],
+                                                          cond=real_B)
+        seg_d = self.adv_seg.discriminator_losses(out["real_maps"], pooled_maps, self._seg_calls(frozen=False),
+                                                  cond=real_B, fake_cond=pooled_cond, fake_first=True)
+        t.update({f"D_seg_{h}": v for h, v in seg_d.items()})
+        return t["D"] + sum(seg_d.values())
 
     def generator_losses(self, real_A: torch.Tensor, real_B: torch.Tensor, out: Mapping[str, Any]
                          ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
