@@ -39,16 +39,19 @@ class Backend:
     description: str
 
 
-BACKENDS: dict[str, Backend] = {b.name: b for b in (
-    Backend("torch-eager", "torch", False, "PyTorch eager"),
-    Backend("torch-compile", "torch", False, "torch.compile (inductor)"),
-    Backend("torch-cudagraph", "torch", True, "PyTorch eager captured in a CUDA graph"),
-    Backend("ort-cpu", "ort", False, "ONNX Runtime, CPU execution provider"),
-    Backend("ort-cuda", "ort", True, "ONNX Runtime, CUDA execution provider (IO binding)"),
-    Backend("ort-cuda-graph", "ort", True, "ONNX Runtime, CUDA execution provider with CUDA graphs"),
-    Backend("ort-trt", "ort", True, "ONNX Runtime, TensorRT execution provider"),
-    Backend("tensorrt", "tensorrt", True, "native TensorRT engine"),
-)}
+BACKENDS: dict[str, Backend] = {
+    b.name: b
+    for b in (
+        Backend("torch-eager", "torch", False, "PyTorch eager"),
+        Backend("torch-compile", "torch", False, "torch.compile (inductor)"),
+        Backend("torch-cudagraph", "torch", True, "PyTorch eager captured in a CUDA graph"),
+        Backend("ort-cpu", "ort", False, "ONNX Runtime, CPU execution provider"),
+        Backend("ort-cuda", "ort", True, "ONNX Runtime, CUDA execution provider (IO binding)"),
+        Backend("ort-cuda-graph", "ort", True, "ONNX Runtime, CUDA execution provider with CUDA graphs"),
+        Backend("ort-trt", "ort", True, "ONNX Runtime, TensorRT execution provider"),
+        Backend("tensorrt", "tensorrt", True, "native TensorRT engine"),
+    )
+}
 
 
 def device_of(backend: str, env: dict[str, Any], want: str = "auto") -> str:
@@ -85,13 +88,19 @@ def backend_problem(backend: str, env: dict[str, Any], device: str = "auto") -> 
         return None if "CPUExecutionProvider" in providers else "onnxruntime is not installed"
     if backend in ("ort-cuda", "ort-cuda-graph"):
         if "CUDAExecutionProvider" not in providers:
-            return ("onnxruntime here offers " + ", ".join(providers or ["nothing"])
-                    + "; the CUDA EP needs onnxruntime-gpu and an NVIDIA GPU")
+            return (
+                "onnxruntime here offers "
+                + ", ".join(providers or ["nothing"])
+                + "; the CUDA EP needs onnxruntime-gpu and an NVIDIA GPU"
+            )
         return None if env.get("gpu") else "onnxruntime-gpu is installed but no NVIDIA GPU was found"
     if backend == "ort-trt":
         if "TensorrtExecutionProvider" not in providers:
-            return ("onnxruntime here offers " + ", ".join(providers or ["nothing"])
-                    + "; the TensorRT EP needs onnxruntime-gpu, TensorRT libraries and an NVIDIA GPU")
+            return (
+                "onnxruntime here offers "
+                + ", ".join(providers or ["nothing"])
+                + "; the TensorRT EP needs onnxruntime-gpu, TensorRT libraries and an NVIDIA GPU"
+            )
         return None if env.get("gpu") else "the TensorRT EP is listed but no NVIDIA GPU was found"
     if backend == "tensorrt":
         if not env.get("tensorrt"):
@@ -102,8 +111,9 @@ def backend_problem(backend: str, env: dict[str, Any], device: str = "auto") -> 
     return None  # pragma: no cover
 
 
-def precision_problem(backend: str, precision: str, device: str, kind: str,
-                      bundle_precisions: list[str] | None, env: dict[str, Any]) -> str | None:
+def precision_problem(
+    backend: str, precision: str, device: str, kind: str, bundle_precisions: list[str] | None, env: dict[str, Any]
+) -> str | None:
     """Why ``backend`` does not run ``precision`` for a model of ``kind`` (None when it does)."""
     if precision not in PRECISIONS:
         return f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}"
@@ -113,11 +123,15 @@ def precision_problem(backend: str, precision: str, device: str, kind: str,
         return "the end-to-end pipeline is the SDK's (ONNX Runtime / TensorRT engines in bundles); torch has none"
     if fam == "torch":
         if precision == "int8":
-            return ("torch int8 is not a deployment path here (quantised models ship as the ONNX int8 artefact: "
-                    "ort-cpu/ort-trt)")
+            return (
+                "torch int8 is not a deployment path here (quantised models ship as the ONNX int8 artefact: "
+                "ort-cpu/ort-trt)"
+            )
         if precision == "fp16" and device == "cpu":
-            return ("torch fp16 on CPU has no fast kernels (no AVX512-FP16/AMX here); bf16 autocast is the CPU "
-                    "low-precision path")
+            return (
+                "torch fp16 on CPU has no fast kernels (no AVX512-FP16/AMX here); bf16 autocast is the CPU "
+                "low-precision path"
+            )
         return None
     if precision == "bf16":
         return "bundles have no bf16 ONNX artefact (ONNX Runtime has no bf16 convolution kernels)"
@@ -134,7 +148,8 @@ def precision_problem(backend: str, precision: str, device: str, kind: str,
         return None if need in have else f"the bundle has no {need} artefact (has: {', '.join(have)})"
     if backend == "tensorrt":
         if kind == "pipeline":
-            return ("the pipeline runs through the SDK's ONNX Runtime path here; native engines are benchmarked "
-                    "per model")
+            return (
+                "the pipeline runs through the SDK's ONNX Runtime path here; native engines are benchmarked per model"
+            )
         return None if precision in have else f"the bundle has no {precision} artefact to build an engine from"
     return None

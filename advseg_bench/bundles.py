@@ -87,8 +87,9 @@ def _export_precisions(precisions: Sequence[str]) -> list[str]:
     return ["fp32"] + [p for p in ("fp16", "int8") if p in precisions]
 
 
-def prepare_generator(spec: ModelSpec, precisions: Sequence[str], seed: int = 0, log: Log = print,
-                      export: bool = True) -> ModelSpec:
+def prepare_generator(
+    spec: ModelSpec, precisions: Sequence[str], seed: int = 0, log: Log = print, export: bool = True
+) -> ModelSpec:
     """Fill in ``spec.checkpoint`` (random init for ``--arch``) and, with ``export``, ``spec.bundle``."""
     import torch
 
@@ -105,8 +106,9 @@ def prepare_generator(spec: ModelSpec, precisions: Sequence[str], seed: int = 0,
         if not ckpt.is_file():
             log(f"building {cfg.arch} ngf={cfg.ngf} (random init, seed {seed}) -> {ckpt}")
             torch.manual_seed(seed)
-            save_generator(build_generator(cfg).eval(), ckpt,
-                           extra_metadata={"note": f"advseg-bench random init, seed {seed}"})
+            save_generator(
+                build_generator(cfg).eval(), ckpt, extra_metadata={"note": f"advseg-bench random init, seed {seed}"}
+            )
         spec.checkpoint = str(ckpt)
     if spec.checkpoint is not None and spec.config is None:
         net: Any = load_generator(spec.checkpoint)  # a generator module; .config is its GeneratorConfig
@@ -124,8 +126,14 @@ def prepare_generator(spec: ModelSpec, precisions: Sequence[str], seed: int = 0,
             allp = sorted(set(want) | set(have), key=["fp32", "fp16", "int8"].index)
             log(f"exporting {spec.name} to {bundle} ({', '.join(allp)})")
             export_generator, _ = _exporters()
-            export_generator(spec.checkpoint, bundle, precisions=allp, allow_degraded=True,
-                             name=f"bench-{spec.name}", log=lambda m: log("  " + m))
+            export_generator(
+                spec.checkpoint,
+                bundle,
+                precisions=allp,
+                allow_degraded=True,
+                name=f"bench-{spec.name}",
+                log=lambda m: log("  " + m),
+            )
         spec.bundle = str(bundle)
     return spec
 

@@ -1,11 +1,11 @@
 """``advseg-bench``: thin click wrappers over :mod:`advseg_bench.runner`, ``compare``, ``scale``.
 
-    advseg-bench run [--model resnet_9blocks,unet_256,hed,pipeline] [--backends all]
-                     [--precisions fp32,fp16,bf16,int8] [--batch 1,8,32] [--sizes 256,512,1024]
-                     [--threads N] [-o DIR] [--name STEM]
-    advseg-bench compare A.json B.json
-    advseg-bench scale [--model resnet_9blocks] [--sizes 256,512,1024,1536,2048] [--tile-limit 1024]
-    advseg-bench report RESULTS.json        # re-render the markdown and plots
+advseg-bench run [--model resnet_9blocks,unet_256,hed,pipeline] [--backends all]
+                 [--precisions fp32,fp16,bf16,int8] [--batch 1,8,32] [--sizes 256,512,1024]
+                 [--threads N] [-o DIR] [--name STEM]
+advseg-bench compare A.json B.json
+advseg-bench scale [--model resnet_9blocks] [--sizes 256,512,1024,1536,2048] [--tile-limit 1024]
+advseg-bench report RESULTS.json        # re-render the markdown and plots
 """
 
 from __future__ import annotations
@@ -45,8 +45,10 @@ def _choices(allowed: tuple[str, ...], all_word: str = "all"):
         bad = [v for v in items if v not in allowed]
         if bad or not items:
             raise click.BadParameter(
-                f"unknown {param.name} {bad or value!r}; choose from {', '.join(allowed)} or '{all_word}'")
+                f"unknown {param.name} {bad or value!r}; choose from {', '.join(allowed)} or '{all_word}'"
+            )
         return list(dict.fromkeys(items))
+
     return cb
 
 
@@ -62,8 +64,12 @@ def _fail(msg: str) -> NoReturn:
     sys.exit(2)
 
 
-def _measure(configure: Callable[[dict[str, Any], list[str]], Any], run: Callable[[Any], dict[str, Any]],
-             options: dict[str, Any], kind: str) -> tuple[dict[str, Any], list[Path]]:
+def _measure(
+    configure: Callable[[dict[str, Any], list[str]], Any],
+    run: Callable[[Any], dict[str, Any]],
+    options: dict[str, Any],
+    kind: str,
+) -> tuple[dict[str, Any], list[Path]]:
     """Options -> config (a bad one is a clear error), run it, write its documents."""
     try:
         cfg = configure(options, ["advseg-bench", *sys.argv[1:]])
@@ -87,8 +93,10 @@ def _write_documents(doc: dict[str, Any], out: Path, stem: str, with_json: bool)
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path | None] = [schema.write(out / f"{stem}.json", doc)] if with_json else []
     if doc["kind"] == "scale":
-        paths += [atomic_write_bytes(out / f"{stem}.md", render_scale_markdown(doc).encode("utf-8")),
-                  write_scale_plot(doc, out / f"{stem}.png")]
+        paths += [
+            atomic_write_bytes(out / f"{stem}.md", render_scale_markdown(doc).encode("utf-8")),
+            write_scale_plot(doc, out / f"{stem}.png"),
+        ]
     else:
         paths += [write_markdown(doc, out / f"{stem}.md"), *write_plots(doc, out, stem)]
     return [p for p in paths if p]
@@ -108,38 +116,82 @@ def main() -> None:
 
 
 @main.command("run")
-@click.option("-m", "--model", "models", default="resnet_9blocks,unet_256,hed,pipeline", show_default=True,
-              help="Comma-separated: generator architectures (random init), hed, pipeline, checkpoint:PATH, "
-                   "bundle:PATH.")
-@click.option("--ngf", default=64, show_default=True, type=click.IntRange(1),
-              help="Generator width for random-init architectures.")
+@click.option(
+    "-m",
+    "--model",
+    "models",
+    default="resnet_9blocks,unet_256,hed,pipeline",
+    show_default=True,
+    help="Comma-separated: generator architectures (random init), hed, pipeline, checkpoint:PATH, bundle:PATH.",
+)
+@click.option(
+    "--ngf",
+    default=64,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Generator width for random-init architectures.",
+)
 @click.option("--norm", default="instance", show_default=True, type=click.Choice(["instance", "batch", "none"]))
-@click.option("--backends", default="all", show_default=True, callback=_choices(tuple(BACKENDS)),
-              help=f"Comma-separated from: {', '.join(BACKENDS)}.")
+@click.option(
+    "--backends",
+    default="all",
+    show_default=True,
+    callback=_choices(tuple(BACKENDS)),
+    help=f"Comma-separated from: {', '.join(BACKENDS)}.",
+)
 @click.option("--precisions", default="all", show_default=True, callback=_choices(PRECISIONS))
 @click.option("--batch", "batches", default="1,8,32", show_default=True, callback=_ints)
 @click.option("--sizes", default="256,512,1024", show_default=True, callback=_ints, help="Square resolutions in px.")
 @click.option("--threads", default=None, type=click.IntRange(1), help="Threads per backend (default: all cores).")
-@click.option("--device", default="auto", type=click.Choice(["auto", "cpu"]), show_default=True,
-              help="Where torch backends run (auto: CUDA when present).")
+@click.option(
+    "--device",
+    default="auto",
+    type=click.Choice(["auto", "cpu"]),
+    show_default=True,
+    help="Where torch backends run (auto: CUDA when present).",
+)
 @click.option("--warmup", default=2, show_default=True, type=click.IntRange(0))
 @click.option("--repeats", default=10, show_default=True, type=click.IntRange(1), help="Timed calls at least ...")
 @click.option("--min-time", default=1.0, show_default=True, type=float, help="... and at least this many seconds ...")
-@click.option("--max-time", default=30.0, show_default=True, type=float,
-              help="... but stop after this many seconds once --min-repeats calls are done.")
+@click.option(
+    "--max-time",
+    default=30.0,
+    show_default=True,
+    type=float,
+    help="... but stop after this many seconds once --min-repeats calls are done.",
+)
 @click.option("--min-repeats", default=3, show_default=True, type=click.IntRange(1))
-@click.option("--max-call-s", default=60.0, show_default=True, type=float,
-              help="Skip combinations whose one call would take longer, judged from FLOPs at the measured peak.")
-@click.option("--memory-budget-gb", default=None, type=float,
-              help="Skip combinations estimated above this (default: 80% of free RAM).")
+@click.option(
+    "--max-call-s",
+    default=60.0,
+    show_default=True,
+    type=float,
+    help="Skip combinations whose one call would take longer, judged from FLOPs at the measured peak.",
+)
+@click.option(
+    "--memory-budget-gb",
+    default=None,
+    type=float,
+    help="Skip combinations estimated above this (default: 80% of free RAM).",
+)
 @click.option("--combo-timeout-s", default=900.0, show_default=True, type=float)
-@click.option("--compile-mode", default="default", show_default=True,
-              type=click.Choice(["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]))
+@click.option(
+    "--compile-mode",
+    default="default",
+    show_default=True,
+    type=click.Choice(["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]),
+)
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of random-init weights.")
-@click.option("--peak-seconds", default=1.0, show_default=True, type=click.FloatRange(0.05),
-              help="Time spent measuring each dtype's matrix-product peak.")
-@click.option("-o", "--out", "out_dir", default="advseg-bench-results", show_default=True,
-              type=click.Path(file_okay=False))
+@click.option(
+    "--peak-seconds",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0.05),
+    help="Time spent measuring each dtype's matrix-product peak.",
+)
+@click.option(
+    "-o", "--out", "out_dir", default="advseg-bench-results", show_default=True, type=click.Path(file_okay=False)
+)
 @click.option("--name", default=None, help="File stem (default: <machine>-matrix-<time>).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def run_cmd(**options: Any) -> None:
@@ -179,8 +231,14 @@ def compare_cmd(a: str, b: str, as_json: bool) -> None:
 
 @main.command("report")
 @click.argument("results", type=click.Path())
-@click.option("-o", "--out", "out_dir", default=None, type=click.Path(file_okay=False),
-              help="Where to write (default: beside the JSON).")
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Where to write (default: beside the JSON).",
+)
 def report_cmd(results: str, out_dir: str | None) -> None:
     """Re-render the markdown and PNG plots of a results JSON."""
     try:
@@ -193,14 +251,21 @@ def report_cmd(results: str, out_dir: str | None) -> None:
 
 
 @main.command("scale")
-@click.option("-m", "--model", "model", default="resnet_9blocks", show_default=True,
-              help="A generator architecture (random init), checkpoint:PATH or bundle:PATH.")
+@click.option(
+    "-m",
+    "--model",
+    "model",
+    default="resnet_9blocks",
+    show_default=True,
+    help="A generator architecture (random init), checkpoint:PATH or bundle:PATH.",
+)
 @click.option("--ngf", default=64, show_default=True, type=click.IntRange(1))
 @click.option("--backend", default="ort-cpu", show_default=True, type=click.Choice(["ort-cpu", "ort-cuda", "ort-trt"]))
 @click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "fp16", "int8"]))
 @click.option("--sizes", default="256,512,1024,1536,2048", show_default=True, callback=_ints)
-@click.option("--tile-limit", default=1024, show_default=True, type=click.IntRange(8),
-              help="Sizes above this run tiled.")
+@click.option(
+    "--tile-limit", default=1024, show_default=True, type=click.IntRange(8), help="Sizes above this run tiled."
+)
 @click.option("--tile", default=512, show_default=True, type=click.IntRange(8))
 @click.option("--overlap", default=32, show_default=True, type=click.IntRange(0))
 @click.option("--untiled-too", is_flag=True, help="Also run the tiled sizes whole (memory permitting).")
@@ -210,8 +275,9 @@ def report_cmd(results: str, out_dir: str | None) -> None:
 @click.option("--max-time", default=60.0, show_default=True, type=float)
 @click.option("--timeout-s", default=1800.0, show_default=True, type=float)
 @click.option("--memory-budget-gb", default=None, type=float)
-@click.option("-o", "--out", "out_dir", default="advseg-bench-results", show_default=True,
-              type=click.Path(file_okay=False))
+@click.option(
+    "-o", "--out", "out_dir", default="advseg-bench-results", show_default=True, type=click.Path(file_okay=False)
+)
 @click.option("--name", default=None)
 def scale_cmd(**options: Any) -> None:
     """Latency per megapixel from small to large images, tiled above --tile-limit."""
@@ -221,8 +287,10 @@ def scale_cmd(**options: Any) -> None:
     for r in doc["results"]:
         if r["status"] == "ok":
             d = r["details"]
-            click.echo(f"{r['size']:>5}px {'tiled' if d['tiled'] else 'whole'}: p50 {r['latency_ms']['p50']:.0f} ms, "
-                       f"{d['ms_per_megapixel']:.0f} ms/MP, peak RSS {r['peak_rss_mb']:.0f} MB")
+            click.echo(
+                f"{r['size']:>5}px {'tiled' if d['tiled'] else 'whole'}: p50 {r['latency_ms']['p50']:.0f} ms, "
+                f"{d['ms_per_megapixel']:.0f} ms/MP, peak RSS {r['peak_rss_mb']:.0f} MB"
+            )
         else:
             click.echo(f"{r['size']:>5}px: {r['status']}: {r['reason']}")
     _echo_written(paths)

@@ -21,8 +21,24 @@ import psutil
 
 __all__ = ["machine_info", "software_versions", "machine_slug", "isa_tier", "LoadMonitor", "cpu_count"]
 
-_SIMD = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni",
-         "avx512_fp16", "amx_bf16", "amx_int8", "amx_tile", "asimd", "sve", "bf16", "i8mm")
+_SIMD = (
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512_bf16",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_fp16",
+    "amx_bf16",
+    "amx_int8",
+    "amx_tile",
+    "asimd",
+    "sve",
+    "bf16",
+    "i8mm",
+)
 
 
 def cpu_count() -> int:
@@ -57,25 +73,41 @@ def _gpus() -> list[dict]:
     try:
         out = subprocess.run(
             [exe, "--query-gpu=name,memory.total,driver_version,compute_cap", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=15, check=True).stdout
+            capture_output=True,
+            text=True,
+            timeout=15,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     gpus = []
     for line in out.strip().splitlines():
         parts = [p.strip() for p in line.split(",")]
         if len(parts) >= 4:
-            gpus.append({"name": parts[0],
-                         "memory_mb": float(parts[1]) if parts[1].replace(".", "").isdigit() else None,
-                         "driver": parts[2], "compute_capability": parts[3]})
+            gpus.append(
+                {
+                    "name": parts[0],
+                    "memory_mb": float(parts[1]) if parts[1].replace(".", "").isdigit() else None,
+                    "driver": parts[2],
+                    "compute_capability": parts[3],
+                }
+            )
     return gpus
 
 
 #: CPU vector-ISA tiers, best first: (tier name, any of these /proc/cpuinfo flags). The tier names
 #: the machine in result files, because one CPU model string (a VM's "AMD EPYC") covers hosts with
 #: and without AVX-512, VNNI and bf16, and those run int8 and bf16 at very different speeds.
-_ISA_TIERS = (("amx", ("amx_bf16", "amx_int8")), ("avx512bf16", ("avx512_bf16",)),
-              ("avx512vnni", ("avx512_vnni",)), ("avx512", ("avx512f",)), ("avx2vnni", ("avx_vnni",)),
-              ("avx2", ("avx2",)), ("sve", ("sve",)), ("neon", ("asimd",)))
+_ISA_TIERS = (
+    ("amx", ("amx_bf16", "amx_int8")),
+    ("avx512bf16", ("avx512_bf16",)),
+    ("avx512vnni", ("avx512_vnni",)),
+    ("avx512", ("avx512f",)),
+    ("avx2vnni", ("avx_vnni",)),
+    ("avx2", ("avx2",)),
+    ("sve", ("sve",)),
+    ("neon", ("asimd",)),
+)
 
 
 def isa_tier(flags: list[str] | tuple[str, ...]) -> str | None:
@@ -211,5 +243,5 @@ class LoadMonitor:
             "foreign_cpu_percent_max": round(max(foreign), 1) if foreign else None,
             "samples": len(self.samples),
             "note": "load averages include the benchmark's own threads; foreign_cpu_percent is CPU "
-                    "used by other processes (100 = one core)",
+            "used by other processes (100 = one core)",
         }

@@ -29,8 +29,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PACK_VERSION", "DEFAULT_PACK_DIR", "build_pack", "read_pack", "pack_size_mb", "travelling_tree_mb",
-           "default_budget_mb"]
+__all__ = [
+    "PACK_VERSION",
+    "DEFAULT_PACK_DIR",
+    "build_pack",
+    "read_pack",
+    "pack_size_mb",
+    "travelling_tree_mb",
+    "default_budget_mb",
+]
 
 PACK_VERSION = 1
 #: Where scripts/make_gpu_pack.py writes the pack (ignored by git; named in the run's carry).
@@ -55,8 +62,12 @@ CARRY_LIMIT_MB = 64.0
 def travelling_tree_mb(repo: str | Path = ".") -> float:
     """MiB of what travels with a device call besides the carried folders: tracked files and
     untracked files git does not ignore."""
-    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=repo,
-                         capture_output=True, check=True).stdout.decode()
+    out = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=repo,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
     files = [Path(repo) / f for f in out.split("\0") if f]
     return sum(f.stat().st_size for f in files if f.is_file()) / 2**20
 
@@ -75,8 +86,9 @@ def read_pack(root: str | Path) -> dict[str, Any]:
     """The pack's manifest; a clear error when the folder is not a pack."""
     m = Path(root) / "manifest.json"
     if not m.is_file():
-        raise FileNotFoundError(f"{root} is not a GPU asset pack (no manifest.json); build one with "
-                                "python scripts/make_gpu_pack.py")
+        raise FileNotFoundError(
+            f"{root} is not a GPU asset pack (no manifest.json); build one with python scripts/make_gpu_pack.py"
+        )
     doc = json.loads(m.read_text())
     if doc.get("version") != PACK_VERSION:
         raise ValueError(f"{m}: pack version {doc.get('version')} != {PACK_VERSION}; rebuild the pack")
@@ -94,8 +106,9 @@ def _fit_short_side(rgb: np.ndarray, side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
 
 
-def _segmenter_items(names: Sequence[str], log: Log,
-                     room_mb: float) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+def _segmenter_items(
+    names: Sequence[str], log: Log, room_mb: float
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Segmenters the GPU check can build from the working tree (+ wheels), in order of use.
     ISNet's weights come from the asset cache: it is tried only if they fit in ``room_mb``."""
     from advseg_sdk import assets
@@ -110,15 +123,22 @@ def _segmenter_items(names: Sequence[str], log: Log,
             asset = assets.ASSETS["isnet-fp16"]
             mb = asset.path.stat().st_size / 2**20 if asset.is_present() else None
             if mb is None or mb > room_mb:
-                skipped.append({"what": "segmenter isnet", "reason": "asset isnet-fp16 not cached" if mb is None else
-                                f"weights {mb:.0f} MB (fp16 ONNX) do not fit in the {room_mb:.0f} MB left of the "
-                                "pack budget"})
+                skipped.append(
+                    {
+                        "what": "segmenter isnet",
+                        "reason": "asset isnet-fp16 not cached"
+                        if mb is None
+                        else f"weights {mb:.0f} MB (fp16 ONNX) do not fit in the {room_mb:.0f} MB left of the "
+                        "pack budget",
+                    }
+                )
                 continue
         try:
             seg = build_segmenter(name)
         except Exception as exc:
-            skipped.append({"what": f"segmenter {name}",
-                            "reason": f"cannot be built here: {type(exc).__name__}: {exc}"})
+            skipped.append(
+                {"what": f"segmenter {name}", "reason": f"cannot be built here: {type(exc).__name__}: {exc}"}
+            )
             continue
         params = sum(p.numel() for p in seg.parameters())
         usable.append({"name": name, "kwargs": {}, "classes": len(seg.class_names), "params": params})
@@ -129,8 +149,23 @@ def _segmenter_items(names: Sequence[str], log: Log,
 def _download_wheel(requirement: str, dest: Path) -> Path | None:
     """A pure-Python wheel of ``requirement`` (pip, no dependencies), or None if pip cannot."""
     dest.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                           "-q", "-d", str(dest), requirement], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "-q",
+            "-d",
+            str(dest),
+            requirement,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     wheels = sorted(dest.glob(requirement.split("==")[0].replace("-", "_") + "-*.whl"))
     return wheels[-1] if proc.returncode == 0 and wheels else None
 
@@ -173,8 +208,14 @@ def build_pack(
         return sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
 
     def add(path: Path, what: str) -> None:
-        items.append({"path": path.relative_to(tmp).as_posix(), "bytes": path.stat().st_size,
-                      "sha256": _sha256(path), "what": what})
+        items.append(
+            {
+                "path": path.relative_to(tmp).as_posix(),
+                "bytes": path.stat().st_size,
+                "sha256": _sha256(path),
+                "what": what,
+            }
+        )
 
     # 1. real photos + their HED sketches, made with the training pipeline's own function
     records = {r["file"]: r for r in assets.photo_records()}
@@ -191,8 +232,9 @@ def build_pack(
         if used() > budget:
             photo.unlink()
             sk.unlink()
-            skipped.append({"what": f"photo {src.name} and later ones",
-                            "reason": f"pack budget {budget_mb} MB reached"})
+            skipped.append(
+                {"what": f"photo {src.name} and later ones", "reason": f"pack budget {budget_mb} MB reached"}
+            )
             break
         add(photo, f"real photo ({records[src.name].get('licence', '?')}), short side <= {photo_side}")
         add(sk, f"HED line drawing of photos/{photo.name} (SketchCache.make: HED + NMS, threshold, thinning)")
@@ -211,8 +253,12 @@ def build_pack(
             src = assets.asset_path("isnet-fp16")
             size = src.stat().st_size
             if used() + size > budget:
-                skipped.append({"what": "segmenter isnet", "reason": f"weights {size / 2**20:.0f} MB (fp16 ONNX) "
-                                f"exceed the pack budget of {budget_mb} MB"})
+                skipped.append(
+                    {
+                        "what": "segmenter isnet",
+                        "reason": f"weights {size / 2**20:.0f} MB (fp16 ONNX) exceed the pack budget of {budget_mb} MB",
+                    }
+                )
                 continue
             dest = tmp / "weights" / src.name
             shutil.copy2(src, dest)
@@ -228,8 +274,9 @@ def build_pack(
 
                 whl = _download_wheel(f"tflite=={version('tflite')}", tmp / "wheels")
                 if whl is None:
-                    skipped.append({"what": "segmenter deeplab-voc",
-                                    "reason": "pip could not download the tflite wheel"})
+                    skipped.append(
+                        {"what": "segmenter deeplab-voc", "reason": "pip could not download the tflite wheel"}
+                    )
                     continue
                 add(whl, "tflite (pure-Python TFLite reader) for deeplab-voc's vendored weights")
                 entry["wheels"] = [whl.relative_to(tmp).as_posix()]
@@ -241,28 +288,45 @@ def build_pack(
     hed_file: str | None = None
     if used() / 2**20 + hed_mb <= budget_mb:
         hed_path = tmp / HED_FILE
-        save_file(hed_sd, str(hed_path),
-                  metadata={"source": "advseg asset hed-bsds500 (Keras BSDS500 weights), stored as fp16"})
+        save_file(
+            hed_sd,
+            str(hed_path),
+            metadata={"source": "advseg asset hed-bsds500 (Keras BSDS500 weights), stored as fp16"},
+        )
         add(hed_path, "HED BSDS500 weights, fp16 state dict of advseg_train.hed.HED")
         hed_file = HED_FILE
         log(f"HED weights: {hed_path.stat().st_size / 2**20:.1f} MB")
     else:
-        skipped.append({"what": "HED weights", "reason": f"{hed_mb:.0f} MB (fp16) do not fit in the "
-                        f"{budget_mb - used() / 2**20:.0f} MB left of the pack budget"})
+        skipped.append(
+            {
+                "what": "HED weights",
+                "reason": f"{hed_mb:.0f} MB (fp16) do not fit in the "
+                f"{budget_mb - used() / 2**20:.0f} MB left of the pack budget",
+            }
+        )
     if used() > budget:
         raise RuntimeError(f"pack is {used() / 2**20:.1f} MB, over its budget of {budget_mb} MB")
 
     manifest = {
-        "version": PACK_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "budget_mb": budget_mb, "size_mb": round(used() / 2**20, 2), "photo_side": photo_side,
-        "hed": hed_file, "photos": [k["file"] for k in kept], "segmenters": chosen,
-        "items": items, "skipped": skipped, "build_s": round(time.perf_counter() - t0, 1),
+        "version": PACK_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "budget_mb": budget_mb,
+        "size_mb": round(used() / 2**20, 2),
+        "photo_side": photo_side,
+        "hed": hed_file,
+        "photos": [k["file"] for k in kept],
+        "segmenters": chosen,
+        "items": items,
+        "skipped": skipped,
+        "build_s": round(time.perf_counter() - t0, 1),
     }
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
-    log(f"pack {out}: {manifest['size_mb']} MB, {len(kept)} photos, segmenters "
-        f"{', '.join(e['name'] for e in chosen) or 'none'}; skipped: {len(skipped)}")
+    log(
+        f"pack {out}: {manifest['size_mb']} MB, {len(kept)} photos, segmenters "
+        f"{', '.join(e['name'] for e in chosen) or 'none'}; skipped: {len(skipped)}"
+    )
     return manifest
 
 
@@ -270,20 +334,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(
-        description="Build the asset pack the GPU check carries (see benchmarks/results/README.md).")
+        description="Build the asset pack the GPU check carries (see benchmarks/results/README.md)."
+    )
     ap.add_argument("-o", "--out", default=DEFAULT_PACK_DIR)
     ap.add_argument("--photos", type=int, default=34)
     ap.add_argument("--photo-side", type=int, default=512)
-    ap.add_argument("--budget-mb", type=float, default=None,
-                    help="default: 40, or less where the working tree leaves less of the 64 MiB a call carries")
+    ap.add_argument(
+        "--budget-mb",
+        type=float,
+        default=None,
+        help="default: 40, or less where the working tree leaves less of the 64 MiB a call carries",
+    )
     ap.add_argument("--segmenters", default="deeplab-voc,isnet")
     ap.add_argument("--no-wheels", action="store_true")
     a = ap.parse_args(argv)
     repo = Path(__file__).resolve().parents[1] if (Path(__file__).resolve().parents[1] / ".git").exists() else Path(".")
     budget = a.budget_mb if a.budget_mb is not None else default_budget_mb(repo)
     print(f"pack budget {budget:.1f} MB (working tree {travelling_tree_mb(repo):.1f} MB travels too)")
-    build_pack(a.out, photos=a.photos, photo_side=a.photo_side, budget_mb=budget,
-               segmenters=[s for s in a.segmenters.split(",") if s], wheels=not a.no_wheels)
+    build_pack(
+        a.out,
+        photos=a.photos,
+        photo_side=a.photo_side,
+        budget_mb=budget,
+        segmenters=[s for s in a.segmenters.split(",") if s],
+        wheels=not a.no_wheels,
+    )
     return 0
 
 

@@ -93,12 +93,28 @@ class Profile:
 
 def gpu_profile() -> Profile:
     return Profile(
-        device="cuda", smoke_ngf=64, smoke_size=256, smoke_steps=3, train_load=286,
-        tp_ngf=64, tp_size=256, tp_fast_batch=32, tp_fast_workers=12, tp_official_workers=4, tp_warmup=5,
-        tp_seconds=15.0, tp_fast_amp="bf16", tp_compile=True,
-        inf_ngf=64, inf_sizes=(256, 512), inf_batches=(1, 8, 32, 64, 128, 256),
+        device="cuda",
+        smoke_ngf=64,
+        smoke_size=256,
+        smoke_steps=3,
+        train_load=286,
+        tp_ngf=64,
+        tp_size=256,
+        tp_fast_batch=32,
+        tp_fast_workers=12,
+        tp_official_workers=4,
+        tp_warmup=5,
+        tp_seconds=15.0,
+        tp_fast_amp="bf16",
+        tp_compile=True,
+        inf_ngf=64,
+        inf_sizes=(256, 512),
+        inf_batches=(1, 8, 32, 64, 128, 256),
         inf_policy={"warmup": 5, "repeats": 30, "min_time_s": 0.3, "max_time_s": 1.5, "min_repeats": 5},
-        final_ngf=32, final_size=256, final_batch=16, final_min_s=60.0,
+        final_ngf=32,
+        final_size=256,
+        final_batch=16,
+        final_min_s=60.0,
         step_min_s={"environment": 1, "train_smoke": 20, "train_throughput": 30, "inference": 20, "final_training": 60},
     )
 
@@ -106,12 +122,30 @@ def gpu_profile() -> Profile:
 def dry_profile() -> Profile:
     """The same steps on the CPU with tiny networks and sizes."""
     return Profile(
-        device="cpu", smoke_ngf=4, smoke_size=32, smoke_steps=1, train_load=36,
-        tp_ngf=4, tp_size=32, tp_fast_batch=4, tp_fast_workers=2, tp_official_workers=0, tp_warmup=1,
-        tp_seconds=1.0, tp_fast_amp="off", tp_compile=False,
-        inf_ngf=4, inf_sizes=(32,), inf_batches=(1, 2),
+        device="cpu",
+        smoke_ngf=4,
+        smoke_size=32,
+        smoke_steps=1,
+        train_load=36,
+        tp_ngf=4,
+        tp_size=32,
+        tp_fast_batch=4,
+        tp_fast_workers=2,
+        tp_official_workers=0,
+        tp_warmup=1,
+        tp_seconds=1.0,
+        tp_fast_amp="off",
+        tp_compile=False,
+        inf_ngf=4,
+        inf_sizes=(32,),
+        inf_batches=(1, 2),
         inf_policy={"warmup": 1, "repeats": 2, "min_time_s": 0.0, "max_time_s": 0.5, "min_repeats": 1},
-        final_ngf=4, final_size=32, final_batch=2, final_min_s=2.0, final_max_s=2.0, replicate=2,
+        final_ngf=4,
+        final_size=32,
+        final_batch=2,
+        final_min_s=2.0,
+        final_max_s=2.0,
+        replicate=2,
         step_min_s={"environment": 0.5, "train_smoke": 1, "train_throughput": 1, "inference": 1, "final_training": 2},
     )
 
@@ -144,14 +178,25 @@ class Clock:
 
 #: (step, fraction of the budget by which it must end)
 STEPS: tuple[tuple[str, float], ...] = (
-    ("environment", 0.03), ("train_smoke", 0.24), ("train_throughput", 0.48),
-    ("inference", 0.84), ("final_training", 0.97),
+    ("environment", 0.03),
+    ("train_smoke", 0.24),
+    ("train_throughput", 0.48),
+    ("inference", 0.84),
+    ("final_training", 0.97),
 )
 
 
 class Session:
-    def __init__(self, pack: Path, out: Path, budget_s: float, profile: Profile, dry_run: bool,
-                 log: Callable[[str], None] = print, only: set[str] | None = None) -> None:
+    def __init__(
+        self,
+        pack: Path,
+        out: Path,
+        budget_s: float,
+        profile: Profile,
+        dry_run: bool,
+        log: Callable[[str], None] = print,
+        only: set[str] | None = None,
+    ) -> None:
         from .gpu_pack import read_pack
 
         self.pack, self.out, self.profile, self.dry_run, self.log = pack, out, profile, dry_run, log
@@ -160,10 +205,15 @@ class Session:
         self.clock = Clock(budget_s)
         self.work = Path(tempfile.mkdtemp(prefix="advseg-gpu-session-"))
         self.doc: dict[str, Any] = {
-            "schema": SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "command": sys.argv, "dry_run": dry_run, "budget_s": budget_s, "profile": asdict(profile),
+            "schema": SCHEMA,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "command": sys.argv,
+            "dry_run": dry_run,
+            "budget_s": budget_s,
+            "profile": asdict(profile),
             "pack": {k: self.manifest.get(k) for k in ("created", "size_mb", "photos", "segmenters", "skipped")},
-            "steps": {}, "goals": {},
+            "steps": {},
+            "goals": {},
         }
         self._home()
         self.segmenter_name, self.segmenter_kwargs, self.segmenter_note = self._pick_segmenter()
@@ -217,8 +267,10 @@ class Session:
             sketch = self.pack / "sketches" / f"{Path(name).stem}.png"
             for k in range(self.profile.replicate):
                 stem = f"{Path(name).stem}_{k}"
-                for src, dests in ((sketch, ("aligned/A", "unaligned/trainA")),
-                                   (photo, ("aligned/B", "unaligned/trainB"))):
+                for src, dests in (
+                    (sketch, ("aligned/A", "unaligned/trainA")),
+                    (photo, ("aligned/B", "unaligned/trainB")),
+                ):
                     for d in dests:
                         _link(src, root / d / f"{stem}{src.suffix}")
         return {"aligned": root / "aligned", "unaligned": root / "unaligned"}
@@ -241,9 +293,13 @@ class Session:
 
     # ------------------------------------------------------------------ running
     def run(self) -> dict[str, Any]:
-        steps = {"environment": self.step_environment, "train_smoke": self.step_train_smoke,
-                 "train_throughput": self.step_train_throughput, "inference": self.step_inference,
-                 "final_training": self.step_final_training}
+        steps = {
+            "environment": self.step_environment,
+            "train_smoke": self.step_train_smoke,
+            "train_throughput": self.step_train_throughput,
+            "inference": self.step_inference,
+            "final_training": self.step_final_training,
+        }
         starts = [0.0] + [f for _, f in STEPS[:-1]]
         shares = {n: f - start for (n, f), start in zip(STEPS, starts)}
         active = [n for n, _ in STEPS if self.only is None or n in self.only or n == "environment"]
@@ -260,8 +316,11 @@ class Session:
             need = self.profile.step_min_s.get(name, 1.0)
             have = deadline - time.monotonic()
             if have < need:
-                entry = {"status": "skipped", "reason": f"budget spent: {max(have, 0):.0f} s left for this step "
-                         f"(of {self.clock.left():.0f} s in all), it needs at least {need:.0f} s"}
+                entry = {
+                    "status": "skipped",
+                    "reason": f"budget spent: {max(have, 0):.0f} s left for this step "
+                    f"(of {self.clock.left():.0f} s in all), it needs at least {need:.0f} s",
+                }
             else:
                 self.log(f"== {name} (until {deadline - self.clock.t0:.0f} s of {self.clock.budget:.0f} s)")
                 t0 = time.monotonic()
@@ -271,8 +330,11 @@ class Session:
                     entry = {"status": "skipped", "reason": str(exc)}
                 except Exception as exc:
                     self.log(traceback.format_exc())
-                    entry = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"[:500],
-                             "traceback": traceback.format_exc()[-3000:]}
+                    entry = {
+                        "status": "error",
+                        "reason": f"{type(exc).__name__}: {exc}"[:500],
+                        "traceback": traceback.format_exc()[-3000:],
+                    }
                 entry["seconds"] = round(time.monotonic() - t0, 2)
             self.doc["steps"][name] = entry
             self.log(f"   {name}: {entry['status']}" + (f" ({entry.get('reason')})" if entry.get("reason") else ""))
@@ -303,20 +365,35 @@ class Session:
 
         from .probe import measure_peaks
 
-        env: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__,
-                               "cuda": torch.version.cuda, "cuda_available": torch.cuda.is_available(),
-                               "cpus": os.cpu_count(), "shm_free_mb": shm_free_mb(), "segmenter": self.segmenter_name,
-                               "segmenter_note": self.segmenter_note}
+        env: dict[str, Any] = {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda,
+            "cuda_available": torch.cuda.is_available(),
+            "cpus": os.cpu_count(),
+            "shm_free_mb": shm_free_mb(),
+            "segmenter": self.segmenter_name,
+            "segmenter_note": self.segmenter_note,
+        }
         if self.profile.device == "cuda":
             props = torch.cuda.get_device_properties(0)
-            env.update(gpu=props.name, capability=f"{props.major}.{props.minor}",
-                       gpu_memory_gb=round(props.total_memory / 2**30, 1), multiprocessors=props.multi_processor_count,
-                       cudnn=torch.backends.cudnn.version(), tf32_conv=torch.backends.cudnn.allow_tf32,
-                       tf32_matmul=torch.backends.cuda.matmul.allow_tf32)
+            env.update(
+                gpu=props.name,
+                capability=f"{props.major}.{props.minor}",
+                gpu_memory_gb=round(props.total_memory / 2**30, 1),
+                multiprocessors=props.multi_processor_count,
+                cudnn=torch.backends.cudnn.version(),
+                tf32_conv=torch.backends.cudnn.allow_tf32,
+                tf32_matmul=torch.backends.cuda.matmul.allow_tf32,
+            )
         smi = shutil.which("nvidia-smi")
         if smi:
-            q = subprocess.run([smi, "--query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm",
-                                "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
+            q = subprocess.run(
+                [smi, "--query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=20,
+            )
             env["nvidia_smi"] = q.stdout.strip()
         if self.profile.device == "cuda":  # strict fp32, TF32, bf16, fp16, int8 matrix rates
             env["peaks"] = measure_peaks(["cuda"], threads=torch.get_num_threads(), seconds=0.25)
@@ -345,8 +422,10 @@ class Session:
                         else:
                             combos.append(self._smoke_one(kind, amp, variant, grad, seg, A, B))
         runs = []
-        for kind, amp, extra in (("cycle_gan", "fp16", ["seg.variant=binary", "seg.grad=soft"]),
-                                 ("pix2pix", "bf16", ["seg.variant=multi", "seg.grad=hard", "run.channels_last=true"])):
+        for kind, amp, extra in (
+            ("cycle_gan", "fp16", ["seg.variant=binary", "seg.grad=soft"]),
+            ("pix2pix", "bf16", ["seg.variant=multi", "seg.grad=hard", "run.channels_last=true"]),
+        ):
             amp = amp if p.device == "cuda" else "off"
             if time.monotonic() > deadline:
                 runs.append({"kind": kind, "amp": amp, "status": "skipped", "reason": "step budget spent"})
@@ -355,18 +434,35 @@ class Session:
         passed = sum(c["passed"] for c in combos)
         if p.device == "cuda":
             torch.cuda.empty_cache()
-        return {"segmenter": self.segmenter_name, "combos": combos, "skipped": skipped, "trainer_runs": runs,
-                "passed": passed, "failed": len(combos) - passed}
+        return {
+            "segmenter": self.segmenter_name,
+            "combos": combos,
+            "skipped": skipped,
+            "trainer_runs": runs,
+            "passed": passed,
+            "failed": len(combos) - passed,
+        }
 
     def _smoke_cfg(self, kind: str, amp: str, variant: str, grad: str):
         from advseg_train.config import resolve_config
 
         p = self.profile
         preset = "official-pix2pix" if kind == "pix2pix" else "official-cyclegan"
-        return resolve_config(preset=preset, overrides=[
-            f"model.ngf={p.smoke_ngf}", f"model.ndf={p.smoke_ngf}", "data.root=unused",
-            f"seg.variant={variant}", f"seg.grad={grad}", f"run.amp='{amp}'", f"run.device={p.device}",
-            f"data.crop_size={p.smoke_size}", f"data.load_size={p.train_load}", *self.seg_overrides()])
+        return resolve_config(
+            preset=preset,
+            overrides=[
+                f"model.ngf={p.smoke_ngf}",
+                f"model.ndf={p.smoke_ngf}",
+                "data.root=unused",
+                f"seg.variant={variant}",
+                f"seg.grad={grad}",
+                f"run.amp='{amp}'",
+                f"run.device={p.device}",
+                f"data.crop_size={p.smoke_size}",
+                f"data.load_size={p.train_load}",
+                *self.seg_overrides(),
+            ],
+        )
 
     def _smoke_one(self, kind: str, amp: str, variant: str, grad: str, seg, A, B) -> dict[str, Any]:
         import torch
@@ -387,7 +483,7 @@ class Session:
             finite = True
             for i in range(p.smoke_steps):
                 j = i % A.shape[0]
-                terms = model.train_step({"A": A[j:j + 1], "B": B[j:j + 1]})
+                terms = model.train_step({"A": A[j : j + 1], "B": B[j : j + 1]})
                 losses = {k: float(v) for k, v in terms.items()}
                 finite = finite and all(math.isfinite(v) for v in losses.values())
             res["losses"] = {k: round(v, 5) for k, v in losses.items()}
@@ -395,16 +491,19 @@ class Session:
             if model.scaler.is_enabled():
                 res["grad_scale"] = float(model.scaler.get_scale())
             res.update(_seg_gradient(model, A[:1], B[:1]))
-            ok_grad = ((res["seg_grad_norm"] > 0 and res["seg_grad_finite"]) if grad == "soft"
-                       else res["seg_grad_norm"] == 0)
+            ok_grad = (
+                (res["seg_grad_norm"] > 0 and res["seg_grad_finite"]) if grad == "soft" else res["seg_grad_norm"] == 0
+            )
             res["gradient_property"] = "holds" if ok_grad else "VIOLATED"
             res["passed"] = bool(finite and ok_grad)
         except Exception as exc:
             res.update(passed=False, error=f"{type(exc).__name__}: {exc}"[:400])
             self.log(traceback.format_exc())
         res["seconds"] = round(time.monotonic() - t0, 2)
-        self.log(f"   smoke {kind} {amp} {variant} {grad}: {'ok' if res['passed'] else 'FAILED'} "
-                 f"({res.get('error') or res.get('gradient_property')}) {res['seconds']} s")
+        self.log(
+            f"   smoke {kind} {amp} {variant} {grad}: {'ok' if res['passed'] else 'FAILED'} "
+            f"({res.get('error') or res.get('gradient_property')}) {res['seconds']} s"
+        )
         return res
 
     def _trainer_run(self, kind: str, amp: str, extra: list[str]) -> dict[str, Any]:
@@ -419,35 +518,79 @@ class Session:
         out = self.work / f"run-{kind}-{amp}"
         t0 = time.monotonic()
         try:
-            cfg = resolve_config(preset=preset, overrides=[
-                f"model.ngf={p.smoke_ngf}", f"model.ndf={p.smoke_ngf}", f"data.mode={mode}", f"data.root={data[mode]}",
-                f"data.crop_size={p.smoke_size}", f"data.load_size={p.train_load}", f"run.amp='{amp}'",
-                "run.device=auto", f"run.out={out}", "run.max_steps=4", "run.log_every=1", "run.sample_every=0",
-                "run.checkpoint_every=2", "run.progress=false", "optim.niter=1", "optim.niter_decay=0",
-                *self.seg_overrides(), *extra])
+            cfg = resolve_config(
+                preset=preset,
+                overrides=[
+                    f"model.ngf={p.smoke_ngf}",
+                    f"model.ndf={p.smoke_ngf}",
+                    f"data.mode={mode}",
+                    f"data.root={data[mode]}",
+                    f"data.crop_size={p.smoke_size}",
+                    f"data.load_size={p.train_load}",
+                    f"run.amp='{amp}'",
+                    "run.device=auto",
+                    f"run.out={out}",
+                    "run.max_steps=4",
+                    "run.log_every=1",
+                    "run.sample_every=0",
+                    "run.checkpoint_every=2",
+                    "run.progress=false",
+                    "optim.niter=1",
+                    "optim.niter_decay=0",
+                    *self.seg_overrides(),
+                    *extra,
+                ],
+            )
             r = train(cfg)
             ok = r.global_step == 4 and r.generator is not None and r.generator.is_file()
             last = {k: round(float(v), 5) for k, v in (r.history[-1] if r.history else {}).items()}
             finite = all(math.isfinite(v) for v in last.values())
-            return {"kind": kind, "amp": amp, "overrides": extra, "status": "ok" if ok and finite else "failed",
-                    "steps": r.global_step, "last_losses": last, "seconds": round(time.monotonic() - t0, 2)}
+            return {
+                "kind": kind,
+                "amp": amp,
+                "overrides": extra,
+                "status": "ok" if ok and finite else "failed",
+                "steps": r.global_step,
+                "last_losses": last,
+                "seconds": round(time.monotonic() - t0, 2),
+            }
         except Exception as exc:
             self.log(traceback.format_exc())
-            return {"kind": kind, "amp": amp, "status": "error", "reason": f"{type(exc).__name__}: {exc}"[:400],
-                    "seconds": round(time.monotonic() - t0, 2)}
+            return {
+                "kind": kind,
+                "amp": amp,
+                "status": "error",
+                "reason": f"{type(exc).__name__}: {exc}"[:400],
+                "seconds": round(time.monotonic() - t0, 2),
+            }
 
     # -- 2. training throughput
     def step_train_throughput(self, deadline: float) -> dict[str, Any]:
         p = self.profile
         cuda = p.device == "cuda"
         configs = {
-            "official": {"batch": p.tp_official_batch, "amp": "off", "channels_last": False, "compile": False,
-                         "workers": p.tp_official_workers, "cudnn_benchmark": True},
-            "fast": {"batch": p.tp_fast_batch, "amp": p.tp_fast_amp if cuda else "off", "channels_last": cuda,
-                     "compile": False, "workers": p.tp_fast_workers, "cudnn_benchmark": True},
+            "official": {
+                "batch": p.tp_official_batch,
+                "amp": "off",
+                "channels_last": False,
+                "compile": False,
+                "workers": p.tp_official_workers,
+                "cudnn_benchmark": True,
+            },
+            "fast": {
+                "batch": p.tp_fast_batch,
+                "amp": p.tp_fast_amp if cuda else "off",
+                "channels_last": cuda,
+                "compile": False,
+                "workers": p.tp_fast_workers,
+                "cudnn_benchmark": True,
+            },
         }
-        out: dict[str, Any] = {"model": f"pix2pix resnet_9blocks ngf{p.tp_ngf} {p.tp_size}², seg binary soft "
-                               f"({self.segmenter_name})", "configs": configs, "results": {}}
+        out: dict[str, Any] = {
+            "model": f"pix2pix resnet_9blocks ngf{p.tp_ngf} {p.tp_size}², seg binary soft ({self.segmenter_name})",
+            "configs": configs,
+            "results": {},
+        }
         names = ("official", "fast", "fast_compiled")
         n = len(names)
         for i, name in enumerate(names):
@@ -457,8 +600,11 @@ class Session:
                     out["results"][name] = {"status": "skipped", "reason": "torch.compile is not tried in the dry run"}
                     continue
                 if left < 120:
-                    out["results"][name] = {"status": "skipped", "reason": f"{left:.0f} s left: compiling the "
-                                            "generator's forward and backward can take a minute or more"}
+                    out["results"][name] = {
+                        "status": "skipped",
+                        "reason": f"{left:.0f} s left: compiling the "
+                        "generator's forward and backward can take a minute or more",
+                    }
                     continue
                 configs[name] = {**configs["fast"], "compile": True}
             seconds = min(p.tp_seconds, max(left / (n - i) - 5, 1.0))
@@ -488,13 +634,27 @@ class Session:
         from advseg_train.trainer import build_loader, resolve_device
 
         data = self.datasets(p.train_load)
-        cfg = resolve_config(preset="official-pix2pix", overrides=[
-            f"model.ngf={p.tp_ngf}", f"model.ndf={p.tp_ngf}", "data.mode=aligned", f"data.root={data['aligned']}",
-            f"data.crop_size={p.tp_size}", f"data.load_size={p.train_load}", "seg.variant=binary", "seg.grad=soft",
-            *self.seg_overrides(), f"run.batch_size={c['batch']}", f"run.amp='{c['amp']}'",
-            f"run.channels_last={str(c['channels_last']).lower()}", f"run.compile={str(c['compile']).lower()}",
-            f"data.num_workers={c['workers']}", f"run.cudnn_benchmark={str(c['cudnn_benchmark']).lower()}",
-            f"run.device={p.device}"])
+        cfg = resolve_config(
+            preset="official-pix2pix",
+            overrides=[
+                f"model.ngf={p.tp_ngf}",
+                f"model.ndf={p.tp_ngf}",
+                "data.mode=aligned",
+                f"data.root={data['aligned']}",
+                f"data.crop_size={p.tp_size}",
+                f"data.load_size={p.train_load}",
+                "seg.variant=binary",
+                "seg.grad=soft",
+                *self.seg_overrides(),
+                f"run.batch_size={c['batch']}",
+                f"run.amp='{c['amp']}'",
+                f"run.channels_last={str(c['channels_last']).lower()}",
+                f"run.compile={str(c['compile']).lower()}",
+                f"data.num_workers={c['workers']}",
+                f"run.cudnn_benchmark={str(c['cudnn_benchmark']).lower()}",
+                f"run.device={p.device}",
+            ],
+        )
         device = resolve_device(cfg.run.device)
         cuda = device.type == "cuda"
         if cuda:
@@ -532,10 +692,17 @@ class Session:
                     break
         sync()
         spent = time.monotonic() - start
-        res = {"status": "ok", "batch": c["batch"], "steps": steps, "seconds": round(spent, 2),
-               "images_per_s": round(steps * c["batch"] / spent, 2), "warmup_steps": p.tp_warmup,
-               "warmup_s": round(warm_s, 2), "loader_workers": workers,
-               "finite": all(math.isfinite(float(v)) for v in terms.values())}
+        res = {
+            "status": "ok",
+            "batch": c["batch"],
+            "steps": steps,
+            "seconds": round(spent, 2),
+            "images_per_s": round(steps * c["batch"] / spent, 2),
+            "warmup_steps": p.tp_warmup,
+            "warmup_s": round(warm_s, 2),
+            "loader_workers": workers,
+            "finite": all(math.isfinite(float(v)) for v in terms.values()),
+        }
         if cfg.run.compile:
             res["compiled"] = model.compile_summary
         if cuda:
@@ -558,9 +725,11 @@ class Session:
 
         p = self.profile
         cuda = p.device == "cuda"
-        specs = {"resnet_9blocks": generator_spec("resnet_9blocks", p.inf_ngf),
-                 "unet_256": generator_spec("unet_256", p.inf_ngf),
-                 "hed": _hed_spec(self.pack, self.manifest.get("hed"), self.work)}
+        specs = {
+            "resnet_9blocks": generator_spec("resnet_9blocks", p.inf_ngf),
+            "unet_256": generator_spec("unet_256", p.inf_ngf),
+            "hed": _hed_spec(self.pack, self.manifest.get("hed"), self.work),
+        }
         for name in ("resnet_9blocks", "unet_256"):
             _random_checkpoint(specs[name], self.work)
         results, skipped = [], []
@@ -609,9 +778,13 @@ class Session:
                     torch.cuda.empty_cache()
         for s in sessions.values():
             s.close()
-        return {"results": results, "skipped": skipped, "policy": p.inf_policy,
-                "models": {k: {"source": v.source, "notes": v.notes} for k, v in specs.items()},
-                "reference": "torch eager fp32 with TF32 off (strict), first image of the batch"}
+        return {
+            "results": results,
+            "skipped": skipped,
+            "policy": p.inf_policy,
+            "models": {k: {"source": v.source, "notes": v.notes} for k, v in specs.items()},
+            "reference": "torch eager fp32 with TF32 off (strict), first image of the batch",
+        }
 
     def _infer_one(self, sess, spec, what: dict[str, Any], accuracy_done: set) -> dict[str, Any]:
         from .models import psnr
@@ -621,17 +794,25 @@ class Session:
         size, batch = what["size"], what["batch"]
         x = _inputs(spec.kind, batch, size)
         bound = sess.bind(x)
-        timing = measure(bound["call"], TimingPolicy(**p.inf_policy), bound.get("timer"),
-                         after_warmup=sess.reset_gpu_peak)
+        timing = measure(
+            bound["call"], TimingPolicy(**p.inf_policy), bound.get("timer"), after_warmup=sess.reset_gpu_peak
+        )
         stats = timing.stats_ms()
-        r = {**what, "status": "ok", "latency_ms": {k: round(v, 4) for k, v in stats.items()},
-             "images_per_s": round(batch / (stats["p50"] / 1e3), 1), "iterations": len(timing.times_s),
-             "timer": "cuda_event" if bound.get("timer") else "perf_counter",
-             "first_call_s": round(timing.first_call_s or 0.0, 3), "peak_gpu_mb": sess.gpu_peak_mb(),
-             "fp32_math": sess.details.get("fp32_math")}
+        r = {
+            **what,
+            "status": "ok",
+            "latency_ms": {k: round(v, 4) for k, v in stats.items()},
+            "images_per_s": round(batch / (stats["p50"] / 1e3), 1),
+            "iterations": len(timing.times_s),
+            "timer": "cuda_event" if bound.get("timer") else "perf_counter",
+            "first_call_s": round(timing.first_call_s or 0.0, 3),
+            "peak_gpu_mb": sess.gpu_peak_mb(),
+            "fp32_math": sess.details.get("fp32_math"),
+        }
         if bound.get("host_call"):
-            host = measure(bound["host_call"], TimingPolicy(warmup=1, repeats=5, min_time_s=0.0, max_time_s=1.0,
-                                                            min_repeats=2))
+            host = measure(
+                bound["host_call"], TimingPolicy(warmup=1, repeats=5, min_time_s=0.0, max_time_s=1.0, min_repeats=2)
+            )
             r["host_latency_ms"] = round(host.stats_ms()["p50"], 4)
         akey = (spec.name, size, what["backend"], what["precision"])
         if akey not in accuracy_done:
@@ -640,9 +821,11 @@ class Session:
             if ref is not None:
                 sess.bind(x[:1])["call"]()
                 r["accuracy"] = {**psnr(ref, sess.output(), spec.out_range), "reference": label}
-        self.log(f"   {what['model']} {size}² b{batch} {what['backend']} {what['precision']}: p50 "
-                 f"{stats['p50']:.3f} ms, {r['images_per_s']} images/s"
-                 + (f", PSNR {r['accuracy']['psnr_db']} dB" if r.get("accuracy") else ""))
+        self.log(
+            f"   {what['model']} {size}² b{batch} {what['backend']} {what['precision']}: p50 "
+            f"{stats['p50']:.3f} ms, {r['images_per_s']} images/s"
+            + (f", PSNR {r['accuracy']['psnr_db']} dB" if r.get("accuracy") else "")
+        )
         return r
 
     # -- 4. final training
@@ -661,23 +844,52 @@ class Session:
         if seconds < p.final_min_s * 0.5:
             raise StepSkipped(f"{seconds:.0f} s of training time left, fewer than {p.final_min_s * 0.5:.0f} s")
         out = self.work / "final"
-        cfg = resolve_config(preset="official-pix2pix", overrides=[
-            "model.netG=resnet_9blocks", f"model.ngf={p.final_ngf}", f"model.ndf={p.final_ngf}",
-            "data.mode=aligned", f"data.root={data['aligned']}", f"data.crop_size={p.final_size}",
-            f"data.load_size={p.train_load}", "seg.variant=binary", "seg.grad=soft", *self.seg_overrides(),
-            f"run.batch_size={p.final_batch}", f"run.amp='{'bf16' if cuda else 'off'}'",
-            f"run.channels_last={'true' if cuda else 'false'}", f"run.out={out}", f"run.max_seconds={seconds:.1f}",
-            f"data.num_workers={_fit_workers(8, p.final_batch, p.final_size) if cuda else 0}",
-            "run.log_every=20", "run.sample_every=0", "run.checkpoint_every=0", "run.progress=false",
-            "optim.niter=100000", "optim.niter_decay=0", "optim.lr_policy=constant", "run.num_samples=4"])
+        cfg = resolve_config(
+            preset="official-pix2pix",
+            overrides=[
+                "model.netG=resnet_9blocks",
+                f"model.ngf={p.final_ngf}",
+                f"model.ndf={p.final_ngf}",
+                "data.mode=aligned",
+                f"data.root={data['aligned']}",
+                f"data.crop_size={p.final_size}",
+                f"data.load_size={p.train_load}",
+                "seg.variant=binary",
+                "seg.grad=soft",
+                *self.seg_overrides(),
+                f"run.batch_size={p.final_batch}",
+                f"run.amp='{'bf16' if cuda else 'off'}'",
+                f"run.channels_last={'true' if cuda else 'false'}",
+                f"run.out={out}",
+                f"run.max_seconds={seconds:.1f}",
+                f"data.num_workers={_fit_workers(8, p.final_batch, p.final_size) if cuda else 0}",
+                "run.log_every=20",
+                "run.sample_every=0",
+                "run.checkpoint_every=0",
+                "run.progress=false",
+                "optim.niter=100000",
+                "optim.niter_decay=0",
+                "optim.lr_policy=constant",
+                "run.num_samples=4",
+            ],
+        )
         r = train(cfg)
-        res: dict[str, Any] = {"steps": r.global_step, "images_per_s": round(r.images_per_s, 1),
-                               "segmenter": self.segmenter_name, "config": {
-                                   "preset": "official-pix2pix", "netG": "resnet_9blocks", "ngf": p.final_ngf,
-                                   "size": p.final_size, "batch": p.final_batch, "amp": cfg.run.amp,
-                                   "seg": "binary soft", "photos": len(self.manifest["photos"])},
-                               "last_losses": {k: round(float(v), 4)
-                                               for k, v in (r.history[-1] if r.history else {}).items()}}
+        res: dict[str, Any] = {
+            "steps": r.global_step,
+            "images_per_s": round(r.images_per_s, 1),
+            "segmenter": self.segmenter_name,
+            "config": {
+                "preset": "official-pix2pix",
+                "netG": "resnet_9blocks",
+                "ngf": p.final_ngf,
+                "size": p.final_size,
+                "batch": p.final_batch,
+                "amp": cfg.run.amp,
+                "seg": "binary soft",
+                "photos": len(self.manifest["photos"]),
+            },
+            "last_losses": {k: round(float(v), 4) for k, v in (r.history[-1] if r.history else {}).items()},
+        }
         gen = r.generator
         if gen is not None and gen.is_file():
             mb = gen.stat().st_size / 2**20
@@ -741,8 +953,13 @@ def _hed_spec(pack: Path, hed_file: str | None, work: Path):
     from .models import ModelSpec
 
     if hed_file:
-        return ModelSpec(name="hed", kind="hed", arch="hed", checkpoint=str(pack / hed_file),
-                         source="HED, BSDS500 weights (fp16 storage in the pack)")
+        return ModelSpec(
+            name="hed",
+            kind="hed",
+            arch="hed",
+            checkpoint=str(pack / hed_file),
+            source="HED, BSDS500 weights (fp16 storage in the pack)",
+        )
     import torch
     from safetensors.torch import save_file
 
@@ -751,9 +968,14 @@ def _hed_spec(pack: Path, hed_file: str | None, work: Path):
     path = work / "hed-random.safetensors"
     torch.manual_seed(0)
     save_file({k: v.contiguous() for k, v in HED().state_dict().items()}, str(path))
-    return ModelSpec(name="hed", kind="hed", arch="hed", checkpoint=str(path),
-                     source="HED architecture with RANDOM weights (the pack had no room for the real ones)",
-                     notes=["random weights: accuracy figures are of a random network"])
+    return ModelSpec(
+        name="hed",
+        kind="hed",
+        arch="hed",
+        checkpoint=str(path),
+        source="HED architecture with RANDOM weights (the pack had no room for the real ones)",
+        notes=["random weights: accuracy figures are of a random network"],
+    )
 
 
 _INPUT_CACHE: dict[tuple[str, int], np.ndarray] = {}
@@ -811,8 +1033,9 @@ def inference_plan(p: Profile) -> list[tuple[str, int, int, str, str]]:
     return list(dict.fromkeys(plan))
 
 
-def _inference_problem(spec, size: int, batch: int, backend: str, precision: str, cuda: bool,
-                       dry_run: bool) -> str | None:
+def _inference_problem(
+    spec, size: int, batch: int, backend: str, precision: str, cuda: bool, dry_run: bool
+) -> str | None:
     from .models import size_problem
 
     why = size_problem(spec, size)
@@ -868,29 +1091,54 @@ def evaluate_goals(doc: dict[str, Any]) -> dict[str, Any]:
     lat = _best(r9, lambda r: r["latency_ms"]["p50"], lambda r: r["batch"] == 1)
     goal = want.get("latency_ms_resnet9_256_b1")
     goals["resnet_9blocks_256_b1_latency"] = (
-        {"goal_ms": goal, "best_ms": lat["latency_ms"]["p50"],
-         "met": _met(lat["latency_ms"]["p50"], goal, at_most=True),
-         "with": f"{lat['backend']} {lat['precision']}"} if lat else {"met": None, "reason": "not measured"})
+        {
+            "goal_ms": goal,
+            "best_ms": lat["latency_ms"]["p50"],
+            "met": _met(lat["latency_ms"]["p50"], goal, at_most=True),
+            "with": f"{lat['backend']} {lat['precision']}",
+        }
+        if lat
+        else {"met": None, "reason": "not measured"}
+    )
     thr = _best(r9, lambda r: -r["images_per_s"], lambda r: r["precision"] in ("fp16", "bf16"))
     goal = want.get("throughput_ips_half")
     goals["half_precision_throughput"] = (
-        {"goal_ips": goal, "best_ips": thr["images_per_s"], "met": _met(thr["images_per_s"], goal),
-         "with": f"{thr['backend']} {thr['precision']} batch {thr['batch']}"} if thr
-        else {"met": None, "reason": "not measured"})
-    anchor = _best(r9, lambda r: r["latency_ms"]["p50"],
-                   lambda r: r["batch"] == 1 and r["backend"] == "torch-eager" and r["precision"] == "fp32")
+        {
+            "goal_ips": goal,
+            "best_ips": thr["images_per_s"],
+            "met": _met(thr["images_per_s"], goal),
+            "with": f"{thr['backend']} {thr['precision']} batch {thr['batch']}",
+        }
+        if thr
+        else {"met": None, "reason": "not measured"}
+    )
+    anchor = _best(
+        r9,
+        lambda r: r["latency_ms"]["p50"],
+        lambda r: r["batch"] == 1 and r["backend"] == "torch-eager" and r["precision"] == "fp32",
+    )
     goals["anchor_eager_fp32_b1"] = (
-        {"a100_published_ms": want.get("anchor_a100_eager_fp32_b1_ms"), "measured_ms": anchor["latency_ms"]["p50"],
-         "fp32_math": anchor.get("fp32_math")} if anchor else {"reason": "not measured"})
+        {
+            "a100_published_ms": want.get("anchor_a100_eager_fp32_b1_ms"),
+            "measured_ms": anchor["latency_ms"]["p50"],
+            "fp32_math": anchor.get("fp32_math"),
+        }
+        if anchor
+        else {"reason": "not measured"}
+    )
     tp = doc["steps"].get("train_throughput") or {}
     sp = tp.get("speedup")
     goal = want.get("train_speedup")
-    goals["training_speedup"] = ({"goal": goal, "speedup": sp, "met": _met(sp, goal)}
-                                 if sp else {"met": None, "reason": "not measured"})
+    goals["training_speedup"] = (
+        {"goal": goal, "speedup": sp, "met": _met(sp, goal)} if sp else {"met": None, "reason": "not measured"}
+    )
     smoke = doc["steps"].get("train_smoke") or {}
     if smoke.get("combos") is not None:
-        goals["training_smoke"] = {"passed": smoke.get("passed"), "failed": smoke.get("failed"),
-                                   "met": smoke.get("failed") == 0 and bool(smoke.get("combos"))}
+        goals["training_smoke"] = {
+            "passed": smoke.get("passed"),
+            "failed": smoke.get("failed"),
+            "met": smoke.get("failed") == 0 and bool(smoke.get("combos")),
+        }
     return goals
 
 
@@ -904,11 +1152,15 @@ def _fmt(v: Any, nd: int = 3) -> str:
 
 def render_markdown(doc: dict[str, Any]) -> str:
     env = doc.get("env") or {}
-    L = [f"# advseg GPU check{' (dry run, CPU)' if doc.get('dry_run') else ''}", "",
-         f"- created {doc['created']}, budget {doc['budget_s']:.0f} s, elapsed {doc.get('elapsed_s')} s",
-         f"- {env.get('gpu', env.get('device', 'CPU'))}, torch {env.get('torch')}, CUDA {env.get('cuda')}, "
-         f"cuDNN {env.get('cudnn')}; {env.get('nvidia_smi', '')}",
-         f"- segmenter: {env.get('segmenter_note', '')}", ""]
+    L = [
+        f"# advseg GPU check{' (dry run, CPU)' if doc.get('dry_run') else ''}",
+        "",
+        f"- created {doc['created']}, budget {doc['budget_s']:.0f} s, elapsed {doc.get('elapsed_s')} s",
+        f"- {env.get('gpu', env.get('device', 'CPU'))}, torch {env.get('torch')}, CUDA {env.get('cuda')}, "
+        f"cuDNN {env.get('cudnn')}; {env.get('nvidia_smi', '')}",
+        f"- segmenter: {env.get('segmenter_note', '')}",
+        "",
+    ]
     L += ["## Steps", "", "| step | status | seconds | note |", "|---|---|---|---|"]
     for name, _ in STEPS:
         s = doc["steps"].get(name)
@@ -919,63 +1171,102 @@ def render_markdown(doc: dict[str, Any]) -> str:
         L.append(f"- **{k}**: " + ", ".join(f"{a}={_fmt(b)}" for a, b in g.items()))
     smoke = doc["steps"].get("train_smoke") or {}
     if smoke.get("combos"):
-        L += ["", "## Training smoke", "", "| kind | amp | variant | grad | finite | seg grad norm | property | s |",
-              "|---|---|---|---|---|---|---|---|"]
+        L += [
+            "",
+            "## Training smoke",
+            "",
+            "| kind | amp | variant | grad | finite | seg grad norm | property | s |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for c in smoke["combos"]:
-            L.append(f"| {c['kind']} | {c['amp']} | {c['variant']} | {c['grad']} | {c.get('finite')} | "
-                     f"{_fmt(c.get('seg_grad_norm'), 6)} | {c.get('gradient_property', c.get('error', ''))} | "
-                     f"{c.get('seconds')} |")
+            L.append(
+                f"| {c['kind']} | {c['amp']} | {c['variant']} | {c['grad']} | {c.get('finite')} | "
+                f"{_fmt(c.get('seg_grad_norm'), 6)} | {c.get('gradient_property', c.get('error', ''))} | "
+                f"{c.get('seconds')} |"
+            )
         for r in smoke.get("trainer_runs", []):
             L.append(f"- train() {r['kind']} amp {r.get('amp', '')}: {r['status']} {r.get('reason', '')}")
         for s in smoke.get("skipped", []):
             L.append(f"- skipped {s['kind']} {s['amp']} {s['variant']} {s['grad']}: {s['reason']}")
     tp = doc["steps"].get("train_throughput") or {}
     if tp.get("results"):
-        L += ["", f"## Training throughput: {tp.get('model')}", "", "| config | batch | images/s | note |",
-              "|---|---|---|---|"]
+        L += [
+            "",
+            f"## Training throughput: {tp.get('model')}",
+            "",
+            "| config | batch | images/s | note |",
+            "|---|---|---|---|",
+        ]
         for k, r in tp["results"].items():
-            L.append(f"| {k} | {r.get('batch', '')} | {_fmt(r.get('images_per_s'), 1)} | "
-                     f"{r.get('reason', r.get('compiled', ''))} |")
+            L.append(
+                f"| {k} | {r.get('batch', '')} | {_fmt(r.get('images_per_s'), 1)} | "
+                f"{r.get('reason', r.get('compiled', ''))} |"
+            )
         goal = goals_targets().get("train_speedup")
-        L.append(f"\nSpeed-up fast / official: {_fmt(tp.get('speedup'), 2)}"
-                 + (f" (goal ≥ {goal:.0f}×)" if goal is not None else ""))
+        L.append(
+            f"\nSpeed-up fast / official: {_fmt(tp.get('speedup'), 2)}"
+            + (f" (goal ≥ {goal:.0f}×)" if goal is not None else "")
+        )
     inf = doc["steps"].get("inference") or {}
     if inf.get("results"):
-        L += ["", "## Inference (CUDA events; PSNR vs strict fp32)", "",
-              "| model | size | batch | backend | precision | p50 ms | p90 ms | images/s | host ms | PSNR dB "
-              "| peak GPU MB "
-              "| TFLOP/s | % of peak |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        L += [
+            "",
+            "## Inference (CUDA events; PSNR vs strict fp32)",
+            "",
+            "| model | size | batch | backend | precision | p50 ms | p90 ms | images/s | host ms | PSNR dB "
+            "| peak GPU MB "
+            "| TFLOP/s | % of peak |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in inf["results"]:
             if r.get("status") != "ok":
-                L.append(f"| {r['model']} | {r['size']} | {r['batch']} | {r['backend']} | {r['precision']} | "
-                         f"error: {r.get('reason', '')} |||||||")
+                L.append(
+                    f"| {r['model']} | {r['size']} | {r['batch']} | {r['backend']} | {r['precision']} | "
+                    f"error: {r.get('reason', '')} |||||||"
+                )
                 continue
             prec = r["precision"] + (" (TF32)" if r.get("fp32_math") else "")
-            L.append(f"| {r['model']} | {r['size']} | {r['batch']} | {r['backend']} | {prec} | "
-                     f"{_fmt(r['latency_ms']['p50'])} | {_fmt(r['latency_ms']['p90'])} | "
-                     f"{_fmt(r['images_per_s'], 1)} | "
-                     f"{_fmt(r.get('host_latency_ms'))} | {_fmt((r.get('accuracy') or {}).get('psnr_db'), 1)} | "
-                     f"{_fmt(r.get('peak_gpu_mb'), 0)} | {_fmt(r.get('achieved_tflops'), 1)} | "
-                     f"{_fmt(r['peak_fraction'] * 100 if r.get('peak_fraction') else None, 1)}"
-                     f"{' (' + r['peak_basis'] + ')' if r.get('peak_basis') not in (None, r['precision']) else ''} |")
+            L.append(
+                f"| {r['model']} | {r['size']} | {r['batch']} | {r['backend']} | {prec} | "
+                f"{_fmt(r['latency_ms']['p50'])} | {_fmt(r['latency_ms']['p90'])} | "
+                f"{_fmt(r['images_per_s'], 1)} | "
+                f"{_fmt(r.get('host_latency_ms'))} | {_fmt((r.get('accuracy') or {}).get('psnr_db'), 1)} | "
+                f"{_fmt(r.get('peak_gpu_mb'), 0)} | {_fmt(r.get('achieved_tflops'), 1)} | "
+                f"{_fmt(r['peak_fraction'] * 100 if r.get('peak_fraction') else None, 1)}"
+                f"{' (' + r['peak_basis'] + ')' if r.get('peak_basis') not in (None, r['precision']) else ''} |"
+            )
         if inf.get("skipped"):
-            L.append(f"\n{len(inf['skipped'])} combinations skipped, e.g. " + "; ".join(
-                f"{s['model']} {s['size']}² b{s['batch']} {s['backend']} {s['precision']}: {s['reason']}"
-                for s in inf["skipped"][:5]))
+            L.append(
+                f"\n{len(inf['skipped'])} combinations skipped, e.g. "
+                + "; ".join(
+                    f"{s['model']} {s['size']}² b{s['batch']} {s['backend']} {s['precision']}: {s['reason']}"
+                    for s in inf["skipped"][:5]
+                )
+            )
     fin = doc["steps"].get("final_training") or {}
     if fin.get("steps") is not None:
-        L += ["", "## Final training", "", f"{fin.get('steps')} steps at {fin.get('images_per_s')} images/s, "
-              f"config {fin.get('config')}; generator {fin.get('generator', 'not kept')} "
-              f"({fin.get('generator_mb')} MB); last losses {fin.get('last_losses')}"]
+        L += [
+            "",
+            "## Final training",
+            "",
+            f"{fin.get('steps')} steps at {fin.get('images_per_s')} images/s, "
+            f"config {fin.get('config')}; generator {fin.get('generator', 'not kept')} "
+            f"({fin.get('generator_mb')} MB); last losses {fin.get('last_losses')}",
+        ]
     return "\n".join(L) + "\n"
 
 
 # --------------------------------------------------------------------------- entry point
 
 
-def run_session(pack: str | Path, out: str | Path, budget_s: float, dry_run: bool = False,
-                log: Callable[[str], None] = print, steps: list[str] | None = None) -> dict[str, Any]:
+def run_session(
+    pack: str | Path,
+    out: str | Path,
+    budget_s: float,
+    dry_run: bool = False,
+    log: Callable[[str], None] = print,
+    steps: list[str] | None = None,
+) -> dict[str, Any]:
     """Run every step (or ``steps``; the environment always) within ``budget_s`` seconds;
     returns the result document (also written)."""
     import torch
@@ -1004,15 +1295,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=os.environ.get("OUT", "out/gpu-session"))
     ap.add_argument("--budget-s", type=float, default=480.0)
     ap.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU, the same code path")
-    ap.add_argument("--steps", default=None,
-                    help="comma-separated subset of the steps (e.g. for a rerun): " + ",".join(n for n, _ in STEPS))
+    ap.add_argument(
+        "--steps",
+        default=None,
+        help="comma-separated subset of the steps (e.g. for a rerun): " + ",".join(n for n, _ in STEPS),
+    )
     a = ap.parse_args(argv)
 
     def log(msg: str) -> None:
         print(msg, flush=True)
 
-    doc = run_session(a.pack, a.out, a.budget_s, a.dry_run, log,
-                      [s for s in a.steps.split(",") if s] if a.steps else None)
+    doc = run_session(
+        a.pack, a.out, a.budget_s, a.dry_run, log, [s for s in a.steps.split(",") if s] if a.steps else None
+    )
     bad = [n for n, st in doc["steps"].items() if st["status"] == "error"]
     log(render_markdown(doc))
     log(f"gpu-session: {len(doc['steps'])} steps, errors in: {', '.join(bad) or 'none'}; results in {a.out}")

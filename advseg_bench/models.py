@@ -23,8 +23,16 @@ import numpy as np
 
 from advseg_sdk import quality
 
-__all__ = ["ModelSpec", "MODEL_KINDS", "GENERATOR_ARCHS", "size_problem", "example_photos",
-           "generator_input", "hed_input", "psnr"]
+__all__ = [
+    "ModelSpec",
+    "MODEL_KINDS",
+    "GENERATOR_ARCHS",
+    "size_problem",
+    "example_photos",
+    "generator_input",
+    "hed_input",
+    "psnr",
+]
 
 MODEL_KINDS = ("generator", "hed", "pipeline")
 GENERATOR_ARCHS = ("resnet_9blocks", "resnet_6blocks", "unet_256", "unet_128")
@@ -141,8 +149,13 @@ def generator_spec(arch: str, ngf: int = 64, norm: str = "instance") -> ModelSpe
     if arch not in GENERATOR_ARCHS:
         raise ValueError(f"unknown generator architecture {arch!r}; choose from {', '.join(GENERATOR_ARCHS)}")
     cfg = {"arch": arch, "input_nc": 3, "output_nc": 3, "ngf": int(ngf), "norm": norm, "use_dropout": False}
-    return ModelSpec(name=f"{arch}-ngf{ngf}", kind="generator", arch=arch, config=cfg,
-                     source=f"--model {arch} --ngf {ngf} (random init)")
+    return ModelSpec(
+        name=f"{arch}-ngf{ngf}",
+        kind="generator",
+        arch=arch,
+        config=cfg,
+        source=f"--model {arch} --ngf {ngf} (random init)",
+    )
 
 
 def _bundle_spec(path: str) -> ModelSpec:
@@ -164,8 +177,15 @@ def _bundle_spec(path: str) -> ModelSpec:
 
             if sha is None or sha256_file(cand) == sha:
                 ckpt = str(cand)
-    return ModelSpec(name=b.name, kind="generator", arch=b.arch_name, config=cfg or None, checkpoint=ckpt,
-                     bundle=str(b.path), source=f"bundle {path}")
+    return ModelSpec(
+        name=b.name,
+        kind="generator",
+        arch=b.arch_name,
+        config=cfg or None,
+        checkpoint=ckpt,
+        bundle=str(b.path),
+        source=f"bundle {path}",
+    )
 
 
 def parse_models(text: str, ngf: int = 64, norm: str = "instance") -> list[ModelSpec]:
@@ -188,8 +208,11 @@ def parse_models(text: str, ngf: int = 64, norm: str = "instance") -> list[Model
             p = Path(item.split(":", 1)[1]).expanduser()
             if not p.is_file():
                 raise ValueError(f"checkpoint not found: {p}")
-            specs.append(ModelSpec(name=p.stem, kind="generator", arch="?", checkpoint=str(p.absolute()),
-                                   source=f"checkpoint {p}"))
+            specs.append(
+                ModelSpec(
+                    name=p.stem, kind="generator", arch="?", checkpoint=str(p.absolute()), source=f"checkpoint {p}"
+                )
+            )
         elif item.startswith("bundle:"):
             specs.append(_bundle_spec(item.split(":", 1)[1]))
         else:
@@ -200,7 +223,15 @@ def parse_models(text: str, ngf: int = 64, norm: str = "instance") -> list[Model
         raise ValueError(f"model(s) listed twice: {', '.join(sorted(dup))}")
     if want_pipeline:
         gen = next((s for s in specs if s.kind == "generator"), None) or generator_spec("resnet_9blocks", ngf, norm)
-        specs.append(ModelSpec(name=f"pipeline-{gen.name}", kind="pipeline", arch=gen.arch, config=gen.config,
-                               checkpoint=gen.checkpoint, bundle=gen.bundle,
-                               source=f"photo -> HED sketch -> {gen.name} (SDK Pipeline)"))
+        specs.append(
+            ModelSpec(
+                name=f"pipeline-{gen.name}",
+                kind="pipeline",
+                arch=gen.arch,
+                config=gen.config,
+                checkpoint=gen.checkpoint,
+                bundle=gen.bundle,
+                source=f"photo -> HED sketch -> {gen.name} (SDK Pipeline)",
+            )
+        )
     return specs

@@ -106,8 +106,9 @@ class PlanRequest:
     max_call_s: float | None = 60.0
 
 
-def make_plan(request: PlanRequest, env: dict[str, Any], costs: dict[str, dict[str, Any]],
-              peaks: dict[str, Any]) -> Plan:
+def make_plan(
+    request: PlanRequest, env: dict[str, Any], costs: dict[str, dict[str, Any]], peaks: dict[str, Any]
+) -> Plan:
     """Jobs for what can run on this machine (``env``: the probe's facts), a skipped result for the rest."""
     models, backends, precisions = request.models, request.backends, request.precisions
     batches, sizes, device = request.batches, request.sizes, request.device
@@ -118,9 +119,15 @@ def make_plan(request: PlanRequest, env: dict[str, Any], costs: dict[str, dict[s
     for b in backends:
         why = backend_problem(b, env, device)
         problems[b] = why
-        backend_rows.append({"backend": b, "available": why is None, "reason": why,
-                             "description": BACKENDS[b].description if b in BACKENDS else None,
-                             "device": device_of(b, env, device) if b in BACKENDS else None})
+        backend_rows.append(
+            {
+                "backend": b,
+                "available": why is None,
+                "reason": why,
+                "description": BACKENDS[b].description if b in BACKENDS else None,
+                "device": device_of(b, env, device) if b in BACKENDS else None,
+            }
+        )
     jobs: list[Job] = []
     skipped: list[dict] = []
 
@@ -143,19 +150,33 @@ def make_plan(request: PlanRequest, env: dict[str, Any], costs: dict[str, dict[s
                     why = "the SDK pipeline does not bind fixed device buffers, which CUDA graphs need"
                 if why is None and BACKENDS[b].family == "torch" and spec.kind != "hed" and not spec.checkpoint:
                     why = "no torch weights for this bundle (its source checkpoint is not available)"
-                job = Job(spec, b, p, dev, costs={str(s): mcost.get(str(s)) for s in sizes if mcost.get(str(s))},
-                          peak_gflops=peak_for(peaks, dev, b, p), peak_basis=peak_basis(dev, b, p))
+                job = Job(
+                    spec,
+                    b,
+                    p,
+                    dev,
+                    costs={str(s): mcost.get(str(s)) for s in sizes if mcost.get(str(s))},
+                    peak_gflops=peak_for(peaks, dev, b, p),
+                    peak_basis=peak_basis(dev, b, p),
+                )
                 for size in sizes:
                     for batch in batches:
                         if why is not None:
                             skip(spec, b, p, batch, size, why)
                             continue
                         sp = size_problem(spec, size)
-                        if sp is None and graph_fixed and BACKENDS[b].family != "torch" and spec.kind == "generator" \
-                                and (size, size) != graph_fixed:
-                            sp = (f"the bundle's ONNX graph is fixed at {graph_fixed[0]}x{graph_fixed[1]} (its native "
-                                  "size; the SDK resizes or tiles other sizes), so it cannot run at "
-                                  f"{size}x{size}; torch backends can")
+                        if (
+                            sp is None
+                            and graph_fixed
+                            and BACKENDS[b].family != "torch"
+                            and spec.kind == "generator"
+                            and (size, size) != graph_fixed
+                        ):
+                            sp = (
+                                f"the bundle's ONNX graph is fixed at {graph_fixed[0]}x{graph_fixed[1]} (its native "
+                                "size; the SDK resizes or tiles other sizes), so it cannot run at "
+                                f"{size}x{size}; torch backends can"
+                            )
                         if sp:
                             skip(spec, b, p, batch, size, sp)
                             continue
@@ -163,19 +184,30 @@ def make_plan(request: PlanRequest, env: dict[str, Any], costs: dict[str, dict[s
                         est_mb = estimate_memory_mb(spec, b, cost, batch) if cost else None
                         budget = gpu_memory_budget_mb if dev == "cuda" else memory_budget_mb
                         if est_mb is not None and budget and est_mb > budget:
-                            skip(spec, b, p, batch, size,
-                                 f"estimated {'GPU' if dev == 'cuda' else 'host'} memory {est_mb / 1024:.1f} GiB "
-                                 f"exceeds the budget {budget / 1024:.1f} GiB (--memory-budget-gb)")
+                            skip(
+                                spec,
+                                b,
+                                p,
+                                batch,
+                                size,
+                                f"estimated {'GPU' if dev == 'cuda' else 'host'} memory {est_mb / 1024:.1f} GiB "
+                                f"exceeds the budget {budget / 1024:.1f} GiB (--memory-budget-gb)",
+                            )
                             continue
                         est_s = estimate_call_s(cost, batch, job.peak_gflops)
                         if est_s is not None and max_call_s and est_s > max_call_s:
-                            skip(spec, b, p, batch, size,
-                                 f"one call would take >= {est_s:.0f} s ({batch * cost['gflops']:.0f} GFLOP at this "
-                                 f"{dev}'s measured {p} peak of {job.peak_gflops:.1f} GFLOP/s), "
-                                 f"over --max-call-s {max_call_s:g}")
+                            skip(
+                                spec,
+                                b,
+                                p,
+                                batch,
+                                size,
+                                f"one call would take >= {est_s:.0f} s ({batch * cost['gflops']:.0f} GFLOP at this "
+                                f"{dev}'s measured {p} peak of {job.peak_gflops:.1f} GFLOP/s), "
+                                f"over --max-call-s {max_call_s:g}",
+                            )
                             continue
-                        job.combos.append({"batch": batch, "size": size,
-                                           "est_call_s": est_s, "est_memory_mb": est_mb})
+                        job.combos.append({"batch": batch, "size": size, "est_call_s": est_s, "est_memory_mb": est_mb})
                 if job.combos:
                     job.combos.sort(key=lambda c: (c["size"] * c["size"] * c["batch"], c["size"]))
                     jobs.append(job)

@@ -91,8 +91,9 @@ def _series(rows: list[dict], point: Callable[[dict], tuple[int, float]]) -> dic
 
 def _latency_vs_batch(ax: Any, model: str, mine: list[dict]) -> None:
     size = min(r["size"] for r in mine)
-    series = _series([r for r in mine if r["size"] == size],
-                     lambda r: (r["batch"], r["latency_ms"]["p50"] / r["batch"]))
+    series = _series(
+        [r for r in mine if r["size"] == size], lambda r: (r["batch"], r["latency_ms"]["p50"] / r["batch"])
+    )
     _log_lines(ax, series, ("batch", "median latency per image (ms)"), f"{model} @ {size}²")
 
 
@@ -112,9 +113,13 @@ def _backends_side_by_side(ax: Any, model: str, mine: list[dict]) -> None:
     bars = ax.bar(range(len(sel)), vals, color=[f"C{i % 10}" for i in range(len(sel))])
     for bar, r in zip(bars, sel, strict=True):
         if base:
-            ax.annotate(f"{base['latency_ms']['p50'] / r['latency_ms']['p50']:.2f}×",
-                        (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                        ha="center", va="bottom", fontsize=8)
+            ax.annotate(
+                f"{base['latency_ms']['p50'] / r['latency_ms']['p50']:.2f}×",
+                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                ha="center",
+                va="bottom",
+                fontsize=8,
+            )
     ax.set_xticks(range(len(sel)))
     ax.set_xticklabels(labels, rotation=35, ha="right", fontsize=8)
     ax.set_ylabel("images / s")
@@ -122,9 +127,11 @@ def _backends_side_by_side(ax: Any, model: str, mine: list[dict]) -> None:
     ax.grid(True, axis="y", alpha=0.3)
 
 
-_PLOTS = (("latency-vs-batch", "latency vs batch", _latency_vs_batch),
-          ("throughput-vs-size", "throughput vs resolution", _throughput_vs_size),
-          ("backends", "backends side by side", _backends_side_by_side))
+_PLOTS = (
+    ("latency-vs-batch", "latency vs batch", _latency_vs_batch),
+    ("throughput-vs-size", "throughput vs resolution", _throughput_vs_size),
+    ("backends", "backends side by side", _backends_side_by_side),
+)
 
 
 def write_plots(doc: dict[str, Any], out_dir: str | Path, stem: str) -> list[Path]:

@@ -80,8 +80,12 @@ def _count(module, size: int) -> dict[str, float]:
     with torch.no_grad(), FlopCounterMode(display=False) as fc, live:
         module(x)
     params = sum(p.numel() for p in module.parameters())
-    return {"gflops": fc.get_total_flops() / 1e9, "params_m": params / 1e6,
-            "weights_mb": params * 4 / 2**20, "activation_peak_mb": live.peak / 2**20}
+    return {
+        "gflops": fc.get_total_flops() / 1e9,
+        "params_m": params / 1e6,
+        "weights_mb": params * 4 / 2**20,
+        "activation_peak_mb": live.peak / 2**20,
+    }
 
 
 def model_cost(spec: ModelSpec, sizes: list[int]) -> dict[int, dict[str, Any]]:
@@ -101,7 +105,7 @@ def model_cost(spec: ModelSpec, sizes: list[int]) -> dict[int, dict[str, Any]]:
             total["params_m"] += c["params_m"]
             total["weights_mb"] += c["weights_mb"]
             total["activation_peak_mb"] = max(total["activation_peak_mb"], c["activation_peak_mb"])
-        total["note"] = ("networks only: HED at the padded size + generator" if spec.kind == "pipeline" else "")
+        total["note"] = "networks only: HED at the padded size + generator" if spec.kind == "pipeline" else ""
         out[size] = total
     return out
 
@@ -164,8 +168,11 @@ def _ort_matmul_peak(kind: str, threads: int, seconds: float) -> dict[str, Any]:
         node = helper.make_node("MatMul", ["a", "b"], ["y"])
         ta = tb = ty = TensorProto.FLOAT
     graph = helper.make_graph(
-        [node], "mm", [helper.make_tensor_value_info("a", ta, [n, n]), helper.make_tensor_value_info("b", tb, [n, n])],
-        [helper.make_tensor_value_info("y", ty, [n, n])])
+        [node],
+        "mm",
+        [helper.make_tensor_value_info("a", ta, [n, n]), helper.make_tensor_value_info("b", tb, [n, n])],
+        [helper.make_tensor_value_info("y", ty, [n, n])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = min(model.ir_version, 9)
     so = ort.SessionOptions()
@@ -227,8 +234,10 @@ def measure_peaks(devices: list[str], threads: int, seconds: float = 1.0) -> dic
             # fp32: the fastest of torch's BLAS, ONNX Runtime's MLAS and numpy's BLAS (MKL takes slow
             # paths on AMD CPUs; OpenBLAS often wins there)
             cands = [peaks[dev]["fp32"]]
-            for name, fn in (("onnxruntime", lambda: _ort_matmul_peak("fp32", threads, seconds)),
-                             ("numpy", lambda: _numpy_peak(seconds))):
+            for name, fn in (
+                ("onnxruntime", lambda: _ort_matmul_peak("fp32", threads, seconds)),
+                ("numpy", lambda: _numpy_peak(seconds)),
+            ):
                 try:
                     cands.append(fn())
                 except Exception as exc:

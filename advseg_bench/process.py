@@ -58,16 +58,29 @@ class WorkerProcess:
         with os.fdopen(fd, "w") as f:
             json.dump(job, f)
         self.job_path = Path(name)
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-                   OPENBLAS_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1", TQDM_DISABLE="1")
+        env = dict(
+            os.environ,
+            OMP_NUM_THREADS=str(threads),
+            MKL_NUM_THREADS=str(threads),
+            OPENBLAS_NUM_THREADS=str(threads),
+            PYTHONUNBUFFERED="1",
+            TQDM_DISABLE="1",
+        )
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "advseg_bench.worker", task, str(self.job_path)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, bufsize=1)
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            bufsize=1,
+        )
         self.events: queue.Queue[Event] = queue.Queue()
         self.tail: deque[str] = deque(maxlen=30)
         self.log = log
-        self._threads = [threading.Thread(target=self._read_out, daemon=True),
-                         threading.Thread(target=self._read_err, daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._read_out, daemon=True),
+            threading.Thread(target=self._read_err, daemon=True),
+        ]
         for t in self._threads:
             t.start()
 
@@ -76,7 +89,7 @@ class WorkerProcess:
         for line in self.proc.stdout:
             if line.startswith(MARK):
                 try:
-                    self.events.put(json.loads(line[len(MARK):]))
+                    self.events.put(json.loads(line[len(MARK) :]))
                 except json.JSONDecodeError:
                     self.tail.append(line.rstrip())
             else:
@@ -125,8 +138,16 @@ class WorkerExit:
         return " | ".join([ln for ln in self.tail if ln.strip()][-n:])
 
 
-def run_worker(task: str, job: dict[str, Any], threads: int, on_event: Callable[[Event], None], *,
-               timeout_s: float | None = None, restart_on: Collection[str] = (), log: Log | None = None) -> WorkerExit:
+def run_worker(
+    task: str,
+    job: dict[str, Any],
+    threads: int,
+    on_event: Callable[[Event], None],
+    *,
+    timeout_s: float | None = None,
+    restart_on: Collection[str] = (),
+    log: Log | None = None,
+) -> WorkerExit:
     """Run one worker to its end, handing each event to ``on_event``.
 
     With ``timeout_s`` the worker is killed when that long passes since it started or since the

@@ -30,8 +30,11 @@ import numpy as np
 from .environment import LoadMonitor, machine_info, software_versions
 
 ADVSEG = str(Path(sys.executable).parent / "advseg")
-CONFIGS: tuple[tuple[str, list[str]], ...] = (("single process", []), ("ray, 1 actor", ["--ray", "--actors", "1"]),
-           ("ray, 2 actors", ["--ray", "--actors", "2"]))
+CONFIGS: tuple[tuple[str, list[str]], ...] = (
+    ("single process", []),
+    ("ray, 1 actor", ["--ray", "--actors", "1"]),
+    ("ray, 2 actors", ["--ray", "--actors", "2"]),
+)
 
 
 def _pixels(folder: Path) -> dict[str, np.ndarray]:
@@ -52,8 +55,13 @@ def _run(inputs: Path, out: Path, extra: list[str], mode: list[str]) -> dict[str
     m = re.search(r"wrote (\d+) image", r.stdout)
     n = int(m.group(1)) if m else 0
     shown = ["advseg", "colorize", "PHOTOS/", "-o", "OUT/", *cmd[5:]]
-    row: dict[str, Any] = {"command": " ".join(shown), "images": n, "wall_s": round(wall, 2),
-                           "images_per_s_wall": round(n / wall, 3), "load": load.summary()}
+    row: dict[str, Any] = {
+        "command": " ".join(shown),
+        "images": n,
+        "wall_s": round(wall, 2),
+        "images_per_s_wall": round(n / wall, 3),
+        "load": load.summary(),
+    }
     s = re.search(r"in ([\d.]+) s \(([\d.]+) images/s\) with (\d+) actor", r.stdout)
     if s:
         row["run_s"] = float(s.group(1))
@@ -89,20 +97,29 @@ def main(argv: list[str] | None = None) -> None:
             px = _pixels(out)
             ref = ref if ref is not None else px
             row["same_pixels_as_single_process"] = sorted(px) == sorted(ref) and all(
-                np.array_equal(px[k], ref[k]) for k in ref)
+                np.array_equal(px[k], ref[k]) for k in ref
+            )
             rows.append(row)
-            print(f"{name}: {row['images_per_s_wall']:.3f} images/s end to end"
-                  + (f", {row['images_per_s_run']:.3f} in the run" if "images_per_s_run" in row else ""), flush=True)
+            print(
+                f"{name}: {row['images_per_s_wall']:.3f} images/s end to end"
+                + (f", {row['images_per_s_run']:.3f} in the run" if "images_per_s_run" in row else ""),
+                flush=True,
+            )
     result = {
         "schema": "advseg-ray-colorize/1",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": info,
         "software": {**software_versions(), "ray": _ray_version()},
-        "workload": {"dataset": a.dataset, "split": a.split, "photos": len(photos),
-                     "sizes": sorted({_size(p) for p in photos}), "pipeline": " ".join(mode),
-                     "bundle": "embedded demo-sketch2color (resnet_6blocks ngf16, fp32)",
-                     "threads": "single process: ONNX Runtime's default (all cores); Ray: 1 CPU and "
-                                "1 ONNX Runtime thread per actor"},
+        "workload": {
+            "dataset": a.dataset,
+            "split": a.split,
+            "photos": len(photos),
+            "sizes": sorted({_size(p) for p in photos}),
+            "pipeline": " ".join(mode),
+            "bundle": "embedded demo-sketch2color (resnet_6blocks ngf16, fp32)",
+            "threads": "single process: ONNX Runtime's default (all cores); Ray: 1 CPU and "
+            "1 ONNX Runtime thread per actor",
+        },
         "note": a.note,
         "results": rows,
     }
@@ -148,12 +165,18 @@ def _markdown(r: dict[str, Any]) -> str:
     ]
     for row in r["results"]:
         same = "yes" if row["same_pixels_as_single_process"] else "NO"
-        lines.append(f"| {row['config']} | {row.get('actors', '–')} | {row['images']} | {row['wall_s']} | "
-                     f"{row['images_per_s_wall']} | {row.get('images_per_s_run', '–')} | {same} | "
-                     f"{row['load']['foreign_cpu_percent_mean']} |")
-    lines += ["", "End to end: from starting the command to its exit (Ray: starting a local Ray instance "
-                  "included). In the run: the rate `--ray` prints, from submitting the work to the last "
-                  "output (actor start-up included).", ""]
+        lines.append(
+            f"| {row['config']} | {row.get('actors', '–')} | {row['images']} | {row['wall_s']} | "
+            f"{row['images_per_s_wall']} | {row.get('images_per_s_run', '–')} | {same} | "
+            f"{row['load']['foreign_cpu_percent_mean']} |"
+        )
+    lines += [
+        "",
+        "End to end: from starting the command to its exit (Ray: starting a local Ray instance "
+        "included). In the run: the rate `--ray` prints, from submitting the work to the last "
+        "output (actor start-up included).",
+        "",
+    ]
     if r.get("note"):
         lines += [f"Machine state: {r['note']}", ""]
     lines += ["Commands:", "", "```", *[row["command"] for row in r["results"]], "```", ""]

@@ -84,15 +84,25 @@ def compute_targets(doc: dict[str, Any], spec: dict[str, Any] | None = None) -> 
         base = _find(results, name, "torch-eager", "fp32", batch, size)
         if t["kind"] == "ort_fp32":
             ort = _find(results, name, "ort-cpu", "fp32", batch, size)
-            row: dict[str, Any] = {"name": f"{arch}: ONNX Runtime fp32 vs torch eager fp32", "model": name,
-                                   "target": t["speedup"], "value": None, "met": None, "size": size, "batch": batch}
+            row: dict[str, Any] = {
+                "name": f"{arch}: ONNX Runtime fp32 vs torch eager fp32",
+                "model": name,
+                "target": t["speedup"],
+                "value": None,
+                "met": None,
+                "size": size,
+                "batch": batch,
+            }
             _speedup_row(base, ort, row)
             if base and ort:
-                row["detail"] = (f"p50 {base['latency_ms']['p50']:.1f} ms -> {ort['latency_ms']['p50']:.1f} ms "
-                                 f"at {size}², batch {batch}")
+                row["detail"] = (
+                    f"p50 {base['latency_ms']['p50']:.1f} ms -> {ort['latency_ms']['p50']:.1f} ms "
+                    f"at {size}², batch {batch}"
+                )
             else:
-                row["detail"] = (f"not measured (needs torch-eager fp32 and ort-cpu fp32 at {size}², batch {batch} "
-                                 "on CPU)")
+                row["detail"] = (
+                    f"not measured (needs torch-eager fp32 and ort-cpu fp32 at {size}², batch {batch} on CPU)"
+                )
             targets.append(row)
         elif t["kind"] == "best_cpu":
             targets.append(_best_cpu_row(results, name, base, t, (size, batch)))
@@ -101,17 +111,30 @@ def compute_targets(doc: dict[str, Any], spec: dict[str, Any] | None = None) -> 
     return targets
 
 
-def _best_cpu_row(results: list[dict], name: str, base: dict | None, t: dict[str, Any],
-                  at: tuple[int, int]) -> dict[str, Any]:
+def _best_cpu_row(
+    results: list[dict], name: str, base: dict | None, t: dict[str, Any], at: tuple[int, int]
+) -> dict[str, Any]:
     size, batch = at
     floor = float(t["min_psnr_db"])
-    row: dict[str, Any] = {"name": f"{t['arch']}: best CPU path vs torch eager fp32 (PSNR >= {floor:g} dB)",
-                           "model": name, "target": t["speedup"], "value": None, "met": None, "size": size,
-                           "batch": batch}
+    row: dict[str, Any] = {
+        "name": f"{t['arch']}: best CPU path vs torch eager fp32 (PSNR >= {floor:g} dB)",
+        "model": name,
+        "target": t["speedup"],
+        "value": None,
+        "met": None,
+        "size": size,
+        "batch": batch,
+    }
     cands = []
     for r in results:
-        if r["model"] == name and r["status"] == "ok" and r["batch"] == batch and r["size"] == size \
-                and r["backend"] in CPU_BACKENDS and _device(r) == "cpu":
+        if (
+            r["model"] == name
+            and r["status"] == "ok"
+            and r["batch"] == batch
+            and r["size"] == size
+            and r["backend"] in CPU_BACKENDS
+            and _device(r) == "cpu"
+        ):
             p, src = result_psnr(r)
             if p is not None and p >= floor:
                 cands.append((r["latency_ms"]["p50"], r, p, src))
@@ -185,7 +208,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
             f"- Load average before: {load.get('before')}; during (1 min): mean {load.get('during_mean_1m')}, "
             f"max {load.get('during_max_1m')} (includes the benchmark's own threads); CPU used by other "
             f"processes: mean {load.get('foreign_cpu_percent_mean')} %, max {load.get('foreign_cpu_percent_max')} % "
-            "of one core")
+            "of one core"
+        )
     peaks = doc.get("peaks") or {}
     for dev, by in peaks.items():
         parts = [f"{dt} {_f(v.get('gflops'))} GFLOP/s" for dt, v in by.items() if isinstance(v, dict)]
@@ -195,12 +219,17 @@ def render_markdown(doc: dict[str, Any]) -> str:
     targets = doc.get("targets") or []
     if targets:
         at = f"{targets[0]['size']}², batch {targets[0]['batch']}, " if "size" in targets[0] else ""
-        lines += [f"## Speed targets (CPU, {at}median latency)", "",
-                  "| target | measured | required | met | detail |", "|---|---|---|---|---|"]
+        lines += [
+            f"## Speed targets (CPU, {at}median latency)",
+            "",
+            "| target | measured | required | met | detail |",
+            "|---|---|---|---|---|",
+        ]
         for t in targets:
             met = {True: "yes", False: "**no**", None: "not measured"}[t.get("met")]
-            lines.append(f"| {t['name']} | {_f(t.get('value'), 2)}× | ≥ {t['target']}× | {met} | "
-                         f"{t.get('detail', '')} |")
+            lines.append(
+                f"| {t['name']} | {_f(t.get('value'), 2)}× | ≥ {t['target']}× | {met} | {t.get('detail', '')} |"
+            )
         lines.append("")
 
     results = doc.get("results", [])
@@ -218,9 +247,11 @@ def render_markdown(doc: dict[str, Any]) -> str:
         lines += [f"## {model}", ""]
         if cost_txt:
             lines += [f"Per image: {cost_txt}" + (f"; {params:.2f} M parameters" if params else "") + ".", ""]
-        lines += ["| size | batch | backend | precision | p50 ms | p90 ms | p99 ms | img/s | vs torch fp32 | "
-                  "% peak | peak RSS MB | accuracy | n |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "| size | batch | backend | precision | p50 ms | p90 ms | p99 ms | img/s | vs torch fp32 | "
+            "% peak | peak RSS MB | accuracy | n |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in ok:
             base = _find(rs, model, "torch-eager", "fp32", r["batch"], r["size"]) if _device(r) == "cpu" else None
             speed = _f(base["latency_ms"]["p50"] / r["latency_ms"]["p50"], 2) + "×" if base else "–"
@@ -231,7 +262,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
                 f"{_ms(lat['p90'])} | {_ms(lat['p99'])} | {_f(r.get('throughput_ips'), 2)} | {speed} | "
                 f"{_f(pf * 100 if pf is not None else None)}{_basis(r, pf)} | {_f(r.get('peak_rss_mb'), 0)} | "
                 f"{_psnr_cell(r, _same(ok, r))} | "
-                f"{r.get('iterations')} |")
+                f"{r.get('iterations')} |"
+            )
         lines.append("")
 
     errors = [r for r in results if r["status"] == "error"]
@@ -248,17 +280,22 @@ def render_markdown(doc: dict[str, Any]) -> str:
     for r in results:
         if r["status"] == "skipped" and r["backend"] not in unavailable:
             groups.setdefault((r["backend"], r["precision"], r["reason"]), []).append(
-                f"{r['model']} b{r['batch']} {r['size']}")
+                f"{r['model']} b{r['batch']} {r['size']}"
+            )
     for (b, p, why), where in groups.items():
         shown = ", ".join(where[:6]) + (f" (+{len(where) - 6} more)" if len(where) > 6 else "")
         lines.append(f"- {b} {p} [{shown}]: {why}")
-    lines += ["", "Latency is per call (the whole batch); img/s = batch / mean latency. "
-              "'vs torch fp32' = torch eager fp32 median / this median (same model, batch and size, CPU). "
-              "Accuracy: PSNR vs torch fp32 (output range mapped to 0..255); 'parity' = the bundle's export "
-              "parity of the artefact, 'meas.' = measured here on the benchmark input against the same "
-              "runtime's fp32 path. % peak = achieved GFLOP/s over the measured matrix-product peak of the "
-              "same dtype; where that peak is another (on CUDA fp32 convolutions run in TF32, so their peak "
-              "is the TF32 one) it is named after the figure.", ""]
+    lines += [
+        "",
+        "Latency is per call (the whole batch); img/s = batch / mean latency. "
+        "'vs torch fp32' = torch eager fp32 median / this median (same model, batch and size, CPU). "
+        "Accuracy: PSNR vs torch fp32 (output range mapped to 0..255); 'parity' = the bundle's export "
+        "parity of the artefact, 'meas.' = measured here on the benchmark input against the same "
+        "runtime's fp32 path. % peak = achieved GFLOP/s over the measured matrix-product peak of the "
+        "same dtype; where that peak is another (on CUDA fp32 convolutions run in TF32, so their peak "
+        "is the TF32 one) it is named after the figure.",
+        "",
+    ]
     return "\n".join(lines)
 
 

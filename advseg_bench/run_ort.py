@@ -128,8 +128,10 @@ class OrtSession:
             "device_id": 0,
             "trt_fp16_enable": self.precision == "fp16",
             "trt_int8_enable": self.precision == "int8",
-            "trt_engine_cache_enable": True, "trt_engine_cache_path": str(trt_cache),
-            "trt_timing_cache_enable": True, "trt_timing_cache_path": str(trt_cache),
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(trt_cache),
+            "trt_timing_cache_enable": True,
+            "trt_timing_cache_path": str(trt_cache),
             **trt_profile_shapes(name, shape),
         }
         return [("TensorrtExecutionProvider", trt_opts), ("CUDAExecutionProvider", cuda_opts), "CPUExecutionProvider"]
@@ -139,8 +141,9 @@ class OrtSession:
 
         providers = self._providers(shape, backend)
         want = providers[0] if isinstance(providers[0], str) else providers[0][0]
-        runner = OnnxRunner(path, providers=providers, intra_op_threads=self.threads, inter_op_threads=1,
-                            io_binding=False)
+        runner = OnnxRunner(
+            path, providers=providers, intra_op_threads=self.threads, inter_op_threads=1, io_binding=False
+        )
         if runner.providers[0] != want:
             raise RuntimeError(f"onnxruntime did not enable {want} for {path.name} (got {runner.providers})")
         return runner
@@ -158,8 +161,10 @@ class OrtSession:
         runner = self._runner_for(tuple(x.shape))
         x = np.ascontiguousarray(x, dtype=runner.input_dtype)
         if self.backend == "ort-cpu":
+
             def call() -> None:
                 self._last = runner.run(x)
+
             return {"call": call, "timer": None, "host_call": None}
         return self._bind_cuda(runner, x)
 

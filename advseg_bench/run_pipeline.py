@@ -46,15 +46,22 @@ class PipelineSession:
             parity = hed.parity.get(hed.artefact(precision).file) or {}
             if parity.get("passed", True):  # never put an artefact that failed its export parity in the pipeline
                 hed_prec = precision
-        self.pipe: Pipeline | None = Pipeline(spec.bundle, sketch="hed", sketch_bundle=hed,
-                                              providers=_PROVIDERS[backend], precision=precision,
-                                              sketch_options={"precision": hed_prec}, intra_op_threads=threads)
+        self.pipe: Pipeline | None = Pipeline(
+            spec.bundle,
+            sketch="hed",
+            sketch_bundle=hed,
+            providers=_PROVIDERS[backend],
+            precision=precision,
+            sketch_options={"precision": hed_prec},
+            intra_op_threads=threads,
+        )
         self.load_s = time.perf_counter() - t0
         sketcher = self.pipe.sketcher.runner
         self.details: dict[str, Any] = {
             "colorizer": self.pipe.colorizer.runner.label,
             "sketcher": sketcher.label if sketcher is not None else None,
-            "hed_precision": hed_prec, "threads_colorizer": threads,
+            "hed_precision": hed_prec,
+            "threads_colorizer": threads,
             "threads_hed": "onnxruntime default (SketchExtractor takes no thread option)",
             "sketch_border_px": "SketchExtractor default: min(128, long side // 4)",
         }
@@ -66,6 +73,7 @@ class PipelineSession:
 
         def call() -> None:
             self._last = pipe.run(list(photos))
+
         return {"call": call, "timer": None, "host_call": None}
 
     def _pipeline(self) -> Pipeline:

@@ -52,8 +52,9 @@ def load_module(spec: ModelSpec):
 class TorchSession:
     """One model on one torch backend and precision."""
 
-    def __init__(self, spec: ModelSpec, backend: str, precision: str, device: str, threads: int,
-                 compile_mode: str = "default"):
+    def __init__(
+        self, spec: ModelSpec, backend: str, precision: str, device: str, threads: int, compile_mode: str = "default"
+    ):
         import torch
 
         torch.set_num_threads(threads)
@@ -66,19 +67,26 @@ class TorchSession:
             torch.backends.cudnn.benchmark = True
         self.fn = self.module
         if backend == "torch-compile":
-            self.fn = torch.compile(self.module, mode=None if compile_mode == "default" else compile_mode,
-                                    dynamic=False)
+            self.fn = torch.compile(
+                self.module, mode=None if compile_mode == "default" else compile_mode, dynamic=False
+            )
         self.load_s = time.perf_counter() - t0
         self.details: dict[str, Any] = {
-            "device": device, "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "device": device,
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
             "autocast": None if precision == "fp32" else str(_dtype(precision)).replace("torch.", ""),
         }
         if backend == "torch-compile":
             self.details["compile_mode"] = compile_mode
         if device == "cuda":
-            self.details.update(gpu=torch.cuda.get_device_name(0), cudnn_benchmark=True,
-                                channels_last=True, tf32_conv=torch.backends.cudnn.allow_tf32,
-                                tf32_matmul=torch.backends.cuda.matmul.allow_tf32)
+            self.details.update(
+                gpu=torch.cuda.get_device_name(0),
+                cudnn_benchmark=True,
+                channels_last=True,
+                tf32_conv=torch.backends.cudnn.allow_tf32,
+                tf32_matmul=torch.backends.cuda.matmul.allow_tf32,
+            )
             if precision == "fp32" and torch.backends.cudnn.allow_tf32:
                 self.details["fp32_math"] = "tf32 (cuDNN convolutions on tensor cores)"
         self._last: Any = None
@@ -92,8 +100,7 @@ class TorchSession:
         if dt is not None:
             # autocast's cast-weight cache must be off under CUDA-graph capture: cached casts made
             # outside the capture would be freed while the graph still points at them
-            stack.enter_context(torch.autocast(self.device, dtype=dt,
-                                               cache_enabled=self.backend != "torch-cudagraph"))
+            stack.enter_context(torch.autocast(self.device, dtype=dt, cache_enabled=self.backend != "torch-cudagraph"))
         return stack
 
     def _to_device(self, x: np.ndarray):
@@ -115,8 +122,10 @@ class TorchSession:
         if self.backend == "torch-cudagraph":
             out["call"] = self._capture(xt)
         else:
+
             def call() -> None:
                 self._last = self._forward(xt)
+
             out["call"] = call
         if self.device == "cuda":
             out["timer"] = self._cuda_event_timer
@@ -136,12 +145,14 @@ class TorchSession:
                 graph.replay()
                 static_y.float().cpu()
                 sync()
+
             return replay_call
 
         def host_call() -> None:
             y = self._forward(self._to_device(x))
             y.float().cpu()
             sync()
+
         return host_call
 
     def _capture(self, xt) -> Callable[[], None]:
@@ -162,6 +173,7 @@ class TorchSession:
         def replay() -> None:
             graph.replay()
             self._last = static_y
+
         return replay
 
     def _cuda_event_timer(self, fn: Callable[[], None]) -> float:

@@ -33,8 +33,7 @@ def engine_profile(channels: int, batch: int, sizes: list[int], input_name: str 
 
     lo, hi = min(sizes), max(sizes)
     opt = 256 if lo <= 256 <= hi else lo
-    return ShapeProfile((1, channels, lo, lo), (batch, channels, opt, opt), (batch, channels, hi, hi),
-                        input=input_name)
+    return ShapeProfile((1, channels, lo, lo), (batch, channels, opt, opt), (batch, channels, hi, hi), input=input_name)
 
 
 class TensorRTSession:
@@ -66,8 +65,12 @@ class TensorRTSession:
         bundle, precision = self.bundle, self.precision
         engine, built = None, False
         for a in bundle.engines:  # a bundle's own engine, if it was built for this GPU and batch
-            if (a.precision == precision and a.engine is not None and engine_mismatch(a.engine, self.dev) is None
-                    and any((pr.get("opt") or [None])[0] == batch for pr in a.engine.profiles)):
+            if (
+                a.precision == precision
+                and a.engine is not None
+                and engine_mismatch(a.engine, self.dev) is None
+                and any((pr.get("opt") or [None])[0] == batch for pr in a.engine.profiles)
+            ):
                 engine = a.path
         if engine is None:
             engine, built = self._build(bundle, precision, self.cache, batch, self.sizes, self.dev)
@@ -76,9 +79,13 @@ class TensorRTSession:
         self.runner, self._batch = TensorRTRunner(engine), batch
         source = bundle.artefact(precision)
         self.details: dict[str, Any] = {
-            "engine": Path(engine).name, "built_here": built, "gpu": self.dev.gpu_name,
-            "tensorrt": self.dev.tensorrt_version, "profile_opt_batch": batch,
-            "bundle_parity": bundle.parity.get(source.file)}
+            "engine": Path(engine).name,
+            "built_here": built,
+            "gpu": self.dev.gpu_name,
+            "tensorrt": self.dev.tensorrt_version,
+            "profile_opt_batch": batch,
+            "bundle_parity": bundle.parity.get(source.file),
+        }
 
     @staticmethod
     def _build(bundle, precision: str, cache: Path, batch: int, sizes: list[int], dev) -> tuple[Path, bool]:

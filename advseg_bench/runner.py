@@ -57,23 +57,50 @@ class RunConfig:
         from .models import parse_models
 
         o = options
-        policy = TimingPolicy(warmup=o["warmup"], repeats=o["repeats"], min_time_s=o["min_time"],
-                              max_time_s=o["max_time"], min_repeats=o["min_repeats"])
-        return cls(models=parse_models(o["models"], o["ngf"], o["norm"]), backends=o["backends"],
-                   precisions=o["precisions"], batches=o["batches"], sizes=o["sizes"],
-                   threads=o["threads"] or cpu_count(), device=o["device"], policy=policy,
-                   memory_budget_gb=o["memory_budget_gb"], max_call_s=o["max_call_s"] or None,
-                   combo_timeout_s=o["combo_timeout_s"], compile_mode=o["compile_mode"], seed=o["seed"],
-                   peak_seconds=o["peak_seconds"], progress=not o["no_progress"], command=command)
+        policy = TimingPolicy(
+            warmup=o["warmup"],
+            repeats=o["repeats"],
+            min_time_s=o["min_time"],
+            max_time_s=o["max_time"],
+            min_repeats=o["min_repeats"],
+        )
+        return cls(
+            models=parse_models(o["models"], o["ngf"], o["norm"]),
+            backends=o["backends"],
+            precisions=o["precisions"],
+            batches=o["batches"],
+            sizes=o["sizes"],
+            threads=o["threads"] or cpu_count(),
+            device=o["device"],
+            policy=policy,
+            memory_budget_gb=o["memory_budget_gb"],
+            max_call_s=o["max_call_s"] or None,
+            combo_timeout_s=o["combo_timeout_s"],
+            compile_mode=o["compile_mode"],
+            seed=o["seed"],
+            peak_seconds=o["peak_seconds"],
+            progress=not o["no_progress"],
+            command=command,
+        )
 
     def settings(self) -> dict[str, Any]:
         return {
-            "threads": self.threads, "device": self.device, "backends": self.backends,
-            "precisions": self.precisions, "batches": self.batches, "sizes": self.sizes,
-            "warmup": self.policy.warmup, "repeats": self.policy.repeats, "min_time_s": self.policy.min_time_s,
-            "max_time_s": self.policy.max_time_s, "min_repeats": self.policy.min_repeats,
-            "memory_budget_gb": self.memory_budget_gb, "max_call_s": self.max_call_s,
-            "combo_timeout_s": self.combo_timeout_s, "compile_mode": self.compile_mode, "seed": self.seed,
+            "threads": self.threads,
+            "device": self.device,
+            "backends": self.backends,
+            "precisions": self.precisions,
+            "batches": self.batches,
+            "sizes": self.sizes,
+            "warmup": self.policy.warmup,
+            "repeats": self.policy.repeats,
+            "min_time_s": self.policy.min_time_s,
+            "max_time_s": self.policy.max_time_s,
+            "min_repeats": self.policy.min_repeats,
+            "memory_budget_gb": self.memory_budget_gb,
+            "max_call_s": self.max_call_s,
+            "combo_timeout_s": self.combo_timeout_s,
+            "compile_mode": self.compile_mode,
+            "seed": self.seed,
             "models": [{"name": m.name, "kind": m.kind, "arch": m.arch, "source": m.source} for m in self.models],
         }
 
@@ -84,9 +111,15 @@ class RunConfig:
 def _probe(cfg: RunConfig, log: Log) -> dict[str, Any]:
     need_bundles = any(not b.startswith("torch") for b in cfg.backends)
     export_precisions = ["fp32"] + [p for p in ("fp16", "int8") if p in cfg.precisions]
-    job = {"models": [m.to_dict() for m in cfg.models], "sizes": cfg.sizes, "threads": cfg.threads,
-           "export_precisions": export_precisions, "need_bundles": need_bundles, "seed": cfg.seed,
-           "peak_seconds": cfg.peak_seconds}
+    job = {
+        "models": [m.to_dict() for m in cfg.models],
+        "sizes": cfg.sizes,
+        "threads": cfg.threads,
+        "export_precisions": export_precisions,
+        "need_bundles": need_bundles,
+        "seed": cfg.seed,
+        "peak_seconds": cfg.peak_seconds,
+    }
     log("probing the machine, preparing models and bundles, counting FLOPs, measuring peaks ...")
     out, end = collect_probe(job, cfg.threads, log)
     if end.rc != 0 or not out["env"]:
@@ -98,13 +131,26 @@ def _probe(cfg: RunConfig, log: Log) -> dict[str, Any]:
 
 
 def _job_dict(job: Job, cfg: RunConfig, combos: list[dict]) -> dict[str, Any]:
-    return {"model": job.model.to_dict(), "backend": job.backend, "precision": job.precision,
-            "device": job.device, "threads": cfg.threads, "combos": combos, "costs": job.costs,
-            "peak_gflops": job.peak_gflops, "peak_basis": job.peak_basis, "cache": str(cache_dir()),
-            "compile_mode": cfg.compile_mode,
-            "policy": {"warmup": cfg.policy.warmup, "repeats": cfg.policy.repeats,
-                       "min_time_s": cfg.policy.min_time_s, "max_time_s": cfg.policy.max_time_s,
-                       "min_repeats": cfg.policy.min_repeats}}
+    return {
+        "model": job.model.to_dict(),
+        "backend": job.backend,
+        "precision": job.precision,
+        "device": job.device,
+        "threads": cfg.threads,
+        "combos": combos,
+        "costs": job.costs,
+        "peak_gflops": job.peak_gflops,
+        "peak_basis": job.peak_basis,
+        "cache": str(cache_dir()),
+        "compile_mode": cfg.compile_mode,
+        "policy": {
+            "warmup": cfg.policy.warmup,
+            "repeats": cfg.policy.repeats,
+            "min_time_s": cfg.policy.min_time_s,
+            "max_time_s": cfg.policy.max_time_s,
+            "min_repeats": cfg.policy.min_repeats,
+        },
+    }
 
 
 def _label(job: Job, combo: dict) -> str:
@@ -133,8 +179,14 @@ def _run_job(job: Job, cfg: RunConfig, bar: tqdm, say: Log) -> list[dict]:
                     say(f"  {r['status']}: {_label(job, r)}: {r['reason']}")
 
         # the time limit runs from the worker's start (model load included), then from each combination's
-        end = run_worker("measure", _job_dict(job, cfg, pending), cfg.threads, on_event,
-                         timeout_s=cfg.combo_timeout_s, restart_on=("start",))
+        end = run_worker(
+            "measure",
+            _job_dict(job, cfg, pending),
+            cfg.threads,
+            on_event,
+            timeout_s=cfg.combo_timeout_s,
+            restart_on=("start",),
+        )
         if not pending:
             break
         # the worker stopped with work left: a timeout, a crash, or a load failure
@@ -145,18 +197,23 @@ def _run_job(job: Job, cfg: RunConfig, bar: tqdm, say: Log) -> list[dict]:
             reason = f"timed out after {cfg.combo_timeout_s:g} s (--combo-timeout-s); worker killed"
         else:
             reason = f"worker exited with status {end.rc} during this combination: {end.tail_text()}"[:500]
-        results.append(empty_result(m.name, m.kind, job.backend, job.precision, current["batch"],
-                                    current["size"], "error", reason))
+        results.append(
+            empty_result(m.name, m.kind, job.backend, job.precision, current["batch"], current["size"], "error", reason)
+        )
         say(f"  error: {_label(job, current)}: {reason}")
         bar.update(1)
         pending = [c for c in pending if (c["batch"], c["size"]) != (current["batch"], current["size"])]
         restarts += 1
         if end.timed_out or restarts > 1:
-            why = ("a cheaper combination of this model/backend/precision timed out" if end.timed_out
-                   else "the worker died twice; the rest of this job was not run")
+            why = (
+                "a cheaper combination of this model/backend/precision timed out"
+                if end.timed_out
+                else "the worker died twice; the rest of this job was not run"
+            )
             for c in pending:
-                results.append(empty_result(m.name, m.kind, job.backend, job.precision, c["batch"], c["size"],
-                                            "skipped", why))
+                results.append(
+                    empty_result(m.name, m.kind, job.backend, job.precision, c["batch"], c["size"], "skipped", why)
+                )
                 bar.update(1)
             pending = []
     return results
@@ -178,22 +235,33 @@ def run_matrix(cfg: RunConfig, log: Log | None = None) -> dict[str, Any]:
                 say(f"{m.name}: {note}")
         import psutil
 
-        budget = (cfg.memory_budget_gb * 1024 if cfg.memory_budget_gb
-                  else 0.8 * psutil.virtual_memory().available / 2**20)
+        budget = (
+            cfg.memory_budget_gb * 1024 if cfg.memory_budget_gb else 0.8 * psutil.virtual_memory().available / 2**20
+        )
         machine = machine_info()
         gpu_budget = None
         if machine.get("gpus") and machine["gpus"][0].get("memory_mb"):
             gpu_budget = 0.9 * machine["gpus"][0]["memory_mb"]
-        request = PlanRequest(models, cfg.backends, cfg.precisions, cfg.batches, cfg.sizes, device=cfg.device,
-                              memory_budget_mb=budget, gpu_memory_budget_mb=gpu_budget, max_call_s=cfg.max_call_s)
+        request = PlanRequest(
+            models,
+            cfg.backends,
+            cfg.precisions,
+            cfg.batches,
+            cfg.sizes,
+            device=cfg.device,
+            memory_budget_mb=budget,
+            gpu_memory_budget_mb=gpu_budget,
+            max_call_s=cfg.max_call_s,
+        )
         plan = make_plan(request, env, probe["costs"], probe["peaks"])
         for row in plan.backends:
             if not row["available"]:
                 say(f"skipped backend {row['backend']}: {row['reason']}")
         _say_skips(plan.skipped, plan.backends, say)
         results = list(plan.skipped)
-        with tqdm(total=plan.n_combos, unit="combo", disable=not cfg.progress, file=sys.stderr,
-                  dynamic_ncols=True) as bar:
+        with tqdm(
+            total=plan.n_combos, unit="combo", disable=not cfg.progress, file=sys.stderr, dynamic_ncols=True
+        ) as bar:
             for job in plan.jobs:
                 results.extend(_run_job(job, cfg, bar, say))
     doc = {
@@ -222,8 +290,13 @@ def _sort_key(r: dict) -> tuple:
     from .backends import BACKENDS, PRECISIONS
 
     order = list(BACKENDS)
-    return (r["model"], r["size"], r["batch"], order.index(r["backend"]) if r["backend"] in order else 99,
-            PRECISIONS.index(r["precision"]) if r["precision"] in PRECISIONS else 9)
+    return (
+        r["model"],
+        r["size"],
+        r["batch"],
+        order.index(r["backend"]) if r["backend"] in order else 99,
+        PRECISIONS.index(r["precision"]) if r["precision"] in PRECISIONS else 9,
+    )
 
 
 def _say_skips(skipped: list[dict], backends: list[dict], say: Log) -> None:

@@ -54,11 +54,23 @@ class ScaleConfig:
             raise ValueError("scale takes exactly one generator (an architecture, checkpoint:PATH or bundle:PATH)")
         if o["overlap"] >= o["tile"]:
             raise ValueError(f"--overlap ({o['overlap']}) must be smaller than --tile ({o['tile']})")
-        return cls(model=specs[0], backend=o["backend"], precision=o["precision"], sizes=o["sizes"],
-                   tile_limit=o["tile_limit"], tile=o["tile"], overlap=o["overlap"], untiled_too=o["untiled_too"],
-                   threads=o["threads"] or cpu_count(), warmup=o["warmup"], repeats=o["repeats"],
-                   max_time_s=o["max_time"], timeout_s=o["timeout_s"], memory_budget_gb=o["memory_budget_gb"],
-                   command=command)
+        return cls(
+            model=specs[0],
+            backend=o["backend"],
+            precision=o["precision"],
+            sizes=o["sizes"],
+            tile_limit=o["tile_limit"],
+            tile=o["tile"],
+            overlap=o["overlap"],
+            untiled_too=o["untiled_too"],
+            threads=o["threads"] or cpu_count(),
+            warmup=o["warmup"],
+            repeats=o["repeats"],
+            max_time_s=o["max_time"],
+            timeout_s=o["timeout_s"],
+            memory_budget_gb=o["memory_budget_gb"],
+            command=command,
+        )
 
 
 # --------------------------------------------------------------------------- worker side
@@ -85,18 +97,28 @@ def run_scale_worker(job: dict[str, Any]) -> None:
 
     spec, size, tiled = job["model"], job["size"], job["tiled"]
     res = empty_result(spec["name"], "generator", job["backend"], job["precision"], 1, size, status="ok")
-    providers = {"ort-cpu": ["CPUExecutionProvider"], "ort-cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-                 "ort-trt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
-                 }[job["backend"]]
+    providers = {
+        "ort-cpu": ["CPUExecutionProvider"],
+        "ort-cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+        "ort-trt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+    }[job["backend"]]
     img = _sketch_at(size)
     big = 1 << 40
     t0 = time.perf_counter()
-    col = Colorizer(spec["bundle"], providers=providers, precision=job["precision"],
-                    tile=job["tile"] if tiled else None, tile_overlap=job["overlap"],
-                    max_pixels=big, max_batch=1, intra_op_threads=job["threads"])
+    col = Colorizer(
+        spec["bundle"],
+        providers=providers,
+        precision=job["precision"],
+        tile=job["tile"] if tiled else None,
+        tile_overlap=job["overlap"],
+        max_pixels=big,
+        max_batch=1,
+        intra_op_threads=job["threads"],
+    )
     load_s = time.perf_counter() - t0
-    pol = TimingPolicy(warmup=job["warmup"], repeats=job["repeats"], min_time_s=0.0,
-                       max_time_s=job["max_time_s"], min_repeats=1)
+    pol = TimingPolicy(
+        warmup=job["warmup"], repeats=job["repeats"], min_time_s=0.0, max_time_s=job["max_time_s"], min_repeats=1
+    )
     with PeakRSS() as mem:
         timing = measure(lambda: col.colorize(img), pol)
     stats = timing.stats_ms()
@@ -107,16 +129,30 @@ def run_scale_worker(job: dict[str, Any]) -> None:
     tile_hw = [plan[0].h, plan[0].w] if plan else None
     # network pixels per image pixel: what the tile overlap costs a fully convolutional net
     work_ratio = sum(t.h * t.w for t in plan) / (size * size) if plan else None
-    res.update(latency_ms=stats, iterations=len(timing.times_s), warmup=timing.warmup, timer="perf_counter",
-               throughput_ips=1e3 / stats["mean"], peak_rss_mb=round(mem.peak_mb, 1) if mem.peak_mb else None,
-               load_s=round(load_s, 3), first_run_s=timing.first_call_s)
-    res["details"] = {"tiled": tiled, "tile": job["tile"] if tiled else None,
-                      "overlap": job["overlap"] if tiled else None,
-                      "tiles": len(plan) or None, "tile_hw": tile_hw,
-                      "work_ratio": round(work_ratio, 4) if work_ratio else None, "megapixels": mp,
-                      "ms_per_megapixel": stats["p50"] / mp,
-                      "runner": col.runner.label, "threads": job["threads"], "rss_method": mem.method,
-                      "torch_in_process": "torch" in sys.modules}
+    res.update(
+        latency_ms=stats,
+        iterations=len(timing.times_s),
+        warmup=timing.warmup,
+        timer="perf_counter",
+        throughput_ips=1e3 / stats["mean"],
+        peak_rss_mb=round(mem.peak_mb, 1) if mem.peak_mb else None,
+        load_s=round(load_s, 3),
+        first_run_s=timing.first_call_s,
+    )
+    res["details"] = {
+        "tiled": tiled,
+        "tile": job["tile"] if tiled else None,
+        "overlap": job["overlap"] if tiled else None,
+        "tiles": len(plan) or None,
+        "tile_hw": tile_hw,
+        "work_ratio": round(work_ratio, 4) if work_ratio else None,
+        "megapixels": mp,
+        "ms_per_megapixel": stats["p50"] / mp,
+        "runner": col.runner.label,
+        "threads": job["threads"],
+        "rss_method": mem.method,
+        "torch_in_process": "torch" in sys.modules,
+    }
     emit("result", result=res)
 
 
@@ -134,14 +170,18 @@ def run_scale(cfg: ScaleConfig, log: Log | None = None) -> dict[str, Any]:
     say = log or (lambda m: tqdm.write(m, file=sys.stderr))
     created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
     spec = cfg.model
-    budget_mb = (cfg.memory_budget_gb * 1024 if cfg.memory_budget_gb
-                 else 0.8 * psutil.virtual_memory().available / 2**20)
+    budget_mb = cfg.memory_budget_gb * 1024 if cfg.memory_budget_gb else 0.8 * psutil.virtual_memory().available / 2**20
     with LoadMonitor() as load:
         # preparation (export) and the cost model in a probe worker, as for the matrix
-        probe_job = {"models": [spec.to_dict()], "sizes": sorted(set(cfg.sizes) | {cfg.tile}),
-                     "threads": cfg.threads,
-                     "export_precisions": ["fp32"] + ([cfg.precision] if cfg.precision != "fp32" else []),
-                     "need_bundles": True, "seed": cfg.seed, "peak_seconds": 0}
+        probe_job = {
+            "models": [spec.to_dict()],
+            "sizes": sorted(set(cfg.sizes) | {cfg.tile}),
+            "threads": cfg.threads,
+            "export_precisions": ["fp32"] + ([cfg.precision] if cfg.precision != "fp32" else []),
+            "need_bundles": True,
+            "seed": cfg.seed,
+            "peak_seconds": 0,
+        }
         probe, end = collect_probe(probe_job, cfg.threads, say)
         if spec.name in probe["models"]:
             spec = type(spec).from_dict(probe["models"][spec.name])
@@ -161,26 +201,61 @@ def run_scale(cfg: ScaleConfig, log: Log | None = None) -> dict[str, Any]:
                 cost = costs.get(str(size)) or {}
                 est = 400 + 3 * cost.get("weights_mb", 0) + 1.6 * cost.get("activation_peak_mb", 0)
                 if not tiled and est > budget_mb:
-                    r = schema.empty_result(spec.name, "generator", cfg.backend, cfg.precision, 1, size, "skipped",
-                                            f"untiled: estimated memory {est / 1024:.1f} GiB exceeds the budget "
-                                            f"{budget_mb / 1024:.1f} GiB")
+                    r = schema.empty_result(
+                        spec.name,
+                        "generator",
+                        cfg.backend,
+                        cfg.precision,
+                        1,
+                        size,
+                        "skipped",
+                        f"untiled: estimated memory {est / 1024:.1f} GiB exceeds the budget {budget_mb / 1024:.1f} GiB",
+                    )
                     r["details"] = {"tiled": False}
                     results.append(r)
                     bar.update(1)
                     continue
-                job = {"model": spec.to_dict(), "backend": cfg.backend, "precision": cfg.precision, "size": size,
-                       "tiled": tiled, "tile": cfg.tile, "overlap": cfg.overlap, "threads": cfg.threads,
-                       "warmup": cfg.warmup, "repeats": cfg.repeats, "max_time_s": cfg.max_time_s}
+                job = {
+                    "model": spec.to_dict(),
+                    "backend": cfg.backend,
+                    "precision": cfg.precision,
+                    "size": size,
+                    "tiled": tiled,
+                    "tile": cfg.tile,
+                    "overlap": cfg.overlap,
+                    "threads": cfg.threads,
+                    "warmup": cfg.warmup,
+                    "repeats": cfg.repeats,
+                    "max_time_s": cfg.max_time_s,
+                }
                 results.append(_run_scale_one(job, cfg, cost, say))
                 bar.update(1)
     return {
-        "schema": schema.SCHEMA_VERSION, "kind": "scale", "created": created, "command": cfg.command,
-        "machine": machine_info(), "software": software_versions(),
-        "settings": {"model": spec.name, "arch": spec.arch, "backend": cfg.backend, "precision": cfg.precision,
-                     "sizes": cfg.sizes, "tile_limit": cfg.tile_limit, "tile": cfg.tile, "overlap": cfg.overlap,
-                     "untiled_too": cfg.untiled_too, "threads": cfg.threads, "warmup": cfg.warmup,
-                     "repeats": cfg.repeats, "max_time_s": cfg.max_time_s},
-        "peaks": {}, "costs": {spec.name: costs}, "models": [spec.to_dict()], "load": load.summary(),
+        "schema": schema.SCHEMA_VERSION,
+        "kind": "scale",
+        "created": created,
+        "command": cfg.command,
+        "machine": machine_info(),
+        "software": software_versions(),
+        "settings": {
+            "model": spec.name,
+            "arch": spec.arch,
+            "backend": cfg.backend,
+            "precision": cfg.precision,
+            "sizes": cfg.sizes,
+            "tile_limit": cfg.tile_limit,
+            "tile": cfg.tile,
+            "overlap": cfg.overlap,
+            "untiled_too": cfg.untiled_too,
+            "threads": cfg.threads,
+            "warmup": cfg.warmup,
+            "repeats": cfg.repeats,
+            "max_time_s": cfg.max_time_s,
+        },
+        "peaks": {},
+        "costs": {spec.name: costs},
+        "models": [spec.to_dict()],
+        "load": load.summary(),
         "backends": [{"backend": cfg.backend, "available": True, "reason": None}],
         "results": results,
     }
@@ -200,10 +275,14 @@ def _run_scale_one(job: dict[str, Any], cfg: ScaleConfig, cost: dict[str, Any], 
     if found:
         result = found[0]
     else:
-        why = (f"timed out after {cfg.timeout_s:g} s" if end.timed_out
-               else f"worker exited with status {end.rc}: {end.tail_text()}")
-        result = schema.empty_result(job["model"]["name"], "generator", cfg.backend, cfg.precision, 1, job["size"],
-                                     "error", why[:500])
+        why = (
+            f"timed out after {cfg.timeout_s:g} s"
+            if end.timed_out
+            else f"worker exited with status {end.rc}: {end.tail_text()}"
+        )
+        result = schema.empty_result(
+            job["model"]["name"], "generator", cfg.backend, cfg.precision, 1, job["size"], "error", why[:500]
+        )
         result["details"] = {"tiled": job["tiled"]}
         say(f"  error at {job['size']}px: {why[:200]}")
     if cost and result["status"] == "ok":
@@ -214,36 +293,47 @@ def _run_scale_one(job: dict[str, Any], cfg: ScaleConfig, cost: dict[str, Any], 
 
 def render_scale_markdown(doc: dict[str, Any]) -> str:
     st, m, load = doc["settings"], doc["machine"], doc.get("load") or {}
-    lines = [f"# advseg-bench scale: {st['model']} on {st['backend']} {st['precision']} ({m['slug']})", "",
-             f"- Machine: {m['cpu_model']}, {m['cpu_cores_logical']} cores; threads {st['threads']}; "
-             f"torch not used (SDK Colorizer on onnxruntime {doc['software'].get('onnxruntime')})",
-             f"- Sizes above {st['tile_limit']}² run in {st['tile']}² tiles with {st['overlap']} px overlap "
-             "(the Colorizer's tiling); each size in its own process; "
-             f"warm-up {st['warmup']}, repeats {st['repeats']}",
-             f"- Command: `{' '.join(doc.get('command') or [])}`",
-             f"- Load average before {load.get('before')}, during max {load.get('during_max_1m')}; other processes' "
-             f"CPU mean {load.get('foreign_cpu_percent_mean')} % of one core", "",
-             "| size | MP | mode | tiles | net px / image px | p50 ms | ms / MP | GFLOP (whole image) "
-             "| peak RSS MB | n |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# advseg-bench scale: {st['model']} on {st['backend']} {st['precision']} ({m['slug']})",
+        "",
+        f"- Machine: {m['cpu_model']}, {m['cpu_cores_logical']} cores; threads {st['threads']}; "
+        f"torch not used (SDK Colorizer on onnxruntime {doc['software'].get('onnxruntime')})",
+        f"- Sizes above {st['tile_limit']}² run in {st['tile']}² tiles with {st['overlap']} px overlap "
+        "(the Colorizer's tiling); each size in its own process; "
+        f"warm-up {st['warmup']}, repeats {st['repeats']}",
+        f"- Command: `{' '.join(doc.get('command') or [])}`",
+        f"- Load average before {load.get('before')}, during max {load.get('during_max_1m')}; other processes' "
+        f"CPU mean {load.get('foreign_cpu_percent_mean')} % of one core",
+        "",
+        "| size | MP | mode | tiles | net px / image px | p50 ms | ms / MP | GFLOP (whole image) | peak RSS MB | n |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in doc["results"]:
         d = r.get("details") or {}
         mode = "tiled" if d.get("tiled") else "whole"
         if r["status"] != "ok":
-            lines.append(f"| {r['size']} | {r['size'] ** 2 / 1e6:.2f} | {mode} | – | – | "
-                         f"{r['status']}: {r['reason']} | | | | |")
+            lines.append(
+                f"| {r['size']} | {r['size'] ** 2 / 1e6:.2f} | {mode} | – | – | {r['status']}: {r['reason']} | | | | |"
+            )
             continue
         tiles = f"{d['tiles']} × {d['tile_hw'][0]}×{d['tile_hw'][1]}" if d.get("tile_hw") else (d.get("tiles") or "–")
         ratio = f"{d['work_ratio']:.2f}" if d.get("work_ratio") else "–"
-        lines.append(f"| {r['size']} | {d['megapixels']:.2f} | {mode} | {tiles} | {ratio} | "
-                     f"{r['latency_ms']['p50']:.0f} | {d['ms_per_megapixel']:.0f} | "
-                     f"{r.get('gflops_per_image') or '–'} | "
-                     f"{r['peak_rss_mb']:.0f} | {r['iterations']} |")
-    lines += ["", "'net px / image px': pixels the network computes per image pixel (tile overlap and padding); "
-              "tiles are shrunk to fit the image with the fewest tiles of at most the tile size.",
-              "", "Peak RSS is the worker's high-water mark during the timed calls (model loaded); with tiling it "
-              "depends on the tile size, not the image size, apart from the image buffers themselves "
-              "(input, output and the float32 blending canvas: ~28 bytes per pixel).", ""]
+        lines.append(
+            f"| {r['size']} | {d['megapixels']:.2f} | {mode} | {tiles} | {ratio} | "
+            f"{r['latency_ms']['p50']:.0f} | {d['ms_per_megapixel']:.0f} | "
+            f"{r.get('gflops_per_image') or '–'} | "
+            f"{r['peak_rss_mb']:.0f} | {r['iterations']} |"
+        )
+    lines += [
+        "",
+        "'net px / image px': pixels the network computes per image pixel (tile overlap and padding); "
+        "tiles are shrunk to fit the image with the fewest tiles of at most the tile size.",
+        "",
+        "Peak RSS is the worker's high-water mark during the timed calls (model loaded); with tiling it "
+        "depends on the tile size, not the image size, apart from the image buffers themselves "
+        "(input, output and the float32 blending canvas: ~28 bytes per pixel).",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -260,8 +350,11 @@ def write_scale_plot(doc: dict[str, Any], path: str | Path) -> Path | None:
         return None
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
     for tiled, style in ((False, "o-"), (True, "s--")):
-        pts = sorted((r["size"], r["details"]["ms_per_megapixel"], r["peak_rss_mb"]) for r in ok
-                     if bool(r["details"].get("tiled")) == tiled)
+        pts = sorted(
+            (r["size"], r["details"]["ms_per_megapixel"], r["peak_rss_mb"])
+            for r in ok
+            if bool(r["details"].get("tiled")) == tiled
+        )
         if not pts:
             continue
         label = "tiled" if tiled else "whole image"
@@ -274,8 +367,10 @@ def write_scale_plot(doc: dict[str, Any], path: str | Path) -> Path | None:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     st = doc["settings"]
-    fig.suptitle(f"{st['model']} {st['backend']} {st['precision']}: cost vs size "
-                 f"(tiles of {st['tile']}² above {st['tile_limit']}²)")
+    fig.suptitle(
+        f"{st['model']} {st['backend']} {st['precision']}: cost vs size "
+        f"(tiles of {st['tile']}² above {st['tile_limit']}²)"
+    )
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     plt.close(fig)

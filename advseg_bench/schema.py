@@ -49,11 +49,39 @@ SCHEMA_VERSION = "advseg-bench/1"
 STATUSES = ("ok", "skipped", "error")
 KINDS = ("matrix", "scale")
 
-TOP_LEVEL_FIELDS = ("schema", "kind", "created", "command", "machine", "software", "settings",
-                    "peaks", "load", "backends", "results")
-RESULT_FIELDS = ("model", "model_kind", "backend", "precision", "batch", "size", "status", "reason",
-                 "latency_ms", "iterations", "throughput_ips", "peak_rss_mb", "peak_gpu_mb",
-                 "gflops_per_image", "achieved_gflops", "peak_fraction", "accuracy", "details")
+TOP_LEVEL_FIELDS = (
+    "schema",
+    "kind",
+    "created",
+    "command",
+    "machine",
+    "software",
+    "settings",
+    "peaks",
+    "load",
+    "backends",
+    "results",
+)
+RESULT_FIELDS = (
+    "model",
+    "model_kind",
+    "backend",
+    "precision",
+    "batch",
+    "size",
+    "status",
+    "reason",
+    "latency_ms",
+    "iterations",
+    "throughput_ips",
+    "peak_rss_mb",
+    "peak_gpu_mb",
+    "gflops_per_image",
+    "achieved_gflops",
+    "peak_fraction",
+    "accuracy",
+    "details",
+)
 LATENCY_FIELDS = ("mean", "std", "min", "p50", "p90", "p99", "max")
 MACHINE_FIELDS = ("slug", "os", "cpu_model", "cpu_cores_logical")
 SOFTWARE_FIELDS = ("advseg", "numpy", "onnxruntime", "torch")
@@ -68,18 +96,43 @@ def result_key(r: Mapping[str, Any]) -> tuple:
     return (r["model"], r["backend"], r["precision"], int(r["batch"]), int(r["size"]))
 
 
-def empty_result(model: str, model_kind: str, backend: str, precision: str, batch: int, size: int,
-                 status: str = "skipped", reason: str | None = None) -> dict:
+def empty_result(
+    model: str,
+    model_kind: str,
+    backend: str,
+    precision: str,
+    batch: int,
+    size: int,
+    status: str = "skipped",
+    reason: str | None = None,
+) -> dict:
     """A result record with every field present (measurements None)."""
     if status not in STATUSES:
         raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
     return {
-        "model": model, "model_kind": model_kind, "backend": backend, "precision": precision,
-        "batch": int(batch), "size": int(size), "status": status, "reason": reason,
-        "latency_ms": None, "host_latency_ms": None, "iterations": 0, "warmup": 0,
-        "timer": None, "throughput_ips": None, "peak_rss_mb": None, "peak_gpu_mb": None,
-        "gflops_per_image": None, "achieved_gflops": None, "peak_fraction": None,
-        "load_s": None, "first_run_s": None, "accuracy": None, "details": {},
+        "model": model,
+        "model_kind": model_kind,
+        "backend": backend,
+        "precision": precision,
+        "batch": int(batch),
+        "size": int(size),
+        "status": status,
+        "reason": reason,
+        "latency_ms": None,
+        "host_latency_ms": None,
+        "iterations": 0,
+        "warmup": 0,
+        "timer": None,
+        "throughput_ips": None,
+        "peak_rss_mb": None,
+        "peak_gpu_mb": None,
+        "gflops_per_image": None,
+        "achieved_gflops": None,
+        "peak_fraction": None,
+        "load_s": None,
+        "first_run_s": None,
+        "accuracy": None,
+        "details": {},
     }
 
 

@@ -58,9 +58,14 @@ class Scale:
     description: str = ""
 
     def overrides(self) -> list[str]:
-        out = [f"data.load_size={self.load_size}", f"data.crop_size={self.crop_size}",
-               f"model.ngf={self.ngf}", f"model.ndf={self.ndf}",
-               f"optim.niter={self.niter}", f"optim.niter_decay={self.niter_decay}"]
+        out = [
+            f"data.load_size={self.load_size}",
+            f"data.crop_size={self.crop_size}",
+            f"model.ngf={self.ngf}",
+            f"model.ndf={self.ndf}",
+            f"optim.niter={self.niter}",
+            f"optim.niter_decay={self.niter_decay}",
+        ]
         if self.max_steps is not None:
             out.append(f"run.max_steps={self.max_steps}")
         if self.max_items is not None:
@@ -70,15 +75,36 @@ class Scale:
 
 SCALES: dict[str, Scale] = {
     # The paper: 256², ngf/ndf 64, 200 epochs (100 + 100 decay). Needs a GPU.
-    "gpu": Scale("gpu", 286, 256, 64, 64, 100, 100, 512,
-                 description="the paper's recipe: 256² crops, ngf/ndf 64, 100 + 100 epochs"),
+    "gpu": Scale(
+        "gpu",
+        286,
+        256,
+        64,
+        64,
+        100,
+        100,
+        512,
+        description="the paper's recipe: 256² crops, ngf/ndf 64, 100 + 100 epochs",
+    ),
     # Fits one CPU core: 64² crops of photos scaled to a 72 px short side, a narrow network,
     # 6 epochs (3 + 3 linear decay) of the train split (1482 steps on landscapes).
-    "cpu-small": Scale("cpu-small", 72, 64, 16, 16, 3, 3, 256,
-                       description="64² crops (short side 72), ngf/ndf 16, 3 + 3 epochs"),
+    "cpu-small": Scale(
+        "cpu-small", 72, 64, 16, 16, 3, 3, 256, description="64² crops (short side 72), ngf/ndf 16, 3 + 3 epochs"
+    ),
     # For tests of the command path only: meaningless numbers in seconds.
-    "tiny": Scale("tiny", 36, 32, 4, 4, 1, 0, 96, max_steps=2, max_items=4,
-                  description="32² crops, ngf/ndf 4, 2 steps on 4 photos (tests only)"),
+    "tiny": Scale(
+        "tiny",
+        36,
+        32,
+        4,
+        4,
+        1,
+        0,
+        96,
+        max_steps=2,
+        max_items=4,
+        description="32² crops, ngf/ndf 4, 2 steps on 4 photos (tests only)",
+    ),
 }
 
 
@@ -95,12 +121,18 @@ class Arm:
         return "baseline" if self.variant == "none" else f"+{self.variant} {self.grad}"
 
 
-ARMS: dict[str, Arm] = {a.name: a for a in [
-    Arm("baseline", "none", "soft"),
-    Arm("binary-soft", "binary", "soft"), Arm("binary-hard", "binary", "hard"),
-    Arm("multi-soft", "multi", "soft"), Arm("multi-hard", "multi", "hard"),
-    Arm("both-soft", "both", "soft"), Arm("both-hard", "both", "hard"),
-]}
+ARMS: dict[str, Arm] = {
+    a.name: a
+    for a in [
+        Arm("baseline", "none", "soft"),
+        Arm("binary-soft", "binary", "soft"),
+        Arm("binary-hard", "binary", "hard"),
+        Arm("multi-soft", "multi", "soft"),
+        Arm("multi-hard", "multi", "hard"),
+        Arm("both-soft", "both", "soft"),
+        Arm("both-hard", "both", "hard"),
+    ]
+}
 
 #: Training scheme -> the preset with the released code's defaults (λ_Seg 100 for Pix2Pix, 10 for
 #: CycleGAN; norms, dropout, GAN loss, pools as officially).
@@ -112,14 +144,22 @@ MULTI_CLASS_SEGMENTERS = ("deeplab-voc", "detectron2-panoptic", "mask2former", "
 
 #: The paper's Table 1 (FID, lower is better; 256², 200 epochs). Columns: scheme -> arm variant.
 PAPER_TABLE1: dict[str, dict[str, dict[str, float]]] = {
-    "Bedroom": {"cycle_gan": {"none": 113.1, "multi": 111.7, "binary": 87.1, "both": 93.2},
-                "pix2pix": {"none": 100.5, "multi": 100.0, "binary": 95.1, "both": 110.1}},
-    "Illustration": {"cycle_gan": {"none": 213.6, "multi": 206.9, "binary": 204.8, "both": 189.4},
-                     "pix2pix": {"none": 180.0, "multi": 176.9, "binary": 178.0, "both": 175.7}},
-    "Elephant": {"cycle_gan": {"none": 126.4, "multi": 103.9, "binary": 91.9, "both": 116.9},
-                 "pix2pix": {"none": 83.5, "multi": 85.8, "binary": 78.8, "both": 82.8}},
-    "Sheep": {"cycle_gan": {"none": 209.3, "multi": 207.2, "binary": 236.1, "both": 196.8},
-              "pix2pix": {"none": 157.0, "multi": 159.9, "binary": 162.0, "both": 150.5}},
+    "Bedroom": {
+        "cycle_gan": {"none": 113.1, "multi": 111.7, "binary": 87.1, "both": 93.2},
+        "pix2pix": {"none": 100.5, "multi": 100.0, "binary": 95.1, "both": 110.1},
+    },
+    "Illustration": {
+        "cycle_gan": {"none": 213.6, "multi": 206.9, "binary": 204.8, "both": 189.4},
+        "pix2pix": {"none": 180.0, "multi": 176.9, "binary": 178.0, "both": 175.7},
+    },
+    "Elephant": {
+        "cycle_gan": {"none": 126.4, "multi": 103.9, "binary": 91.9, "both": 116.9},
+        "pix2pix": {"none": 83.5, "multi": 85.8, "binary": 78.8, "both": 82.8},
+    },
+    "Sheep": {
+        "cycle_gan": {"none": 209.3, "multi": 207.2, "binary": 236.1, "both": 196.8},
+        "pix2pix": {"none": 157.0, "multi": 159.9, "binary": 162.0, "both": 150.5},
+    },
 }
 
 #: Our dataset -> the paper's dataset(s) it stands in for, and how closely.
@@ -127,8 +167,10 @@ PAPER_COUNTERPART: dict[str, tuple[tuple[str, ...], str]] = {
     "interiors": (("Bedroom",), "indoor rooms, as ADE20k bedrooms"),
     "illustrations": (("Illustration",), "drawings, as the children's-book illustrations"),
     "animals": (("Elephant", "Sheep"), "animals in scenes, as the COCO elephant / sheep sets"),
-    "landscapes": (("Elephant", "Sheep"), "no direct counterpart: outdoor scenes, closest to the COCO "
-                                          "elephant / sheep sets (grass, sky, mountains)"),
+    "landscapes": (
+        ("Elephant", "Sheep"),
+        "no direct counterpart: outdoor scenes, closest to the COCO elephant / sheep sets (grass, sky, mountains)",
+    ),
 }
 VARIANT_ORDER = ("none", "multi", "binary", "both")  # the paper's column order
 
@@ -161,8 +203,13 @@ class Grid:
 
     def cells(self) -> list[Cell]:
         """Seeds outermost, so one full seed finishes first."""
-        return [Cell(d, s, ARMS[a], seed) for seed in self.seeds for d in self.datasets for s in self.schemes
-                for a in self.arms]
+        return [
+            Cell(d, s, ARMS[a], seed)
+            for seed in self.seeds
+            for d in self.datasets
+            for s in self.schemes
+            for a in self.arms
+        ]
 
 
 @dataclass
@@ -179,15 +226,25 @@ class Settings:
     device: str | None
 
     def train_overrides(self, cell: Cell) -> list[str]:
-        data = ["data.mode=photos", f"data.dataset={cell.dataset}", "data.preprocess=scale_shortside_and_crop",
-                f"data.sketch_method={self.sketch}"]
+        data = [
+            "data.mode=photos",
+            f"data.dataset={cell.dataset}",
+            "data.preprocess=scale_shortside_and_crop",
+            f"data.sketch_method={self.sketch}",
+        ]
         seg = [f"seg.variant={cell.arm.variant}", f"seg.grad={cell.arm.grad}"]
         if cell.arm.variant != "none":
             seg.append(f"seg.segmenter={self.segmenter}")
             if self.lambda_seg is not None:
                 seg.append(f"seg.lambda_seg={self.lambda_seg:g}")
-        run = [f"run.seed={cell.seed}", "run.progress=false", "run.sample_every=0", "run.checkpoint_every=250",
-               "run.save_epoch_freq=0", "run.log_every=50"]
+        run = [
+            f"run.seed={cell.seed}",
+            "run.progress=false",
+            "run.sample_every=0",
+            "run.checkpoint_every=250",
+            "run.save_epoch_freq=0",
+            "run.log_every=50",
+        ]
         if self.threads:
             run.append(f"run.threads={self.threads}")
         if self.device:
@@ -201,9 +258,22 @@ class Settings:
         return cmd + ["--out", str(run_dir), "--resume"]
 
     def eval_command(self, cell: Cell, bundle: Path, out: Path) -> list[str]:
-        cmd = ["advseg-eval", "colour", "--bundle", f"{cell.arm.name}={bundle}", "--dataset", cell.dataset,
-               "--split", "test", "--sketch", self.sketch, "--eval-size", str(self.scale.eval_size),
-               "--out", str(out)]
+        cmd = [
+            "advseg-eval",
+            "colour",
+            "--bundle",
+            f"{cell.arm.name}={bundle}",
+            "--dataset",
+            cell.dataset,
+            "--split",
+            "test",
+            "--sketch",
+            self.sketch,
+            "--eval-size",
+            str(self.scale.eval_size),
+            "--out",
+            str(out),
+        ]
         if self.test_limit:
             cmd += ["--limit", str(self.test_limit)]
         if self.threads:
@@ -309,7 +379,8 @@ def _run_cell_locked(cell: Cell, settings: Settings, run_dir: Path, echo) -> Run
     if meta.get("identity") not in (None, ident):
         raise click.ClickException(
             f"{run_dir} was trained with other settings ({meta['identity']}); use another --root "
-            "or delete that run directory")
+            "or delete that run directory"
+        )
     meta["identity"] = ident
     meta.setdefault("seconds", {})
     log = run_dir / "table.log"
@@ -328,8 +399,14 @@ def _run_cell_locked(cell: Cell, settings: Settings, run_dir: Path, echo) -> Run
     bundle = run_dir / "model.advseg"
     if not (bundle / "manifest.json").is_file():
         echo(f"[table] export  {cell.name}")
-        cmd = ["advseg-export", str(generator), "-o", str(bundle), "--name",
-               f"{cell.dataset}-{cell.scheme}-{cell.arm.name}"]
+        cmd = [
+            "advseg-export",
+            str(generator),
+            "-o",
+            str(bundle),
+            "--name",
+            f"{cell.dataset}-{cell.scheme}-{cell.arm.name}",
+        ]
         meta["export_command"] = cmd
         meta["seconds"]["export"], meta["seconds"]["export_cpu"] = _run(cmd, log)
         _write_json(meta_path, meta)
@@ -345,8 +422,15 @@ def _run_cell_locked(cell: Cell, settings: Settings, run_dir: Path, echo) -> Run
         meta["seconds"]["eval"], meta["seconds"]["eval_cpu"] = _run(eval_cmd, log)
         evaluated_now = True
     _write_json(meta_path, meta)
-    return RunRecord(cell, run_dir, trained_now, evaluated_now, dict(meta["seconds"]), train_cmd,
-                     _read_json(eval_dir / "summary.json"))
+    return RunRecord(
+        cell,
+        run_dir,
+        trained_now,
+        evaluated_now,
+        dict(meta["seconds"]),
+        train_cmd,
+        _read_json(eval_dir / "summary.json"),
+    )
 
 
 # --------------------------------------------------------------------------- aggregation
@@ -354,8 +438,13 @@ def _run_cell_locked(cell: Cell, settings: Settings, run_dir: Path, echo) -> Run
 
 def _stats(values: Sequence[float]) -> dict[str, float]:
     v = np.asarray(values, np.float64)
-    return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else float("nan"),
-            "min": float(v.min()), "max": float(v.max()), "n": int(len(v))}
+    return {
+        "mean": float(v.mean()),
+        "sd": float(v.std(ddof=1)) if len(v) > 1 else float("nan"),
+        "min": float(v.min()),
+        "max": float(v.max()),
+        "n": int(len(v)),
+    }
 
 
 METRIC_KEYS = ("kid", "ciede2000", "feature_cosine", "ssim_l", "chroma_ratio")
@@ -392,17 +481,21 @@ def aggregate(records: Sequence[RunRecord]) -> dict[tuple[str, str, str], dict[s
         recs = sorted(recs, key=lambda r: r.cell.seed)
         per_seed = {r.cell.seed: _metrics_of(r) for r in recs}
         keys = [k for k in (*METRIC_KEYS, "fid") if all(k in m for m in per_seed.values())]
-        out[key] = {"per_seed": per_seed, "stats": {k: _stats([m[k] for m in per_seed.values()]) for k in keys},
-                    "images": recs[0].summary.get("images"),
-                    "per_image": {r.cell.seed: _per_image(r, "ciede2000") for r in recs}}
+        out[key] = {
+            "per_seed": per_seed,
+            "stats": {k: _stats([m[k] for m in per_seed.values()]) for k in keys},
+            "images": recs[0].summary.get("images"),
+            "per_image": {r.cell.seed: _per_image(r, "ciede2000") for r in recs},
+        }
     return out
 
 
 # --------------------------------------------------------------------------- contact sheets
 
 
-def contact_sheet(records: Sequence[RunRecord], arms: Sequence[str], path: Path, rows: int = 6,
-                  cell_width: int = 128) -> Path:
+def contact_sheet(
+    records: Sequence[RunRecord], arms: Sequence[str], path: Path, rows: int = 6, cell_width: int = 128
+) -> Path:
     """Rows of test photo | sketch | one column per arm (seed ``records[0]``'s), as a small JPEG.
 
     Every arm was scored on the same test photos and sketches, so row i is the same sketch in
@@ -426,8 +519,10 @@ def contact_sheet(records: Sequence[RunRecord], arms: Sequence[str], path: Path,
     lines = []
     for i in picks:
         prefix = photos[i].name[: -len("_photo.png")]
-        cells = [fit(read_image(photos[i])),
-                 fit(read_image(first.run_dir / "eval" / "images" / f"{prefix}_sketch.png"))]
+        cells = [
+            fit(read_image(photos[i])),
+            fit(read_image(first.run_dir / "eval" / "images" / f"{prefix}_sketch.png")),
+        ]
         for a in arms:
             cells.append(fit(read_image(by_arm[a].run_dir / "eval" / "images" / f"{prefix}_{_slug(a)}.png")))
         height = max(c.shape[0] for c in cells)
@@ -439,8 +534,9 @@ def contact_sheet(records: Sequence[RunRecord], arms: Sequence[str], path: Path,
         lines.append(np.concatenate(padded, 1))
     head = np.full((18, lines[0].shape[1], 3), 255, np.uint8)
     for j, text in enumerate(header):
-        cv2.putText(head, text, (j * (cell_width + 2) + 3, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1,
-                    cv2.LINE_AA)
+        cv2.putText(
+            head, text, (j * (cell_width + 2) + 3, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1, cv2.LINE_AA
+        )
     sheet = np.concatenate([head, *lines], 0)
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
@@ -471,9 +567,15 @@ def machine() -> dict[str, Any]:
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu_model": model, "cpu_cores": os.cpu_count(), "cpu_cores_usable": usable, "gpu": gpu,
-            "torch": torch.__version__, "python": platform.python_version(),
-            "os": f"{platform.system()} {platform.release()}"}
+    return {
+        "cpu_model": model,
+        "cpu_cores": os.cpu_count(),
+        "cpu_cores_usable": usable,
+        "gpu": gpu,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "os": f"{platform.system()} {platform.release()}",
+    }
 
 
 # --------------------------------------------------------------------------- markdown
@@ -491,8 +593,7 @@ def _paper_layout(agg, datasets: Sequence[str]) -> list[str]:
     """Rows = datasets; columns as the paper's Table 1; each segmentation cell 'soft / hard'."""
     cols = [(s, v) for s in ("cycle_gan", "pix2pix") for v in VARIANT_ORDER]
     names = {"multi": "+Multi-class", "binary": "+Binary", "both": "+Both"}
-    head = ["Dataset"] + [("CycleGAN" if s == "cycle_gan" else "Pix2Pix") if v == "none" else names[v]
-                          for s, v in cols]
+    head = ["Dataset"] + [("CycleGAN" if s == "cycle_gan" else "Pix2Pix") if v == "none" else names[v] for s, v in cols]
     lines = ["| | Unpaired | | | | Paired | | | |", "|" + "---|" * 9, "| " + " | ".join(head) + " |"]
     for d in datasets:
         cells = [f"**{d}** (ours, KID×10³)"]
@@ -510,8 +611,11 @@ def _paper_layout(agg, datasets: Sequence[str]) -> list[str]:
 
 
 def _arm_rows(agg, datasets, schemes, arms) -> list[str]:
-    lines = ["| dataset | scheme | arm | seeds | KID×10³ ↓ mean (per seed) | seed sd | CIEDE2000 ↓ | "
-             "feature cosine ↑ | SSIM (L) ↑ | chroma ratio (→1) |", "|" + "---|" * 10]
+    lines = [
+        "| dataset | scheme | arm | seeds | KID×10³ ↓ mean (per seed) | seed sd | CIEDE2000 ↓ | "
+        "feature cosine ↑ | SSIM (L) ↑ | chroma ratio (→1) |",
+        "|" + "---|" * 10,
+    ]
     for d in datasets:
         for s in schemes:
             for a in arms:
@@ -524,22 +628,27 @@ def _arm_rows(agg, datasets, schemes, arms) -> list[str]:
                     f"| {d} | {s} | {ARMS[a].label} | {st['kid']['n']} | {st['kid']['mean'] * 1e3:.2f} ({per}) | "
                     f"{_fmt(st['kid']['sd'] * 1e3)} | {_fmt(st['ciede2000']['mean'])} | "
                     f"{_fmt(st['feature_cosine']['mean'], 3)} | {_fmt(st['ssim_l']['mean'], 3)} | "
-                    f"{_fmt(st['chroma_ratio']['mean'])} |")
+                    f"{_fmt(st['chroma_ratio']['mean'])} |"
+                )
     return lines
 
 
 def _references(records: Sequence[RunRecord], datasets: Sequence[str]) -> list[str]:
     """The lines-only and flat-colour baselines on the same sketches (any arm's evaluation)."""
-    lines = ["| dataset | reference | KID×10³ ↓ | CIEDE2000 ↓ | feature cosine ↑ | SSIM (L) ↑ | chroma ratio |",
-             "|" + "---|" * 7]
+    lines = [
+        "| dataset | reference | KID×10³ ↓ | CIEDE2000 ↓ | feature cosine ↑ | SSIM (L) ↑ | chroma ratio |",
+        "|" + "---|" * 7,
+    ]
     for d in datasets:
         rec = next((r for r in records if r.cell.dataset == d and r.summary), None)
         if rec is None:
             continue
         for ref in ("lines", "flat"):
             m, k = rec.summary["methods"][ref], rec.summary["set_scores"][ref].get("kid")
-            lines.append(f"| {d} | {ref} | {_fmt(None if k is None else k * 1e3)} | {_fmt(m['ciede2000'])} | "
-                         f"{_fmt(m['feature_cosine'], 3)} | {_fmt(m['ssim_l'], 3)} | {_fmt(m['chroma_ratio'])} |")
+            lines.append(
+                f"| {d} | {ref} | {_fmt(None if k is None else k * 1e3)} | {_fmt(m['ciede2000'])} | "
+                f"{_fmt(m['feature_cosine'], 3)} | {_fmt(m['ssim_l'], 3)} | {_fmt(m['chroma_ratio'])} |"
+            )
     return lines
 
 
@@ -564,37 +673,54 @@ def _reading(agg, datasets, schemes, arms) -> list[str]:
             base = agg.get((d, s, "baseline"))
             if base is None:
                 continue
-            spread = [g["stats"]["kid"]["max"] - g["stats"]["kid"]["min"]
-                      for (dd, ss, _), g in agg.items() if dd == d and ss == s and g["stats"]["kid"]["n"] > 1]
+            spread = [
+                g["stats"]["kid"]["max"] - g["stats"]["kid"]["min"]
+                for (dd, ss, _), g in agg.items()
+                if dd == d and ss == s and g["stats"]["kid"]["n"] > 1
+            ]
             width = max(spread) * 1e3 if spread else None
             for a in arms:
                 g = agg.get((d, s, a))
                 if a == "baseline" or g is None:
                     continue
                 delta = (g["stats"]["kid"]["mean"] - base["stats"]["kid"]["mean"]) * 1e3
-                wins = sum(g["per_seed"][k]["kid"] < base["per_seed"][k]["kid"]
-                           for k in g["per_seed"] if k in base["per_seed"])
+                wins = sum(
+                    g["per_seed"][k]["kid"] < base["per_seed"][k]["kid"] for k in g["per_seed"] if k in base["per_seed"]
+                )
                 paired = sum(1 for k in g["per_seed"] if k in base["per_seed"])
-                verdict = ("no seed spread to compare with (one seed)" if width is None else
-                           ("larger than" if abs(delta) > width else "within")
-                           + f" the largest seed range ({width:.2f})")
+                verdict = (
+                    "no seed spread to compare with (one seed)"
+                    if width is None
+                    else ("larger than" if abs(delta) > width else "within") + f" the largest seed range ({width:.2f})"
+                )
                 pw, pt = _photo_wins(g, base)
-                out.append(f"- {d} / {s}: {ARMS[a].label} − baseline = {delta:+.2f} KID×10³; lower KID than the "
-                           f"baseline on {wins} of {paired} seeds; {verdict}. Lower CIEDE2000 than the baseline on "
-                           f"{pw} of {pt} test photo × seed pairs.")
+                out.append(
+                    f"- {d} / {s}: {ARMS[a].label} − baseline = {delta:+.2f} KID×10³; lower KID than the "
+                    f"baseline on {wins} of {paired} seeds; {verdict}. Lower CIEDE2000 than the baseline on "
+                    f"{pw} of {pt} test photo × seed pairs."
+                )
             for v in ("binary", "multi", "both"):
                 soft, hard = agg.get((d, s, f"{v}-soft")), agg.get((d, s, f"{v}-hard"))
                 if soft is None or hard is None:
                     continue
                 delta = (soft["stats"]["kid"]["mean"] - hard["stats"]["kid"]["mean"]) * 1e3
                 pw, pt = _photo_wins(soft, hard)
-                out.append(f"- {d} / {s}: +{v} soft − hard = {delta:+.2f} KID×10³; soft has the lower CIEDE2000 on "
-                           f"{pw} of {pt} test photo × seed pairs.")
+                out.append(
+                    f"- {d} / {s}: +{v} soft − hard = {delta:+.2f} KID×10³; soft has the lower CIEDE2000 on "
+                    f"{pw} of {pt} test photo × seed pairs."
+                )
     return out
 
 
-def write_results(path: Path, records: Sequence[RunRecord], settings: Settings, grid: Grid, invocation: str,
-                  notes: str | None = None, missing: Sequence[str] = ()) -> Path:
+def write_results(
+    path: Path,
+    records: Sequence[RunRecord],
+    settings: Settings,
+    grid: Grid,
+    invocation: str,
+    notes: str | None = None,
+    missing: Sequence[str] = (),
+) -> Path:
     """``results.md`` and one contact sheet per (dataset, scheme) in ``<path stem>/``."""
     datasets, schemes, arms, seeds = grid.datasets, grid.schemes, grid.arms, grid.seeds
     agg = aggregate(records)
@@ -603,16 +729,19 @@ def write_results(path: Path, records: Sequence[RunRecord], settings: Settings, 
     mach = machine()
     n_test = {d: next((r.summary.get("images") for r in records if r.cell.dataset == d), None) for d in datasets}
     L: list[str] = [
-        "# Does the adversarial segmentation loss help? The paper's Table 1 on our datasets", "",
+        "# Does the adversarial segmentation loss help? The paper's Table 1 on our datasets",
+        "",
         f"Written by `{invocation}` on {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}.",
         "Every number below was produced by that command; rerunning it with the same arguments skips "
-        "finished runs and rewrites this file.", "",
+        "finished runs and rewrites this file.",
+        "",
         f"- **Scale `{sc.name}`**: {sc.description}; photos scaled to a {sc.load_size} px short side "
         "(the SDK colours at the same scale), test photos scored with their long side ≤ "
         f"{sc.eval_size} px.",
         f"- **Schemes**: {', '.join(SCHEME_LABELS[s] + f' (preset `{SCHEMES[s]}`)' for s in schemes)}: "
         "the released code's defaults (λ_Seg 100 for Pix2Pix, 10 for CycleGAN) at the scale above"
-        + (f", λ_Seg = {settings.lambda_seg:g}" if settings.lambda_seg is not None else "") + ".",
+        + (f", λ_Seg = {settings.lambda_seg:g}" if settings.lambda_seg is not None else "")
+        + ".",
         f"- **Segmenter**: `{settings.segmenter}`; sketches: `{settings.sketch}` (training and test).",
         "- **Arms**: baseline = no segmentation loss; *soft* = our differentiable maps (the generator "
         "receives the loss's gradient); *hard* = the released code's one-hot maps made without gradient "
@@ -624,30 +753,46 @@ def write_results(path: Path, records: Sequence[RunRecord], settings: Settings, 
         "through the exported fp32 bundle and the SDK pipeline (`advseg-eval colour`): KID with FID's "
         "Inception-v3 (real `fid-inception` weights) against the test photos, reported ×10³. "
         "**FID is not reported**: it needs ≥ 200 images and every test split here is smaller (the "
-        "paper's had 131–343); KID is unbiased at these sizes but still noisy with so few photos.", "",
+        "paper's had 131–343); KID is unbiased at these sizes but still noisy with so few photos.",
+        "",
     ]
     if missing:
         L += [f"**Not finished when this file was written** (left out below): {', '.join(missing)}.", ""]
     L += [
-        "## Table 1 layout", "",
+        "## Table 1 layout",
+        "",
         "Ours: KID×10³ (lower is better), mean over seeds; segmentation cells are *soft / hard*. Paper rows: "
         "the paper's FID for the dataset(s) ours stands in for (not comparable in value: different "
-        "data, metric, resolution and length of training; compare the direction of the change).", "",
-        *_paper_layout(agg, datasets), "",
-        "Counterparts: " + "; ".join(f"{d} → {PAPER_COUNTERPART[d][1]}" for d in datasets if d in PAPER_COUNTERPART)
-        + ".", "",
-        "## Every arm, every seed", "",
-        *_arm_rows(agg, datasets, schemes, arms), "",
+        "data, metric, resolution and length of training; compare the direction of the change).",
+        "",
+        *_paper_layout(agg, datasets),
+        "",
+        "Counterparts: "
+        + "; ".join(f"{d} → {PAPER_COUNTERPART[d][1]}" for d in datasets if d in PAPER_COUNTERPART)
+        + ".",
+        "",
+        "## Every arm, every seed",
+        "",
+        *_arm_rows(agg, datasets, schemes, arms),
+        "",
         "Per-image colour figures are means over the test photos (`per_image.csv` in each run's `eval/`). "
-        "References on the same sketches: the bare lines, and the lines over the test photos' mean colour:", "",
-        *_references(records, datasets), "",
-        "## Against the baseline", "",
-        *(_reading(agg, datasets, schemes, arms) or ["- (no baseline in this table)"]), "",
+        "References on the same sketches: the bare lines, and the lines over the test photos' mean colour:",
+        "",
+        *_references(records, datasets),
+        "",
+        "## Against the baseline",
+        "",
+        *(_reading(agg, datasets, schemes, arms) or ["- (no baseline in this table)"]),
+        "",
     ]
     if notes:
         L += ["## What the numbers support", "", notes.strip(), ""]
-    L += ["## Contact sheets", "",
-          "Seed " + str(seeds[0]) + "; the same test photos and sketches in every row, one column per arm.", ""]
+    L += [
+        "## Contact sheets",
+        "",
+        "Seed " + str(seeds[0]) + "; the same test photos and sketches in every row, one column per arm.",
+        "",
+    ]
     for d in datasets:
         for s in schemes:
             recs = [r for r in records if r.cell.dataset == d and r.cell.scheme == s and r.cell.seed == seeds[0]]
@@ -659,27 +804,46 @@ def write_results(path: Path, records: Sequence[RunRecord], settings: Settings, 
     steps = ("train", "export", "eval")
     wall = {k: sum(r.timing.get(k, 0.0) for r in records) for k in steps}
     cpu = {k: sum(r.timing.get(f"{k}_cpu", 0.0) for r in records) for k in steps}
-    L += ["## Wall time", "",
-          f"Summed over the {len(records)} runs, each step timed when it ran: wall {sum(wall.values()) / 60:.1f} min "
-          f"(training {wall['train'] / 60:.1f}, export {wall['export'] / 60:.1f}, scoring {wall['eval'] / 60:.1f}); "
-          f"CPU time of those processes {sum(cpu.values()) / 60:.1f} min (training {cpu['train'] / 60:.1f}, export "
-          f"{cpu['export'] / 60:.1f}, scoring {cpu['eval'] / 60:.1f}). On a shared machine wall time includes waiting "
-          "for other people's processes; CPU time is what the table cost.", "",
-          "| run | train wall s | train CPU s | export wall s | score wall s | score CPU s |",
-          "|---|---|---|---|---|---|"]
+    L += [
+        "## Wall time",
+        "",
+        f"Summed over the {len(records)} runs, each step timed when it ran: wall {sum(wall.values()) / 60:.1f} min "
+        f"(training {wall['train'] / 60:.1f}, export {wall['export'] / 60:.1f}, scoring {wall['eval'] / 60:.1f}); "
+        f"CPU time of those processes {sum(cpu.values()) / 60:.1f} min (training {cpu['train'] / 60:.1f}, export "
+        f"{cpu['export'] / 60:.1f}, scoring {cpu['eval'] / 60:.1f}). On a shared machine wall time includes waiting "
+        "for other people's processes; CPU time is what the table cost.",
+        "",
+        "| run | train wall s | train CPU s | export wall s | score wall s | score CPU s |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in records:
         t = r.timing
-        L.append(f"| {r.cell.name} | {_fmt(t.get('train'), 0)} | {_fmt(t.get('train_cpu'), 0)} | "
-                 f"{_fmt(t.get('export'), 0)} | {_fmt(t.get('eval'), 0)} | {_fmt(t.get('eval_cpu'), 0)} |")
-    L += ["", "## Machine", "",
-          f"- CPU: {mach['cpu_model']}, {mach['cpu_cores']} cores on the machine, {mach['cpu_cores_usable']} "
-          f"usable by this command{f', torch threads {settings.threads}' if settings.threads else ''}",
-          f"- GPU: {mach['gpu'] or 'none'}",
-          f"- torch {mach['torch']}, Python {mach['python']}, {mach['os']}", "",
-          "## Exact commands and configuration", "",
-          "The table:", "", "```bash", invocation, "```", "",
-          "Each run, as the command ran it (run directories under the results root; `RUN` = "
-          "`<root>/<scale>/<dataset>/<scheme>/<arm>/seed<N>`):", "", "```bash"]
+        L.append(
+            f"| {r.cell.name} | {_fmt(t.get('train'), 0)} | {_fmt(t.get('train_cpu'), 0)} | "
+            f"{_fmt(t.get('export'), 0)} | {_fmt(t.get('eval'), 0)} | {_fmt(t.get('eval_cpu'), 0)} |"
+        )
+    L += [
+        "",
+        "## Machine",
+        "",
+        f"- CPU: {mach['cpu_model']}, {mach['cpu_cores']} cores on the machine, {mach['cpu_cores_usable']} "
+        f"usable by this command{f', torch threads {settings.threads}' if settings.threads else ''}",
+        f"- GPU: {mach['gpu'] or 'none'}",
+        f"- torch {mach['torch']}, Python {mach['python']}, {mach['os']}",
+        "",
+        "## Exact commands and configuration",
+        "",
+        "The table:",
+        "",
+        "```bash",
+        invocation,
+        "```",
+        "",
+        "Each run, as the command ran it (run directories under the results root; `RUN` = "
+        "`<root>/<scale>/<dataset>/<scheme>/<arm>/seed<N>`):",
+        "",
+        "```bash",
+    ]
     shown = set()
     for r in records:
         if r.cell.arm.name in shown:
@@ -687,16 +851,27 @@ def write_results(path: Path, records: Sequence[RunRecord], settings: Settings, 
         shown.add(r.cell.arm.name)
         cmd = [("RUN" if c == str(r.run_dir) else c) for c in r.train_command]
         L.append(shlex.join(cmd))
-    L += ["advseg-export RUN/generator.safetensors -o RUN/model.advseg --name NAME",
-          shlex.join(settings.eval_command(records[0].cell, Path("RUN/model.advseg"), Path("RUN/eval")))
-          .replace(f"{records[0].cell.arm.name}=", "ARM="),
-          "```", ""]
+    L += [
+        "advseg-export RUN/generator.safetensors -o RUN/model.advseg --name NAME",
+        shlex.join(settings.eval_command(records[0].cell, Path("RUN/model.advseg"), Path("RUN/eval"))).replace(
+            f"{records[0].cell.arm.name}=", "ARM="
+        ),
+        "```",
+        "",
+    ]
     seg_rec = next((r for r in records if r.cell.arm.variant != "none"), records[0])
     cfg_text = (seg_rec.run_dir / "config.yaml").read_text() if (seg_rec.run_dir / "config.yaml").is_file() else ""
-    L += [f"<details><summary>Resolved training config of {seg_rec.cell.name} (the other runs differ only in "
-          "seg.variant, seg.grad, run.seed and run.out; seg.segmenter is unused without the loss)</summary>", "",
-          "```yaml", cfg_text.rstrip(), "```", "",
-          "</details>", ""]
+    L += [
+        f"<details><summary>Resolved training config of {seg_rec.cell.name} (the other runs differ only in "
+        "seg.variant, seg.grad, run.seed and run.out; seg.segmenter is unused without the loss)</summary>",
+        "",
+        "```yaml",
+        cfg_text.rstrip(),
+        "```",
+        "",
+        "</details>",
+        "",
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text("\n".join(L))
@@ -718,14 +893,24 @@ def _split(value: str, known: Iterable[str] | None, what: str) -> list[str]:
     return items
 
 
-def run_table(grid: Grid, settings: Settings, root: Path, out: Path, invocation: str, notes: str | None = None,
-              report_only: bool = False, echo: Callable[[str], Any] = click.echo) -> tuple[Path, list[RunRecord]]:
+def run_table(
+    grid: Grid,
+    settings: Settings,
+    root: Path,
+    out: Path,
+    invocation: str,
+    notes: str | None = None,
+    report_only: bool = False,
+    echo: Callable[[str], Any] = click.echo,
+) -> tuple[Path, list[RunRecord]]:
     """Every cell of ``grid`` (seeds outermost, so one full seed finishes first), then the file. With
     ``report_only`` nothing runs: the file is written from the cells already scored."""
-    if settings.segmenter not in MULTI_CLASS_SEGMENTERS and any(ARMS[a].variant in ("multi", "both")
-                                                                 for a in grid.arms):
-        raise click.ClickException(f"seg.segmenter={settings.segmenter} has no multi-class map; "
-                                   "use deeplab-voc for the multi / both arms")
+    if settings.segmenter not in MULTI_CLASS_SEGMENTERS and any(
+        ARMS[a].variant in ("multi", "both") for a in grid.arms
+    ):
+        raise click.ClickException(
+            f"seg.segmenter={settings.segmenter} has no multi-class map; use deeplab-voc for the multi / both arms"
+        )
     from advseg_sdk.datasets import fetch_dataset
 
     for d in grid.datasets:  # a no-op when built; from scratch, built from the pinned packages
@@ -746,8 +931,10 @@ def run_table(grid: Grid, settings: Settings, root: Path, out: Path, invocation:
         raise click.ClickException(f"no finished runs under {root} for these settings")
     wall = time.perf_counter() - started
     trained = sum(r.trained_now for r in records)
-    echo(f"[table] {len(records)} runs: trained {trained}, scored {sum(r.evaluated_now for r in records)}, "
-         f"{len(records) - trained} reused; {wall / 60:.1f} min")
+    echo(
+        f"[table] {len(records)} runs: trained {trained}, scored {sum(r.evaluated_now for r in records)}, "
+        f"{len(records) - trained} reused; {wall / 60:.1f} min"
+    )
     if missing:
         echo(f"[table] not finished (left out of the file): {', '.join(missing)}")
     path = write_results(out, records, settings, grid, invocation, notes, missing)
@@ -756,30 +943,64 @@ def run_table(grid: Grid, settings: Settings, root: Path, out: Path, invocation:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--scale", type=click.Choice(list(SCALES)), default="cpu-small", show_default=True,
-              help="gpu: the paper's 256² recipe; cpu-small: fits one CPU core; tiny: tests only.")
-@click.option("--datasets", default="landscapes", show_default=True,
-              help="Comma-separated: landscapes, animals, interiors, illustrations.")
+@click.option(
+    "--scale",
+    type=click.Choice(list(SCALES)),
+    default="cpu-small",
+    show_default=True,
+    help="gpu: the paper's 256² recipe; cpu-small: fits one CPU core; tiny: tests only.",
+)
+@click.option(
+    "--datasets",
+    default="landscapes",
+    show_default=True,
+    help="Comma-separated: landscapes, animals, interiors, illustrations.",
+)
 @click.option("--schemes", default="pix2pix", show_default=True, help="Comma-separated: pix2pix, cycle_gan.")
-@click.option("--arms", default="baseline,binary-soft,binary-hard", show_default=True,
-              help=f"Comma-separated: {', '.join(ARMS)}, or 'all'.")
+@click.option(
+    "--arms",
+    default="baseline,binary-soft,binary-hard",
+    show_default=True,
+    help=f"Comma-separated: {', '.join(ARMS)}, or 'all'.",
+)
 @click.option("--seeds", default="0", show_default=True, help="Comma-separated integers.")
-@click.option("--segmenter", default="deeplab-voc", show_default=True,
-              help="seg.segmenter of every segmentation arm (multi / both need a multi-class one).")
+@click.option(
+    "--segmenter",
+    default="deeplab-voc",
+    show_default=True,
+    help="seg.segmenter of every segmentation arm (multi / both need a multi-class one).",
+)
 @click.option("--sketch", type=click.Choice(["hed", "xdog", "canny"]), default="hed", show_default=True)
 @click.option("--lambda-seg", type=float, default=None, help="seg.lambda_seg (default: the preset's).")
 @click.option("--set", "extra", multiple=True, metavar="KEY=VALUE", help="Extra advseg-train override (repeatable).")
 @click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads in every step.")
 @click.option("--device", default=None, help="run.device for training (default: auto).")
 @click.option("--test-limit", type=click.IntRange(2), default=None, help="Score at most this many test photos.")
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/table"),
-              show_default=True, help="Results root: one run directory per cell.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("docs/results.md"),
-              show_default=True, help="Markdown report; contact sheets go to a folder of its name beside it.")
-@click.option("--notes", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Markdown to include as 'What the numbers support'.")
-@click.option("--report-only", is_flag=True,
-              help="Run nothing: write the file from the runs already scored (the others are listed as missing).")
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs/table"),
+    show_default=True,
+    help="Results root: one run directory per cell.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("docs/results.md"),
+    show_default=True,
+    help="Markdown report; contact sheets go to a folder of its name beside it.",
+)
+@click.option(
+    "--notes",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Markdown to include as 'What the numbers support'.",
+)
+@click.option(
+    "--report-only",
+    is_flag=True,
+    help="Run nothing: write the file from the runs already scored (the others are listed as missing).",
+)
 def main(**options: Any) -> None:
     """Train, export and score every (dataset, scheme, arm, seed); write the results table."""
     from advseg_sdk.datasets import DATASETS
@@ -790,8 +1011,16 @@ def main(**options: Any) -> None:
         seed_list = [int(s) for s in _split(o["seeds"], None, "seed")]
     except ValueError:
         raise click.BadParameter(f"--seeds must be integers, got {o['seeds']!r}") from None
-    settings = Settings(SCALES[o["scale"]], o["segmenter"], o["sketch"], o["lambda_seg"], tuple(o["extra"]),
-                        o["threads"], o["test_limit"], o["device"])
+    settings = Settings(
+        SCALES[o["scale"]],
+        o["segmenter"],
+        o["sketch"],
+        o["lambda_seg"],
+        tuple(o["extra"]),
+        o["threads"],
+        o["test_limit"],
+        o["device"],
+    )
     argv, skip = [], False
     for a in sys.argv[1:]:  # the command that reproduces the table, without report-only switches
         if skip or a == "--report-only":
@@ -803,11 +1032,14 @@ def main(**options: Any) -> None:
         if not a.startswith("--notes="):
             argv.append(a)
     invocation = shlex.join(["python", "-m", "advseg_bench.table", *argv])
-    grid = Grid(tuple(_split(o["datasets"], DATASETS, "dataset")), tuple(_split(o["schemes"], SCHEMES, "scheme")),
-                tuple(arm_list), tuple(seed_list))
+    grid = Grid(
+        tuple(_split(o["datasets"], DATASETS, "dataset")),
+        tuple(_split(o["schemes"], SCHEMES, "scheme")),
+        tuple(arm_list),
+        tuple(seed_list),
+    )
     notes = o["notes"]
-    run_table(grid, settings, o["root"], o["out"], invocation, notes.read_text() if notes else None,
-              o["report_only"])
+    run_table(grid, settings, o["root"], o["out"], invocation, notes.read_text() if notes else None, o["report_only"])
 
 
 if __name__ == "__main__":

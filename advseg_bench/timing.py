@@ -50,9 +50,15 @@ def summarize(times_s: list[float]) -> dict[str, float]:
         raise ValueError("no timings to summarize")
     a = np.asarray(times_s, dtype=np.float64) * 1e3
     p50, p90, p99 = np.percentile(a, [50, 90, 99])
-    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if a.size > 1 else 0.0,
-            "min": float(a.min()), "p50": float(p50), "p90": float(p90), "p99": float(p99),
-            "max": float(a.max())}
+    return {
+        "mean": float(a.mean()),
+        "std": float(a.std(ddof=1)) if a.size > 1 else 0.0,
+        "min": float(a.min()),
+        "p50": float(p50),
+        "p90": float(p90),
+        "p99": float(p99),
+        "max": float(a.max()),
+    }
 
 
 def measure(

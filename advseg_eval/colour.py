@@ -72,8 +72,11 @@ def set_scores_of(features: np.ndarray, photo_features: np.ndarray) -> dict[str,
         k = kid(features, photo_features, subset_size=min(100, n))
         scores["kid"], scores["kid_std"] = k.mean, k.std
     if n >= FID_MIN_IMAGES:
-        scores["fid"] = float(frechet_distance_from_features(
-            features, gaussian_stats(features), photo_features, gaussian_stats(photo_features)))
+        scores["fid"] = float(
+            frechet_distance_from_features(
+                features, gaussian_stats(features), photo_features, gaussian_stats(photo_features)
+            )
+        )
     return scores
 
 
@@ -162,11 +165,16 @@ def _goals(summary: dict[str, dict[str, float]], method: str) -> dict[str, Any]:
     lo, hi = GOALS["chroma_ratio"]
     ratio = m["ciede2000"] / max(flat["ciede2000"], 1e-9)
     return {
-        "ciede2000_vs_flat": {"value": ratio, "goal": f"<= {GOALS['ciede2000_vs_flat']}",
-                              "met": ratio <= GOALS["ciede2000_vs_flat"]},
-        "feature_cosine_over_flat": {"value": m["feature_cosine"] - flat["feature_cosine"],
-                                     "goal": f">= {GOALS['feature_cosine_over_flat']}",
-                                     "met": m["feature_cosine"] - flat["feature_cosine"] >= GOALS["feature_cosine_over_flat"]},
+        "ciede2000_vs_flat": {
+            "value": ratio,
+            "goal": f"<= {GOALS['ciede2000_vs_flat']}",
+            "met": ratio <= GOALS["ciede2000_vs_flat"],
+        },
+        "feature_cosine_over_flat": {
+            "value": m["feature_cosine"] - flat["feature_cosine"],
+            "goal": f">= {GOALS['feature_cosine_over_flat']}",
+            "met": m["feature_cosine"] - flat["feature_cosine"] >= GOALS["feature_cosine_over_flat"],
+        },
         "chroma_ratio": {"value": m["chroma_ratio"], "goal": f"{lo}-{hi}", "met": lo <= m["chroma_ratio"] <= hi},
     }
 
@@ -222,8 +230,14 @@ def evaluate_colour(
     for m in methods:
         cos = _cosine(method_feats[m], photo_feats)
         for i, stem in enumerate(stems):
-            rows.append({"image": stem, "method": m, "feature_cosine": float(cos[i]),
-                         **colour_metrics(photo_arrays[i], outputs[m][i])})
+            rows.append(
+                {
+                    "image": stem,
+                    "method": m,
+                    "feature_cosine": float(cos[i]),
+                    **colour_metrics(photo_arrays[i], outputs[m][i]),
+                }
+            )
     summary = {m: {k: float(np.mean([r[k] for r in rows if r["method"] == m])) for k in METRICS} for m in methods}
 
     set_scores = {m: set_scores_of(method_feats[m], photo_feats) for m in methods}
@@ -234,19 +248,38 @@ def evaluate_colour(
         write_image(out / "images" / f"{i:03d}_{stem}_sketch.png", sketches[i])
         for n in names:
             write_image(out / "images" / f"{i:03d}_{stem}_{_slug(n)}.png", outputs[n][i])
-    result = ColourEvalResult(rows=rows, summary=summary, set_scores=set_scores, goals=goals,
-                              flat_colour=[float(c) for c in flat_colour], feature_network=feats.network,
-                              out_dir=out)
+    result = ColourEvalResult(
+        rows=rows,
+        summary=summary,
+        set_scores=set_scores,
+        goals=goals,
+        flat_colour=[float(c) for c in flat_colour],
+        feature_network=feats.network,
+        out_dir=out,
+    )
     result.files["per_image"] = _write_csv(out / "per_image.csv", rows)
-    result.files["summary"] = _write_text(out / "summary.json", json.dumps({
-        "title": title, "images": len(stems), "eval_size": eval_size, "feature_network": feats.network,
-        "feature_weights": feats.label, "flat_colour": result.flat_colour, "methods": summary,
-        "set_scores": set_scores, "goals": goals,
-        "fid_note": f"FID only with >= {FID_MIN_IMAGES} images; KID otherwise",
-    }, indent=1))
+    result.files["summary"] = _write_text(
+        out / "summary.json",
+        json.dumps(
+            {
+                "title": title,
+                "images": len(stems),
+                "eval_size": eval_size,
+                "feature_network": feats.network,
+                "feature_weights": feats.label,
+                "flat_colour": result.flat_colour,
+                "methods": summary,
+                "set_scores": set_scores,
+                "goals": goals,
+                "fid_note": f"FID only with >= {FID_MIN_IMAGES} images; KID otherwise",
+            },
+            indent=1,
+        ),
+    )
     result.files["report"] = _write_text(out / "report.md", _markdown(result, title, len(stems), eval_size))
-    result.files["contact_sheet"] = _contact_sheet(out / "contact_sheet.png", photo_arrays, sketches,
-                                                   [outputs[n] for n in names], sheet_rows)
+    result.files["contact_sheet"] = _contact_sheet(
+        out / "contact_sheet.png", photo_arrays, sketches, [outputs[n] for n in names], sheet_rows
+    )
     result.files["html"] = _write_text(out / "index.html", _html(result, title, stems, names))
     return result
 
@@ -270,15 +303,21 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 
 def _markdown(r: ColourEvalResult, title: str, n: int, eval_size: int) -> str:
-    lines = [f"# {title}", "",
-             f"{n} photos, long side ≤ {eval_size} px; features: {r.feature_network}; flat colour = mean of "
-             f"the evaluated photos, RGB ({', '.join(f'{c:.0f}' for c in r.flat_colour)}).", "",
-             "| method | feature cosine ↑ | SSIM (L) ↑ | CIEDE2000 ↓ | chroma ratio (→1) | KID ↓ |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"# {title}",
+        "",
+        f"{n} photos, long side ≤ {eval_size} px; features: {r.feature_network}; flat colour = mean of "
+        f"the evaluated photos, RGB ({', '.join(f'{c:.0f}' for c in r.flat_colour)}).",
+        "",
+        "| method | feature cosine ↑ | SSIM (L) ↑ | CIEDE2000 ↓ | chroma ratio (→1) | KID ↓ |",
+        "|---|---|---|---|---|---|",
+    ]
     for m, s in r.summary.items():
         kid_v = r.set_scores.get(m, {}).get("kid")
-        lines.append(f"| {m} | {s['feature_cosine']:.3f} | {s['ssim_l']:.3f} | {s['ciede2000']:.2f} | "
-                     f"{s['chroma_ratio']:.2f} | {'' if kid_v is None else f'{kid_v:.4f}'} |")
+        lines.append(
+            f"| {m} | {s['feature_cosine']:.3f} | {s['ssim_l']:.3f} | {s['ciede2000']:.2f} | "
+            f"{s['chroma_ratio']:.2f} | {'' if kid_v is None else f'{kid_v:.4f}'} |"
+        )
     lines += ["", "Goals against the flat baseline:", ""]
     for name, g in r.goals.items():
         parts = [f"{k} {v['value']:.3f} (goal {v['goal']}: {'met' if v['met'] else 'missed'})" for k, v in g.items()]
@@ -286,9 +325,16 @@ def _markdown(r: ColourEvalResult, title: str, n: int, eval_size: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _contact_sheet(path: Path, photos: list[np.ndarray], sketches: list[np.ndarray],
-                   outputs: list[list[np.ndarray]], rows: int, cell: int = 256) -> Path:
+def _contact_sheet(
+    path: Path,
+    photos: list[np.ndarray],
+    sketches: list[np.ndarray],
+    outputs: list[list[np.ndarray]],
+    rows: int,
+    cell: int = 256,
+) -> Path:
     """Rows of photo | sketch | colour (one column per pipeline), each image ``cell`` px wide."""
+
     def fit(img: np.ndarray) -> np.ndarray:
         if img.ndim == 2:
             img = np.repeat(img[..., None], 3, axis=2)
@@ -297,7 +343,7 @@ def _contact_sheet(path: Path, photos: list[np.ndarray], sketches: list[np.ndarr
 
     def pad(img: np.ndarray, height: int) -> np.ndarray:
         out = np.full((height, img.shape[1], 3), 255, np.uint8)
-        out[:img.shape[0]] = img
+        out[: img.shape[0]] = img
         return out
 
     picks = np.linspace(0, len(photos) - 1, min(rows, len(photos))).round().astype(int)
@@ -315,21 +361,27 @@ def _html(r: ColourEvalResult, title: str, stems: list[str], names: list[str]) -
     head = "".join(f"<th>{esc(h)}</th>" for h in ["photo", "sketch", *names])
     body = []
     for i, stem in enumerate(stems):
-        cells = [f'<td><img src="images/{i:03d}_{esc(stem)}_photo.png"></td>',
-                 f'<td><img src="images/{i:03d}_{esc(stem)}_sketch.png"></td>']
+        cells = [
+            f'<td><img src="images/{i:03d}_{esc(stem)}_photo.png"></td>',
+            f'<td><img src="images/{i:03d}_{esc(stem)}_sketch.png"></td>',
+        ]
         for n in names:
             row = next(x for x in r.rows if x["image"] == stem and x["method"] == n)
-            cells.append(f'<td><img src="images/{i:03d}_{esc(stem)}_{esc(_slug(n))}.png"><br>'
-                         f'ΔE {row["ciede2000"]:.1f} · cos {row["feature_cosine"]:.2f} · '
-                         f'chroma {row["chroma_ratio"]:.2f}</td>')
+            cells.append(
+                f'<td><img src="images/{i:03d}_{esc(stem)}_{esc(_slug(n))}.png"><br>'
+                f"ΔE {row['ciede2000']:.1f} · cos {row['feature_cosine']:.2f} · "
+                f"chroma {row['chroma_ratio']:.2f}</td>"
+            )
         body.append(f"<tr><th>{esc(stem)}</th>{''.join(cells)}</tr>")
     summary_rows = "".join(
         f"<tr><td>{esc(m)}</td>" + "".join(f"<td>{s[k]:.3f}</td>" for k in METRICS) + "</tr>"
-        for m, s in r.summary.items())
+        for m, s in r.summary.items()
+    )
     return f"""<!doctype html><meta charset="utf-8"><title>{esc(title)}</title>
-<style>body{{font-family:sans-serif}} img{{max-width:256px;max-height:256px}} td,th{{padding:4px;vertical-align:top;font-size:12px}}</style>
+<style>body{{font-family:sans-serif}} img{{max-width:256px;max-height:256px}}
+td,th{{padding:4px;vertical-align:top;font-size:12px}}</style>
 <h1>{esc(title)}</h1>
 <p>{len(stems)} photos; features: {esc(r.feature_network)}; flat colour = mean of the evaluated photos.</p>
-<table border="1"><tr><th>method</th>{''.join(f'<th>{k}</th>' for k in METRICS)}</tr>{summary_rows}</table>
-<h2>Images</h2><table><tr><th></th>{head}</tr>{''.join(body)}</table>
+<table border="1"><tr><th>method</th>{"".join(f"<th>{k}</th>" for k in METRICS)}</tr>{summary_rows}</table>
+<h2>Images</h2><table><tr><th></th>{head}</tr>{"".join(body)}</table>
 """

@@ -55,8 +55,13 @@ class FeatureExtractor:
     fd_key: str = ""  # JSON key of the Fréchet distance
     kid_key: str = ""
 
-    def __init_subclass__(cls, name: str | None = None, fd: tuple[str, str] | None = None,
-                          kid: tuple[str, str] | None = None, **kwargs: Any) -> None:
+    def __init_subclass__(
+        cls,
+        name: str | None = None,
+        fd: tuple[str, str] | None = None,
+        kid: tuple[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init_subclass__(**kwargs)
         if name is not None:
             cls.name = name
@@ -68,7 +73,9 @@ class FeatureExtractor:
     def __init__(self, network: nn.Module, input_size: int, weights_id: str, device: str | torch.device | None = None):
         self.device = torch.device(device) if device is not None else default_device()
         if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} requested but this torch has no CUDA device (torch {torch.__version__})")
+            raise ValueError(
+                f"device {device!r} requested but this torch has no CUDA device (torch {torch.__version__})"
+            )
         self.network = network.to(self.device).eval()
         self.input_size = int(input_size)
         self.weights_id = weights_id
@@ -88,8 +95,12 @@ class FeatureExtractor:
         return out.float().cpu().numpy()
 
 
-class InceptionFIDExtractor(FeatureExtractor, name="inception-fid", fd=("fid", "FID (pytorch-fid Inception-v3)"),
-                            kid=("kid", "KID (pytorch-fid Inception-v3)")):
+class InceptionFIDExtractor(
+    FeatureExtractor,
+    name="inception-fid",
+    fd=("fid", "FID (pytorch-fid Inception-v3)"),
+    kid=("kid", "KID (pytorch-fid Inception-v3)"),
+):
     """pytorch-fid Inception-v3 pool3 features. Pass ``model`` to use an already built network
     (tests use random weights: ``weights_id`` then tells the cache what it is)."""
 
@@ -129,9 +140,12 @@ class _ImgsimNet(nn.Module):
         return self.trunk.features((x - self.mean) / self.std)
 
 
-class ImgsimResNet50Extractor(FeatureExtractor, name="imgsim-resnet50",
-                              fd=("imgsim_fd", "imgsim-ResNet50 Fréchet distance"),
-                              kid=("imgsim_kid", "imgsim-ResNet50 KID")):
+class ImgsimResNet50Extractor(
+    FeatureExtractor,
+    name="imgsim-resnet50",
+    fd=("imgsim_fd", "imgsim-ResNet50 Fréchet distance"),
+    kid=("imgsim_kid", "imgsim-ResNet50 KID"),
+):
     """imgsim ResNet-50 pooled features (offline, real weights). Not Inception: never FID."""
 
     def __init__(

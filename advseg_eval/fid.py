@@ -71,7 +71,9 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     covmean = linalg.sqrtm(sigma1 @ sigma2)
     if not np.isfinite(covmean).all():
         warnings.warn(
-            f"Fréchet distance: S1 S2 is singular; adding {eps} to the covariance diagonals", RuntimeWarning, stacklevel=2
+            f"Fréchet distance: S1 S2 is singular; adding {eps} to the covariance diagonals",
+            RuntimeWarning,
+            stacklevel=2,
         )
         offset = np.eye(sigma1.shape[0]) * eps
         covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
@@ -112,7 +114,9 @@ def frechet_distance_lowrank(mu1, features1: np.ndarray, mu2, sigma2) -> float:
     mu2, sigma2 = np.asarray(mu2, np.float64), np.asarray(sigma2, np.float64)
     d = f1.shape[1]
     if mu1.shape != (d,) or mu2.shape != (d,) or sigma2.shape != (d, d):
-        raise ValueError(f"mismatched statistics: features1 {f1.shape}, mu1 {mu1.shape}, mu2 {mu2.shape}, sigma2 {sigma2.shape}")
+        raise ValueError(
+            f"mismatched statistics: features1 {f1.shape}, mu1 {mu1.shape}, mu2 {mu2.shape}, sigma2 {sigma2.shape}"
+        )
     diff = mu1 - mu2
     tr1 = float(np.einsum("ij,ij->", a, a))
     return float(diff @ diff + tr1 + np.trace(sigma2) - 2.0 * _trace_sqrt_product_lowrank(a, sigma2))
@@ -126,7 +130,9 @@ def frechet_distance_from_features(
     method: str = "auto",
 ) -> float:
     """Pick the computation (see module docstring). ``stats*`` = (mu, sigma); features optional."""
-    candidates = [(f, s, other) for f, s, other in ((features1, stats1, stats2), (features2, stats2, stats1)) if f is not None]
+    candidates = [
+        (f, s, other) for f, s, other in ((features1, stats1, stats2), (features2, stats2, stats1)) if f is not None
+    ]
     candidates.sort(key=lambda c: c[0].shape[0])
     n_small = candidates[0][0].shape[0] if candidates else None
     if resolve_fd_method(method, n_small, stats1[0].shape[0]) == "lowrank":
@@ -150,7 +156,9 @@ def resolve_fd_method(method: str, n_smallest_with_features: int | None, dim: in
 # --------------------------------------------------------------------------- KID
 
 
-def polynomial_kernel(x: np.ndarray, y: np.ndarray, degree: int = 3, gamma: float | None = None, coef0: float = 1.0) -> np.ndarray:
+def polynomial_kernel(
+    x: np.ndarray, y: np.ndarray, degree: int = 3, gamma: float | None = None, coef0: float = 1.0
+) -> np.ndarray:
     """k(x, y) = (gamma xᵀy + coef0)^degree, gamma defaulting to 1/D."""
     g = 1.0 / x.shape[1] if gamma is None else gamma
     return (g * (x @ y.T) + coef0) ** degree

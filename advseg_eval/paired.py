@@ -72,9 +72,7 @@ class PairedResult:
     n_unmatched_real: int
 
 
-def paired_scores(
-    gen_dir: str | os.PathLike, real_dir: str | os.PathLike, resize_real: bool = False
-) -> PairedResult:
+def paired_scores(gen_dir: str | os.PathLike, real_dir: str | os.PathLike, resize_real: bool = False) -> PairedResult:
     """Mean PSNR and SSIM over stem-matched pairs (identical pairs contribute PSNR = inf)."""
     pairs = match_pairs(gen_dir, real_dir)
     p_vals, s_vals = [], []

@@ -74,8 +74,11 @@ class EvalReport:
         return atomic_write_bytes(path, text.encode())
 
     def summary(self) -> str:
-        lines = [f"generated: {self.gen_dir} ({self.n_gen} images)", f"real:      {self.real_dir} ({self.n_real} images)",
-                 f"resize:    {self.resize}"]
+        lines = [
+            f"generated: {self.gen_dir} ({self.n_gen} images)",
+            f"real:      {self.real_dir} ({self.n_real} images)",
+            f"resize:    {self.resize}",
+        ]
         for name, detail in self.details.items():
             if isinstance(detail, dict) and detail.get("weights"):
                 lines.append(f"{name} weights: {detail['weights']}")
@@ -175,8 +178,9 @@ def comparison_columns(
     run's first images."""
     maps = [{p.stem: p for p in list_images(d)} for d in run_dirs]
     stems = sorted(set.intersection(*(set(m) for m in maps)))[:n_images]
-    picked: list[list[Path]] = [[m[s] for s in stems] for m in maps] if stems else [
-        list(m.values())[:n_images] for m in maps]
+    picked: list[list[Path]] = (
+        [[m[s] for s in stems] for m in maps] if stems else [list(m.values())[:n_images] for m in maps]
+    )
     rows = [list[Path | None](r) for r in picked]
     columns: list[tuple[str, list[Path | None]]] = []
     if real_dir is not None:

@@ -112,7 +112,7 @@ def load_imgsim_resnet50(path: str | os.PathLike | None = None) -> ResNet50:
             f"{path}: not the imgsim layout: {len(foreign)} keys lack the prefix {IMGSIM_PREFIX!r} "
             f"(e.g. {foreign[0]!r})"
         )
-    state = {k[len(IMGSIM_PREFIX):]: v for k, v in state.items()}
+    state = {k[len(IMGSIM_PREFIX) :]: v for k, v in state.items()}
     fc = state.get("fc.weight")
     model = ResNet50(num_classes=int(fc.shape[0]) if fc is not None else 1000)
     load_state_dict_checked(model, state, str(path))

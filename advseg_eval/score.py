@@ -114,8 +114,9 @@ def score_folders(
             if ext_name not in extractors:
                 extractors[ext_name] = _build_extractor(ext_name, o.inception_weights, o.imgsim_size, o.device)
             ext = extractors[ext_name]
-            real = folder_stats(real_dir, ext, resize, cache=o.cache, cache_dir=o.cache_dir, batch_size=batch_size,
-                                progress=progress)
+            real = folder_stats(
+                real_dir, ext, resize, cache=o.cache, cache_dir=o.cache_dir, batch_size=batch_size, progress=progress
+            )
             gen = folder_stats(gen_dir, ext, resize, cache=False, batch_size=batch_size, progress=progress)
             details[ext_name] = {
                 "weights": ext.weights_label,
@@ -143,8 +144,12 @@ def score_folders(
             for m in ("psnr", "ssim"):
                 if m in metrics:
                     values[m] = getattr(pr, m)
-            details["paired"] = {"n_pairs": pr.n_pairs, "resized_real": o.paired_resize,
-                                 "unmatched_gen": pr.n_unmatched_gen, "unmatched_real": pr.n_unmatched_real}
+            details["paired"] = {
+                "n_pairs": pr.n_pairs,
+                "resized_real": o.paired_resize,
+                "unmatched_gen": pr.n_unmatched_gen,
+                "unmatched_real": pr.n_unmatched_real,
+            }
 
     ours = [w for w in caught if issubclass(w.category, (UserWarning, RuntimeWarning))]
     for w in caught:  # re-emit so callers and the CLI still see them

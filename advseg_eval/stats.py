@@ -100,7 +100,9 @@ def _batches(paths: Sequence[Path], resize: str, size: int, batch_size: int) -> 
     for p in paths:
         img = load_image(p, resize, size)
         if buf and (
-            img.shape != buf[0].shape or len(buf) >= batch_size or (len(buf) + 1) * img.shape[0] * img.shape[1] > _MAX_BATCH_PIXELS
+            img.shape != buf[0].shape
+            or len(buf) >= batch_size
+            or (len(buf) + 1) * img.shape[0] * img.shape[1] > _MAX_BATCH_PIXELS
         ):
             yield torch.from_numpy(np.stack(buf)).permute(0, 3, 1, 2)
             buf = []
@@ -206,7 +208,14 @@ def _write_cache(path: Path, stats: FeatureStats) -> None:
     from advseg_sdk.files import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, format=np.array(CACHE_FORMAT), key=np.array(stats.key), features=stats.features, mu=stats.mu, sigma=stats.sigma)
+        np.savez(
+            f,
+            format=np.array(CACHE_FORMAT),
+            key=np.array(stats.key),
+            features=stats.features,
+            mu=stats.mu,
+            sigma=stats.sigma,
+        )
 
 
 def folder_stats(

@@ -17,12 +17,21 @@ from typing import TYPE_CHECKING
 
 from advseg_sdk.lazy import lazy_exports
 
-__all__ = ["export_generator", "export_hed", "ExportOptions", "ExportError", "DegradedExportError", "ShapeProfile",
-           "build_engine", "TensorRTUnavailableError"]
+__all__ = [
+    "export_generator",
+    "export_hed",
+    "ExportOptions",
+    "ExportError",
+    "DegradedExportError",
+    "ShapeProfile",
+    "build_engine",
+    "TensorRTUnavailableError",
+]
 #: name -> the module that defines it
 _EXPORTS = {
-    **dict.fromkeys(("export_generator", "export_hed", "ExportOptions", "ExportError", "DegradedExportError"),
-                    "advseg_export.api"),
+    **dict.fromkeys(
+        ("export_generator", "export_hed", "ExportOptions", "ExportError", "DegradedExportError"), "advseg_export.api"
+    ),
     **dict.fromkeys(("ShapeProfile", "build_engine", "TensorRTUnavailableError"), "advseg_export.tensorrt_build"),
 }
 

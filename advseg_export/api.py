@@ -175,7 +175,11 @@ def export_generator(
     fixed = cfg.fixed_size
     size = tuple(fixed) if fixed is not None else (256, 256)
     input_spec: dict[str, Any] = {
-        "name": "input", "layout": "NCHW", "channels": cfg.input_nc, "color": "RGB", "range": [-1, 1],
+        "name": "input",
+        "layout": "NCHW",
+        "channels": cfg.input_nc,
+        "color": "RGB",
+        "range": [-1, 1],
     }
     if fixed is not None:
         input_spec.update(fixed_size=list(fixed), size_multiple=cfg.size_multiple)
@@ -190,8 +194,7 @@ def export_generator(
         task="sketch2color",
         architecture={"name": cfg.arch, "args": cfg.to_dict()},
         input_spec=input_spec,
-        output_spec={"name": "output", "layout": "NCHW", "channels": cfg.output_nc, "color": "RGB",
-                     "range": [-1, 1]},
+        output_spec={"name": "output", "layout": "NCHW", "channels": cfg.output_nc, "color": "RGB", "range": [-1, 1]},
         size=size,  # type: ignore[arg-type]
         dynamic_hw=fixed is None,
         name=name or f"sketch2color-{cfg.arch}",
@@ -219,17 +222,32 @@ def export_hed(
     opts = with_overrides(ExportOptions, options, option_fields)
     wpath = Path(weights) if weights is not None else asset_path("hed-bsds500")
     net = load_hed(wpath)
-    prov = {"source": str(wpath), "source_checkpoint_sha256": sha256_file(wpath) if wpath.is_file() else None,
-            "source_layout": "keras-hed-bsds500", "training_config": None}
+    prov = {
+        "source": str(wpath),
+        "source_checkpoint_sha256": sha256_file(wpath) if wpath.is_file() else None,
+        "source_layout": "keras-hed-bsds500",
+        "training_config": None,
+    }
     target = ExportTarget(
         module=net,
         task="photo2sketch",
-        architecture={"name": "hed", "args": {"backbone": "vgg16", "weights": wpath.name,
-                                              "preprocessing": "inside the graph: RGB->BGR, x255, minus Caffe mean"}},
-        input_spec={"name": "input", "layout": "NCHW", "channels": 3, "color": "RGB", "range": [0, 1],
-                    "size_multiple": 1},
-        output_spec={"name": "output", "layout": "NCHW", "channels": 1, "range": [0, 1],
-                     "kind": "edge_probability"},
+        architecture={
+            "name": "hed",
+            "args": {
+                "backbone": "vgg16",
+                "weights": wpath.name,
+                "preprocessing": "inside the graph: RGB->BGR, x255, minus Caffe mean",
+            },
+        },
+        input_spec={
+            "name": "input",
+            "layout": "NCHW",
+            "channels": 3,
+            "color": "RGB",
+            "range": [0, 1],
+            "size_multiple": 1,
+        },
+        output_spec={"name": "output", "layout": "NCHW", "channels": 1, "range": [0, 1], "kind": "edge_probability"},
         size=(256, 256),
         dynamic_hw=True,
         name=name,
@@ -254,8 +272,9 @@ def export_module(
         require_tensorrt()  # fail before any slow work
         fixed = target.input_spec.get("fixed_size")
         profile = _resolve_profile(opts.trt_profile, target)
-        profile.check_for(tuple(fixed) if fixed else None, int(target.input_spec.get("size_multiple", 1)),
-                          target.channels)
+        profile.check_for(
+            tuple(fixed) if fixed else None, int(target.input_spec.get("size_multiple", 1)), target.channels
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     # The parent folder's lock serialises the short steps that touch ``out`` (clean-up, the
     # swap) between concurrent exports; the build itself runs unlocked in a private temporary,
@@ -298,13 +317,21 @@ def _build(
     precs, opset, calib, say = opts.precisions, opts.opset, opts.calib, opts.log or (lambda _msg: None)
     int8_options = opts.int8_options or Int8Options()
     h, w = target.size
-    say(f"exporting {target.architecture['name']} to ONNX fp32 (opset {opset}, "
-        f"{'dynamic' if target.dynamic_hw else f'fixed {h}x{w}'} H/W, dynamic batch)")
+    say(
+        f"exporting {target.architecture['name']} to ONNX fp32 (opset {opset}, "
+        f"{'dynamic' if target.dynamic_hw else f'fixed {h}x{w}'} H/W, dynamic batch)"
+    )
     fp32_path = tmp / ARTEFACT_FILES["fp32"]
 
     def to_onnx(module: nn.Module, path: Path) -> onnx.ModelProto:
-        return export_onnx(module, path, (1, target.channels, h, w), opset=opset, dynamic_hw=target.dynamic_hw,
-                           instance_norm=opts.instance_norm)
+        return export_onnx(
+            module,
+            path,
+            (1, target.channels, h, w),
+            opset=opset,
+            dynamic_hw=target.dynamic_hw,
+            instance_norm=opts.instance_norm,
+        )
 
     fp32_model = to_onnx(target.module, fp32_path)
 
@@ -320,8 +347,14 @@ def _build(
         """Record ``result`` in the manifest's parity against the precision's threshold; the failures."""
         lim = limits.get(precision, Threshold())
         bad = lim.failures(result)
-        parity[name] = {"reference": "torch-fp32", **result.to_dict(), "threshold": lim.to_dict(),
-                        "passed": not bad, "inputs": pin.names, "input_shape": list(pin.array.shape)}
+        parity[name] = {
+            "reference": "torch-fp32",
+            **result.to_dict(),
+            "threshold": lim.to_dict(),
+            "passed": not bad,
+            "inputs": pin.names,
+            "input_shape": list(pin.array.shape),
+        }
         if bad:
             failures[name] = bad
         return bad
@@ -340,13 +373,23 @@ def _build(
         fp16_model = convert_fp16(fp32_model, keep_norm_fp32=True)
         path = tmp / ARTEFACT_FILES["fp16"]
         onnx.save(fp16_model, str(path))
-        record(path, "fp16", compare(reference, _ort_forward(path, pin.array), target.out_range),
-               fp32_nodes=op_block_summary(fp32_model, kept))
+        record(
+            path,
+            "fp16",
+            compare(reference, _ort_forward(path, pin.array), target.out_range),
+            fp32_nodes=op_block_summary(fp32_model, kept),
+        )
 
     if "int8" in precs:
         say(f"calibrating int8 on {'images in ' + str(calib) if calib else 'the cached real photos'}")
-        cin = calibration_inputs(target.task, (h, w), target.in_range, calib_dir=calib, count=opts.calib_count,
-                                 sketch_method=opts.sketch_method)
+        cin = calibration_inputs(
+            target.task,
+            (h, w),
+            target.in_range,
+            calib_dir=calib,
+            count=opts.calib_count,
+            sketch_method=opts.sketch_method,
+        )
         path = tmp / ARTEFACT_FILES["int8"]
         source = fp32_path
         if int8_options.subpixel_conv_transpose:
@@ -358,9 +401,15 @@ def _build(
         quantize_int8(source, path, ArrayCalibrationReader(cin.array), int8_options)
         if source != fp32_path:
             source.unlink()
-        record(path, "int8", compare(reference, _ort_forward(path, pin.array), target.out_range),
-               quantization={**int8_options.to_dict(), "calibration": _calib_info(cin, calib, target.task,
-                                                                                  opts.sketch_method)})
+        record(
+            path,
+            "int8",
+            compare(reference, _ort_forward(path, pin.array), target.out_range),
+            quantization={
+                **int8_options.to_dict(),
+                "calibration": _calib_info(cin, calib, target.task, opts.sketch_method),
+            },
+        )
 
     if failures and not opts.allow_degraded:
         raise DegradedExportError(_failure_message(failures, parity), failures)
@@ -389,10 +438,12 @@ def _build(
         "artefacts": artefacts,
         "parity": parity,
         "parity_convention": PARITY_CONVENTION,
-        "export_options": {"opset": int(opset),
-                           "instance_norm": opts.instance_norm if _has_instance_norm(target.module) else None,
-                           "onnx_exporter": "torch.onnx.export(dynamo=False) + onnxslim",
-                           "dynamic_axes": ["batch", "height", "width"] if target.dynamic_hw else ["batch"]},
+        "export_options": {
+            "opset": int(opset),
+            "instance_norm": opts.instance_norm if _has_instance_norm(target.module) else None,
+            "onnx_exporter": "torch.onnx.export(dynamo=False) + onnxslim",
+            "dynamic_axes": ["batch", "height", "width"] if target.dynamic_hw else ["batch"],
+        },
         "provenance": {**target.provenance, **_tool_provenance(opset)},
     }
     if failures:
@@ -409,9 +460,7 @@ def _engine_build(src: Path, tmp: Path, profile: ShapeProfile, timing_cache, hw_
     return meta
 
 
-def _engine_parity(
-    engine: Path, x: np.ndarray, reference: np.ndarray, out_range
-) -> tuple[ParityResult | None, str]:
+def _engine_parity(engine: Path, x: np.ndarray, reference: np.ndarray, out_range) -> tuple[ParityResult | None, str]:
     """Run the fresh engine on the parity inputs through the SDK's TensorRT runner (which needs
     cuda-python); ``(None, reason)`` when it cannot run here."""
     try:
@@ -434,14 +483,19 @@ def _resolve_profile(profile: ShapeProfile | Mapping[str, Any] | None, target: E
     if isinstance(profile, ShapeProfile):
         return profile
     fixed = target.input_spec.get("fixed_size")
-    default = ShapeProfile.default(target.channels, tuple(fixed) if fixed else None,
-                                   int(target.input_spec.get("size_multiple", 1)), input="input")
+    default = ShapeProfile.default(
+        target.channels, tuple(fixed) if fixed else None, int(target.input_spec.get("size_multiple", 1)), input="input"
+    )
     given = dict(profile or {})
     unknown = set(given) - {"min", "opt", "max"}
     if unknown:
         raise ValueError(f"trt_profile keys must be min/opt/max, got {sorted(unknown)}")
-    return ShapeProfile(min=given.get("min", default.min), opt=given.get("opt", default.opt),
-                        max=given.get("max", default.max), input="input")
+    return ShapeProfile(
+        min=given.get("min", default.min),
+        opt=given.get("opt", default.opt),
+        max=given.get("max", default.max),
+        input="input",
+    )
 
 
 def _normalise_precisions(precisions: Sequence[str]) -> list[str]:
@@ -522,8 +576,12 @@ def _rename_exchange(a: Path, b: Path) -> bool:
 
 
 def _temporaries(out: Path) -> list[Path]:
-    return sorted(p for pat in (f".{out.name}.tmp-*", f".{out.name}.old-*") for p in out.parent.glob(pat)
-                  if p.is_dir() and not p.is_symlink())
+    return sorted(
+        p
+        for pat in (f".{out.name}.tmp-*", f".{out.name}.old-*")
+        for p in out.parent.glob(pat)
+        if p.is_dir() and not p.is_symlink()
+    )
 
 
 def clean_stale_temporaries(out: str | os.PathLike) -> list[Path]:
@@ -600,8 +658,9 @@ def _failure_message(failures: Mapping[str, list[str]], parity: Mapping[str, Any
     for f, reasons in failures.items():
         p = parity.get(f, {})
         lines.append(f"  {f}: {'; '.join(reasons)} (max_abs={p.get('max_abs')}, psnr={p.get('psnr')} dB)")
-    lines.append("no bundle was written; pass --allow-degraded (allow_degraded=True) to write it anyway, "
-                 "marked \"degraded\": true")
+    lines.append(
+        'no bundle was written; pass --allow-degraded (allow_degraded=True) to write it anyway, marked "degraded": true'
+    )
     return "\n".join(lines)
 
 
@@ -618,8 +677,12 @@ def _calib_info(cin: InputSet, calib, task: str, sketch_method: str) -> dict[str
 def _source_provenance(source: Any, layout: str | None) -> dict[str, Any]:
     from advseg_sdk.files import sha256_file
 
-    prov: dict[str, Any] = {"source": None, "source_checkpoint_sha256": None, "source_layout": layout,
-                            "training_config": None}
+    prov: dict[str, Any] = {
+        "source": None,
+        "source_checkpoint_sha256": None,
+        "source_layout": layout,
+        "training_config": None,
+    }
     if isinstance(source, (str, os.PathLike)):
         p = Path(source)
         prov["source"] = p.name
@@ -673,6 +736,10 @@ def _tool_provenance(opset: int) -> dict[str, Any]:
         "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
         "exporter": "advseg-export",
         "opset": int(opset),
-        "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": v("onnxruntime"),
-                     "onnxslim": v("onnxslim")},
+        "versions": {
+            "torch": torch.__version__,
+            "onnx": onnx.__version__,
+            "onnxruntime": v("onnxruntime"),
+            "onnxslim": v("onnxslim"),
+        },
     }

@@ -122,8 +122,12 @@ def _read(path: Path) -> np.ndarray:
 
 
 def _prepare(
-    paths: Iterable[Path], size: tuple[int, int], task: str, value_range: Sequence[float],
-    sketch_method: str, inputs_are_sketches: bool,
+    paths: Iterable[Path],
+    size: tuple[int, int],
+    task: str,
+    value_range: Sequence[float],
+    sketch_method: str,
+    inputs_are_sketches: bool,
 ) -> InputSet:
     arrays, names = [], []
     for p in paths:

@@ -1,8 +1,8 @@
 """``advseg-export``: a thin click wrapper over :mod:`advseg_export.api`.
 
-    advseg-export CHECKPOINT -o sketch2color.advseg --fp16 --int8
-    advseg-export hed -o ~/.cache/advseg/bundles/hed.advseg
-    advseg-export CHECKPOINT -o out.advseg --fp16 --trt --max-shape 4x3x1024x1024 --timing-cache trt.cache
+advseg-export CHECKPOINT -o sketch2color.advseg --fp16 --int8
+advseg-export hed -o ~/.cache/advseg/bundles/hed.advseg
+advseg-export CHECKPOINT -o out.advseg --fp16 --trt --max-shape 4x3x1024x1024 --timing-cache trt.cache
 """
 
 from __future__ import annotations
@@ -42,8 +42,16 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from .onnx_export import ExportError
     from .tensorrt_build import TensorRTUnavailableError
 
-    errors: list[type[BaseException]] = [AssetMissingError, BundleError, ImageReadError, CalibrationError,
-                                         ExportError, TensorRTUnavailableError, FileNotFoundError, ValueError]
+    errors: list[type[BaseException]] = [
+        AssetMissingError,
+        BundleError,
+        ImageReadError,
+        CalibrationError,
+        ExportError,
+        TensorRTUnavailableError,
+        FileNotFoundError,
+        ValueError,
+    ]
     try:
         from advseg_train.checkpoints import CheckpointError
 
@@ -55,39 +63,76 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("source", metavar="CHECKPOINT|hed")
-@click.option("-o", "--out", "out_dir", required=True, type=click.Path(path_type=Path),
-              help="Bundle directory to write (e.g. sketch2color.advseg); replaced if it is a bundle.")
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Bundle directory to write (e.g. sketch2color.advseg); replaced if it is a bundle.",
+)
 @click.option("--fp16", is_flag=True, help="Add model.fp16.onnx (normalisation kept in fp32, fp32 IO).")
 @click.option("--int8", is_flag=True, help="Add model.int8.onnx (static QDQ, calibrated on real images).")
 @click.option("--trt", is_flag=True, help="Add a TensorRT engine (needs tensorrt and an NVIDIA GPU).")
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset (>= 17).")
-@click.option("--calib", "calib", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Folder of calibration images for --int8, used as the network's inputs "
-                   "(sketches for a generator, photos for hed). Default: the cached real photos.")
-@click.option("--calib-count", type=click.IntRange(1, 1000), default=16, show_default=True,
-              help="How many calibration images to use.")
-@click.option("--calib-method", type=click.Choice(["percentile", "minmax", "entropy"]),
-              help="How int8 activation ranges are chosen (default: percentile for generators, minmax for hed).")
-@click.option("--sketch-method", type=click.Choice(["xdog", "hed"]), default="xdog", show_default=True,
-              help="How parity/calibration sketches are made from the cached photos (generators).")
-@click.option("--instance-norm", type=click.Choice(["decomposed", "fused"]), default="decomposed",
-              show_default=True,
-              help="How InstanceNorm is written in the graph (decomposed: accurate on ONNX Runtime CPU).")
+@click.option(
+    "--calib",
+    "calib",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder of calibration images for --int8, used as the network's inputs "
+    "(sketches for a generator, photos for hed). Default: the cached real photos.",
+)
+@click.option(
+    "--calib-count",
+    type=click.IntRange(1, 1000),
+    default=16,
+    show_default=True,
+    help="How many calibration images to use.",
+)
+@click.option(
+    "--calib-method",
+    type=click.Choice(["percentile", "minmax", "entropy"]),
+    help="How int8 activation ranges are chosen (default: percentile for generators, minmax for hed).",
+)
+@click.option(
+    "--sketch-method",
+    type=click.Choice(["xdog", "hed"]),
+    default="xdog",
+    show_default=True,
+    help="How parity/calibration sketches are made from the cached photos (generators).",
+)
+@click.option(
+    "--instance-norm",
+    type=click.Choice(["decomposed", "fused"]),
+    default="decomposed",
+    show_default=True,
+    help="How InstanceNorm is written in the graph (decomposed: accurate on ONNX Runtime CPU).",
+)
 @click.option("--min-shape", callback=_shape, metavar="NxCxHxW", help="TensorRT profile minimum shape.")
 @click.option("--opt-shape", callback=_shape, metavar="NxCxHxW", help="TensorRT profile optimal shape.")
 @click.option("--max-shape", callback=_shape, metavar="NxCxHxW", help="TensorRT profile maximum shape.")
-@click.option("--timing-cache", type=click.Path(dir_okay=False, path_type=Path),
-              help="TensorRT timing cache file: loaded if present, saved after the build.")
+@click.option(
+    "--timing-cache",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="TensorRT timing cache file: loaded if present, saved after the build.",
+)
 @click.option("--trt-hardware-compatible", is_flag=True, help="Build an engine for any Ampere+ GPU (slower).")
-@click.option("--allow-degraded", is_flag=True,
-              help="Write the bundle even if an artefact misses its parity threshold (marked degraded).")
-@click.option("--arch", type=click.Choice(GENERATOR_ARCHS),
-              help="Generator architecture, when the checkpoint cannot tell.")
+@click.option(
+    "--allow-degraded",
+    is_flag=True,
+    help="Write the bundle even if an artefact misses its parity threshold (marked degraded).",
+)
+@click.option(
+    "--arch", type=click.Choice(GENERATOR_ARCHS), help="Generator architecture, when the checkpoint cannot tell."
+)
 @click.option("--ngf", type=click.IntRange(1), help="Generator width override.")
 @click.option("--norm", type=click.Choice(NORMS), help="Generator norm override.")
 @click.option("--name", help="Bundle name recorded in the manifest.")
-@click.option("--hed-weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="HED .weights.h5 (default: the cached 'hed-bsds500' asset).")
+@click.option(
+    "--hed-weights",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="HED .weights.h5 (default: the cached 'hed-bsds500' asset).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Only print errors and the bundle path.")
 def main(source: str, out_dir: Path, **flags: Any) -> None:
     """Export CHECKPOINT (ours, stock CycleGAN/pix2pix or AdvSegLoss .pth) or the HED edge
@@ -129,13 +174,22 @@ def _export_options(f: SimpleNamespace) -> ExportOptions:
         raise click.UsageError("--calib only applies with --int8")
     int8_options = None
     if f.calib_method is not None:
-        int8_options = Int8Options(calibrate_method={"percentile": "Percentile", "minmax": "MinMax",
-                                                     "entropy": "Entropy"}[f.calib_method])
+        int8_options = Int8Options(
+            calibrate_method={"percentile": "Percentile", "minmax": "MinMax", "entropy": "Entropy"}[f.calib_method]
+        )
     return ExportOptions(
         precisions=["fp32"] + (["fp16"] if f.fp16 else []) + (["int8"] if f.int8 else []),
-        opset=f.opset, calib=f.calib, calib_count=f.calib_count, sketch_method=f.sketch_method,
-        int8_options=int8_options, instance_norm=f.instance_norm, allow_degraded=f.allow_degraded, trt=f.trt,
-        trt_profile=profile or None, timing_cache=f.timing_cache, trt_hardware_compatible=f.trt_hardware_compatible,
+        opset=f.opset,
+        calib=f.calib,
+        calib_count=f.calib_count,
+        sketch_method=f.sketch_method,
+        int8_options=int8_options,
+        instance_norm=f.instance_norm,
+        allow_degraded=f.allow_degraded,
+        trt=f.trt,
+        trt_profile=profile or None,
+        timing_cache=f.timing_cache,
+        trt_hardware_compatible=f.trt_hardware_compatible,
         log=None if f.quiet else (lambda msg: click.echo(msg, err=True)),
     )
 
@@ -144,8 +198,11 @@ def _summary(path: Path) -> None:
     import json
 
     m = json.loads((path / "manifest.json").read_text())
-    click.echo(f"{m['task']} bundle '{m.get('name')}' ({m['architecture']['name']})"
-               + ("  [DEGRADED]" if m.get("degraded") else ""), err=True)
+    click.echo(
+        f"{m['task']} bundle '{m.get('name')}' ({m['architecture']['name']})"
+        + ("  [DEGRADED]" if m.get("degraded") else ""),
+        err=True,
+    )
     for a in m["artefacts"]:
         p = m.get("parity", {}).get(a["file"], {})
         psnr = p.get("psnr")

@@ -141,8 +141,13 @@ def export_onnx(
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # TorchScript exporter deprecation / tracer notes
             torch.onnx.export(
-                wrapped, (example,), buf, dynamo=False, opset_version=int(opset),  # type: ignore[arg-type]  # takes file objects
-                input_names=[input_name], output_names=[output_name],
+                wrapped,
+                (example,),
+                buf,  # type: ignore[arg-type]  # torch's stub says a path; it takes file objects
+                dynamo=False,
+                opset_version=int(opset),
+                input_names=[input_name],
+                output_names=[output_name],
                 dynamic_axes={input_name: axes, output_name: axes} if axes else None,
                 do_constant_folding=True,
             )

@@ -110,9 +110,7 @@ class ParityResult:
 psnr = functools.partial(quality.psnr, value_range=(-1.0, 1.0))
 
 
-def compare(
-    reference: np.ndarray, candidate: np.ndarray, value_range: Sequence[float] = (-1.0, 1.0)
-) -> ParityResult:
+def compare(reference: np.ndarray, candidate: np.ndarray, value_range: Sequence[float] = (-1.0, 1.0)) -> ParityResult:
     """Compare two output batches of the same shape (see the module docstring for the convention)."""
     ref = np.asarray(reference)
     cand = np.asarray(candidate)

@@ -65,8 +65,12 @@ def norm_nodes(model: onnx.ModelProto) -> list[str]:
                 picked.add(p.name)
                 upstream_reductions(p)
 
-    seeds = [n for n in nodes if n.op_type == "Sub"
-             and any(producers.get(i) is not None and producers[i].op_type in _REDUCTIONS for i in n.input)]
+    seeds = [
+        n
+        for n in nodes
+        if n.op_type == "Sub"
+        and any(producers.get(i) is not None and producers[i].op_type in _REDUCTIONS for i in n.input)
+    ]
     stack = list(seeds)
     visited: set[str] = set()
     while stack:
@@ -166,7 +170,10 @@ def convert_fp16(model: onnx.ModelProto, keep_norm_fp32: bool = True) -> onnx.Mo
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "values clipped to fp16 range" notes on tiny weights
             out = convert_float_to_float16(
-                model, keep_io_types=True, node_block_list=keep, disable_shape_infer=False,
+                model,
+                keep_io_types=True,
+                node_block_list=keep,
+                disable_shape_infer=False,
             )
         toposort(out.graph)  # the converter appends its input Casts after their consumers
         onnx.checker.check_model(out, full_check=True)
@@ -195,8 +202,18 @@ class Int8Options:
     extra_options: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        d = {k: getattr(self, k) for k in ("per_channel", "reduce_range", "exclude_norm", "quant_format",
-                                          "calibrate_method", "activation_type", "weight_type")}
+        d = {
+            k: getattr(self, k)
+            for k in (
+                "per_channel",
+                "reduce_range",
+                "exclude_norm",
+                "quant_format",
+                "calibrate_method",
+                "activation_type",
+                "weight_type",
+            )
+        }
         if self.calibrate_method == "Percentile":
             d["percentile"] = self.percentile
         d["op_types"] = list(self.op_types) if self.op_types else None
@@ -209,10 +226,13 @@ class Int8Options:
 #: activations and weights with every zero-point 0, biases left in float (it quantises them
 #: itself). The default CPU artefact (uint8 activations, asymmetric, int32 biases) is rejected
 #: there; this one is built for TensorRT.
-TENSORRT_INT8 = Int8Options(activation_type="QInt8", weight_type="QInt8", reduce_range=False,
-                            calibrate_method="MinMax",
-                            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
-                                           "QuantizeBias": False})
+TENSORRT_INT8 = Int8Options(
+    activation_type="QInt8",
+    weight_type="QInt8",
+    reduce_range=False,
+    calibrate_method="MinMax",
+    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
+)
 
 
 def asymmetric_zero_points(model: onnx.ModelProto) -> list[str]:
@@ -286,7 +306,9 @@ def quantize_int8(
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet_root_logger():
                 warnings.simplefilter("ignore")
                 quantize_static(
-                    str(pre), str(out_path), reader,
+                    str(pre),
+                    str(out_path),
+                    reader,
                     quant_format=getattr(QuantFormat, options.quant_format),
                     per_channel=options.per_channel,
                     reduce_range=options.reduce_range,
@@ -326,4 +348,3 @@ def op_block_summary(model: onnx.ModelProto, names: Iterable[str]) -> dict[str, 
         if n.name in wanted:
             counts[n.op_type] = counts.get(n.op_type, 0) + 1
     return counts
-

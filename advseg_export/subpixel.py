@@ -62,8 +62,10 @@ class SubPixelConvTranspose2d(nn.Module):
         if layout not in SUBPIXEL_LAYOUTS:
             raise ValueError(f"layout must be one of {list(SUBPIXEL_LAYOUTS)}, got {layout!r}")
         if not supports_subpixel(deconv):
-            raise ValueError(f"{deconv} cannot be written as a sub-pixel convolution (needs groups=1, dilation=1, "
-                             "zero padding and K - 2*padding + output_padding == stride)")
+            raise ValueError(
+                f"{deconv} cannot be written as a sub-pixel convolution (needs groups=1, dilation=1, "
+                "zero padding and K - 2*padding + output_padding == stride)"
+            )
         self.layout = layout
         self.stride = int(deconv.stride[0])
         if deconv.stride[0] != deconv.stride[1]:
@@ -122,7 +124,7 @@ class SubPixelConvTranspose2d(nn.Module):
             return F.pixel_shuffle(self.conv(xp), s)
         outs = []
         for conv, (r0, c0, th, tw) in zip(self.convs, self.crops):
-            outs.append(conv(xp[:, :, r0:r0 + h + th - 1, c0:c0 + w + tw - 1]))
+            outs.append(conv(xp[:, :, r0 : r0 + h + th - 1, c0 : c0 + w + tw - 1]))
         y = torch.stack(outs, dim=2)  # (N, Cout, s*s, H, W): channel c*s*s + a*s + b after reshape
         return F.pixel_shuffle(y.flatten(1, 2), s)
 

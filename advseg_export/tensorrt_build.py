@@ -74,12 +74,14 @@ class ShapeProfile:
         if len({self.min[1], self.opt[1], self.max[1]}) != 1:
             raise ValueError(f"profile channels differ: min {self.min}, opt {self.opt}, max {self.max}")
         if not all(a <= b <= c for a, b, c in zip(self.min, self.opt, self.max)):
-            raise ValueError(f"profile must satisfy min <= opt <= max per axis, got min {self.min}, "
-                             f"opt {self.opt}, max {self.max}")
+            raise ValueError(
+                f"profile must satisfy min <= opt <= max per axis, got min {self.min}, opt {self.opt}, max {self.max}"
+            )
 
     @classmethod
-    def default(cls, channels: int = 3, fixed_size: tuple[int, int] | None = None,
-                size_multiple: int = 1, input: str = "input") -> ShapeProfile:
+    def default(
+        cls, channels: int = 3, fixed_size: tuple[int, int] | None = None, size_multiple: int = 1, input: str = "input"
+    ) -> ShapeProfile:
         """Batch 1..8; fixed-size nets at their size, others 64²..1024² with 256² optimal."""
         if fixed_size is not None:
             h, w = fixed_size
@@ -96,8 +98,10 @@ class ShapeProfile:
                     f"profile {name} shape {getattr(self, name)} has {c} channels; the network takes {channels}"
                 )
             if fixed_size is not None and (h, w) != tuple(fixed_size):
-                raise ValueError(f"profile {name} shape {getattr(self, name)}: this network only runs at "
-                                 f"{fixed_size[0]}x{fixed_size[1]}")
+                raise ValueError(
+                    f"profile {name} shape {getattr(self, name)}: this network only runs at "
+                    f"{fixed_size[0]}x{fixed_size[1]}"
+                )
             if h % size_multiple or w % size_multiple:
                 raise ValueError(
                     f"profile {name} shape {getattr(self, name)}: H and W must be multiples of {size_multiple}"

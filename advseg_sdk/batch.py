@@ -14,10 +14,15 @@ from typing import TextIO
 from .files import IMAGE_SUFFIXES, is_image_file
 
 __all__ = [
-    "IMAGE_SUFFIXES", "BatchReport", "Plan", "collect_inputs", "cli_inputs", "plan_outputs", "clean_stale_parts",
+    "IMAGE_SUFFIXES",
+    "BatchReport",
+    "Plan",
+    "collect_inputs",
+    "cli_inputs",
+    "plan_outputs",
+    "clean_stale_parts",
     "pending_jobs",
 ]
-
 
 
 @dataclass
@@ -35,8 +40,7 @@ class BatchReport:
 
 def _scan(p: Path, skip: Path | None) -> list[Path]:
     return sorted(
-        f for f in p.rglob("*")
-        if is_image_file(f) and not (skip is not None and f.resolve().is_relative_to(skip))
+        f for f in p.rglob("*") if is_image_file(f) and not (skip is not None and f.resolve().is_relative_to(skip))
     )
 
 
@@ -94,7 +98,8 @@ def cli_inputs(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike) 
     if not found:
         raise click.BadParameter(
             f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {', '.join(map(str, inputs))}",
-            param_hint="INPUTS")
+            param_hint="INPUTS",
+        )
     return found
 
 
@@ -141,13 +146,15 @@ def plan_outputs(
         for t in outputs[f]:
             hit = input_keys.get(_key(t.resolve() if t.exists() else t))
             if hit is not None:
-                reason = (f"{f}: its output {t} would replace the input {hit}; choose another -o"
-                          if hit != f else f"{f}: its output would replace the input itself; choose another -o")
+                reason = (
+                    f"{f}: its output {t} would replace the input {hit}; choose another -o"
+                    if hit != f
+                    else f"{f}: its output would replace the input itself; choose another -o"
+                )
                 break
             clash = owners[_key(t)]
             if len(clash) > 1:
-                reason = (f"{f}: {' and '.join(map(str, clash))} would both be written to {t}; "
-                          "rename one of them")
+                reason = f"{f}: {' and '.join(map(str, clash))} would both be written to {t}; rename one of them"
                 break
         if reason:
             plan.refused.append((f, reason))
@@ -185,8 +192,12 @@ def clean_stale_parts(folders: Iterable[Path], older_than: float = STALE_PART_SE
             continue
         for p in d.iterdir():
             try:
-                if pattern.match(p.name) and p.is_file() and not p.is_symlink() \
-                        and now - p.stat().st_mtime > older_than:
+                if (
+                    pattern.match(p.name)
+                    and p.is_file()
+                    and not p.is_symlink()
+                    and now - p.stat().st_mtime > older_than
+                ):
                     p.unlink()
                     removed.append(p)
             except OSError:

@@ -423,8 +423,10 @@ def _tensor_external(buf: Any, span: tuple[int, int], found: list[str]) -> None:
             external = True
         elif f == _TENSOR_EXTERNAL_DATA and wire == 2:  # StringStringEntryProto: key = 1, value = 2
             external = True
-            entry = {k: bytes(buf[a:b]).decode("utf-8", "replace") for k, w, (a, b) in
-                     ((k, w, span2) for k, w, span2 in _fields(buf, *v) if w == 2)}
+            entry = {
+                k: bytes(buf[a:b]).decode("utf-8", "replace")
+                for k, w, (a, b) in ((k, w, span2) for k, w, span2 in _fields(buf, *v) if w == 2)
+            }
             if entry.get(1) == "location":
                 location = entry.get(2, "")
     if external:
@@ -566,8 +568,7 @@ def validate_manifest(manifest: Mapping[str, Any], where: str = "<manifest>") ->
     ranges. Checks in code what a schema cannot say: lo < hi, unique files, nesting depth.
     """
     _require(isinstance(manifest, Mapping), where, "top level must be a JSON object")
-    _require(_depth(manifest) <= MAX_MANIFEST_DEPTH, where,
-             f"nested deeper than {MAX_MANIFEST_DEPTH} levels")
+    _require(_depth(manifest) <= MAX_MANIFEST_DEPTH, where, f"nested deeper than {MAX_MANIFEST_DEPTH} levels")
     version = manifest.get("format_version")
     if version not in SUPPORTED_FORMAT_VERSIONS:
         raise BundleError(
@@ -575,7 +576,9 @@ def validate_manifest(manifest: Mapping[str, Any], where: str = "<manifest>") ->
             f"{', '.join(SUPPORTED_FORMAT_VERSIONS)}. Re-export the bundle with this version's "
             "`advseg-export`, or install the advseg version that wrote it"
         )
-    errors = sorted(_validator().iter_errors(manifest), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    errors = sorted(
+        _validator().iter_errors(manifest), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path)))
+    )
     if errors:
         import jsonschema
 
@@ -671,8 +674,7 @@ def _read_manifest(d: Path, shown: Path) -> dict:
         raise BundleError(f"bundle {shown}: {MANIFEST_NAME} is a symbolic link; bundles hold plain files only")
     if not mpath.is_file():
         raise BundleError(
-            f"{shown} is not an advseg bundle: no {MANIFEST_NAME} in it; create one with "
-            f"`{create_hint(shown)}`"
+            f"{shown} is not an advseg bundle: no {MANIFEST_NAME} in it; create one with `{create_hint(shown)}`"
         )
     if mpath.stat().st_size > MAX_MANIFEST_BYTES:
         raise BundleError(f"corrupt bundle {shown}: {MANIFEST_NAME} is over {MAX_MANIFEST_BYTES >> 20} MiB")
@@ -720,15 +722,20 @@ def _safe_members(zf: zipfile.ZipFile, zpath: Path) -> list[zipfile.ZipInfo]:
             raise BundleError(f"corrupt bundle {zpath}: {name!r} is a symbolic link; bundles hold plain files only")
         size = info.file_size
         if size > MAX_ZIP_MEMBER_BYTES:
-            raise BundleError(f"bundle {zpath}: {name} declares {size / 1e9:.1f} GB uncompressed "
-                              f"(limit {MAX_ZIP_MEMBER_BYTES / 1e9:.1f} GB per member); refusing to extract")
+            raise BundleError(
+                f"bundle {zpath}: {name} declares {size / 1e9:.1f} GB uncompressed "
+                f"(limit {MAX_ZIP_MEMBER_BYTES / 1e9:.1f} GB per member); refusing to extract"
+            )
         if size > (1 << 20) and size > MAX_ZIP_RATIO * max(info.compress_size, 1):
-            raise BundleError(f"bundle {zpath}: {name} has compression ratio {size / max(info.compress_size, 1):.0f}:1 "
-                              f"(limit {MAX_ZIP_RATIO}:1), a zip bomb or padding; refusing to extract")
+            raise BundleError(
+                f"bundle {zpath}: {name} has compression ratio {size / max(info.compress_size, 1):.0f}:1 "
+                f"(limit {MAX_ZIP_RATIO}:1), a zip bomb or padding; refusing to extract"
+            )
         total += size
         if total > MAX_ZIP_TOTAL_BYTES:
-            raise BundleError(f"bundle {zpath}: over {MAX_ZIP_TOTAL_BYTES / 1e9:.1f} GB uncompressed in all; "
-                              "refusing to extract")
+            raise BundleError(
+                f"bundle {zpath}: over {MAX_ZIP_TOTAL_BYTES / 1e9:.1f} GB uncompressed in all; refusing to extract"
+            )
         members.append(info)
     return members
 
@@ -805,9 +812,7 @@ def load_bundle(
                 elif p.suffix.lower() == ".zip":
                     raise BundleError(f"corrupt bundle {p}: not a readable zip archive")
                 else:
-                    raise BundleError(
-                        f"{p} is not an advseg bundle: expected a bundle directory or a .zip of one"
-                    )
+                    raise BundleError(f"{p} is not an advseg bundle: expected a bundle directory or a .zip of one")
             else:
                 root = _extract_zip(p)
                 bundle = Bundle(root, _read_manifest(root, p), source=p)
@@ -821,4 +826,3 @@ def load_bundle(
             f"but a {task!r} bundle is needed here"
         )
     return bundle
-

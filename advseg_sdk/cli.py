@@ -26,7 +26,9 @@ def assets_list() -> None:
     """Show every known asset and whether it is cached."""
     for row in _assets.list_assets():
         mark = "yes" if row["present"] else "no "
-        click.echo(f"{row['name']:<16} present={mark}  {row['path']}\n    {row['description']}\n    licence: {row['licence']}")
+        click.echo(
+            f"{row['name']:<16} present={mark}  {row['path']}\n    {row['description']}\n    licence: {row['licence']}"
+        )
 
 
 @assets_group.command("fetch")

@@ -18,40 +18,99 @@ from .colorize_batch import PRECISION_CHOICES, ColorizeOptions, colorize_files
 
 __all__ = ["colorize_files", "bundle_summary", "colorize", "info"]
 
+
 @click.command("colorize")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for the <stem>.png colour images (created if missing).")
-@click.option("--bundle", type=click.Path(path_type=Path), default=None,
-              help="sketch2color bundle (.advseg dir or .zip); default: "
-                   "$ADVSEG_HOME/bundles/demo-sketch2color.advseg.")
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the <stem>.png colour images (created if missing).",
+)
+@click.option(
+    "--bundle",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="sketch2color bundle (.advseg dir or .zip); default: $ADVSEG_HOME/bundles/demo-sketch2color.advseg.",
+)
 @click.option("--from-photo", is_flag=True, help="Inputs are photos: sketch them first, then colour.")
-@click.option("--sketch-method", type=click.Choice(["hed", "xdog", "canny"]), default="hed", show_default=True,
-              help="With --from-photo: how photos become sketches.")
-@click.option("--sketch-bundle", type=click.Path(path_type=Path), default=None,
-              help="With --from-photo --sketch-method hed: the HED bundle (default $ADVSEG_HOME/bundles/hed.advseg).")
+@click.option(
+    "--sketch-method",
+    type=click.Choice(["hed", "xdog", "canny"]),
+    default="hed",
+    show_default=True,
+    help="With --from-photo: how photos become sketches.",
+)
+@click.option(
+    "--sketch-bundle",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="With --from-photo --sketch-method hed: the HED bundle (default $ADVSEG_HOME/bundles/hed.advseg).",
+)
 @click.option("--save-sketch", is_flag=True, help="With --from-photo: also write <stem>.sketch.png.")
-@click.option("--tile", type=click.IntRange(min=8), default=None,
-              help="Run in overlapping N x N tiles (bounded memory; fixed-size nets: each tile is resized to the net).")
-@click.option("--tile-overlap", type=click.IntRange(min=0), default=32, show_default=True,
-              help="Minimum overlap of neighbouring tiles, in pixels.")
-@click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="auto", show_default=True,
-              help="Bundle artefact: auto = matching TensorRT engine, else fp16 on CUDA / fp32 on CPU.")
-@click.option("--providers", default=None, metavar="LIST",
-              help="Comma-separated ONNX Runtime providers in order, e.g. CUDAExecutionProvider,CPUExecutionProvider.")
-@click.option("--strict", is_flag=True, help="Refuse a TensorRT engine built for another GPU/TensorRT instead of falling back.")
+@click.option(
+    "--tile",
+    type=click.IntRange(min=8),
+    default=None,
+    help="Run in overlapping N x N tiles (bounded memory; fixed-size nets: each tile is resized to the net).",
+)
+@click.option(
+    "--tile-overlap",
+    type=click.IntRange(min=0),
+    default=32,
+    show_default=True,
+    help="Minimum overlap of neighbouring tiles, in pixels.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISION_CHOICES),
+    default="auto",
+    show_default=True,
+    help="Bundle artefact: auto = matching TensorRT engine, else fp16 on CUDA / fp32 on CPU.",
+)
+@click.option(
+    "--providers",
+    default=None,
+    metavar="LIST",
+    help="Comma-separated ONNX Runtime providers in order, e.g. CUDAExecutionProvider,CPUExecutionProvider.",
+)
+@click.option(
+    "--strict", is_flag=True, help="Refuse a TensorRT engine built for another GPU/TensorRT instead of falling back."
+)
 @click.option("--overwrite", is_flag=True, help="Recompute inputs whose output already exists.")
-@click.option("--max-pixels", type=click.IntRange(min=1), default=None,
-              help="Refuse images with more pixels than this (default 64 MP or $ADVSEG_MAX_PIXELS).")
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Refuse images with more pixels than this (default 64 MP or $ADVSEG_MAX_PIXELS).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-@click.option("--ray", "use_ray", is_flag=True,
-              help="Colour on Ray Data with a pool of actors, locally or on a cluster (pip install 'advseg[ray]').")
-@click.option("--ray-address", default=None, metavar="ADDR",
-              help="With --ray: the cluster to join (default $RAY_ADDRESS, else a local Ray instance).")
-@click.option("--actors", type=click.IntRange(min=1), default=None,
-              help="With --ray: actors, each holding one model (default: one per CPU, or per GPU share).")
-@click.option("--gpus-per-actor", type=click.FloatRange(min=0), default=0.0,
-              help="With --ray: GPUs per actor; a fraction lets actors share a GPU.")
+@click.option(
+    "--ray",
+    "use_ray",
+    is_flag=True,
+    help="Colour on Ray Data with a pool of actors, locally or on a cluster (pip install 'advseg[ray]').",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    metavar="ADDR",
+    help="With --ray: the cluster to join (default $RAY_ADDRESS, else a local Ray instance).",
+)
+@click.option(
+    "--actors",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --ray: actors, each holding one model (default: one per CPU, or per GPU share).",
+)
+@click.option(
+    "--gpus-per-actor",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    help="With --ray: GPUs per actor; a fraction lets actors share a GPU.",
+)
 def colorize(**cli: Any) -> None:
     """Colour sketches (or, with --from-photo, photos) given as files or folders (recursive)."""
     inputs, out_dir = cli.pop("inputs"), cli.pop("out_dir")
@@ -66,7 +125,9 @@ def colorize(**cli: Any) -> None:
     providers = cli.pop("providers")
     options = ColorizeOptions(
         providers=[p.strip() for p in providers.split(",") if p.strip()] if providers else None,
-        progress=not cli.pop("quiet"), **cli)
+        progress=not cli.pop("quiet"),
+        **cli,
+    )
     cli_inputs(inputs, out_dir)
     report: BatchReport
     from .distributed import RayReport  # ray itself is imported only when --ray runs
@@ -84,8 +145,9 @@ def colorize(**cli: Any) -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     if report.skipped:
-        click.echo(f"skipped {len(report.skipped)} input(s) whose output exists in {out_dir} (use --overwrite)",
-                   err=True)
+        click.echo(
+            f"skipped {len(report.skipped)} input(s) whose output exists in {out_dir} (use --overwrite)", err=True
+        )
     click.echo(f"wrote {len(report.written)} image(s) to {out_dir}")
     if isinstance(report, RayReport) and report.written:
         click.echo(report.summary())
@@ -113,17 +175,26 @@ def bundle_summary(bundle: Any) -> str:
     """A human-readable multi-line summary of a loaded bundle's manifest."""
     b = bundle
     spec = b.input_spec
-    lines = [f"bundle     {b.source}" + (f"  (extracted to {b.path})" if b.source != b.path else ""),
-             f"format     {b.format_version}",
-             f"name       {b.name}",
-             f"task       {b.task}"]
+    lines = [
+        f"bundle     {b.source}" + (f"  (extracted to {b.path})" if b.source != b.path else ""),
+        f"format     {b.format_version}",
+        f"name       {b.name}",
+        f"task       {b.task}",
+    ]
     args = b.architecture.get("args") or {}
     args = {k: v for k, v in args.items() if not (k == "arch" and v == b.arch_name)}
-    lines.append(f"arch       {b.arch_name}" + ("  " + " ".join(f"{k}={_fmt(v)}" for k, v in args.items()) if args else ""))
-    size = (f"fixed {spec.fixed_size[0]}x{spec.fixed_size[1]}" if spec.fixed_size
-            else f"size multiple {spec.size_multiple}" + (f", min {spec.min_size}" if spec.min_size > 1 else ""))
-    lines.append(f"input      {spec.name or '-'}: {spec.layout} {spec.channels}ch {spec.color} "
-                 f"range [{_fmt(spec.range[0])}, {_fmt(spec.range[1])}], {size}")
+    lines.append(
+        f"arch       {b.arch_name}" + ("  " + " ".join(f"{k}={_fmt(v)}" for k, v in args.items()) if args else "")
+    )
+    size = (
+        f"fixed {spec.fixed_size[0]}x{spec.fixed_size[1]}"
+        if spec.fixed_size
+        else f"size multiple {spec.size_multiple}" + (f", min {spec.min_size}" if spec.min_size > 1 else "")
+    )
+    lines.append(
+        f"input      {spec.name or '-'}: {spec.layout} {spec.channels}ch {spec.color} "
+        f"range [{_fmt(spec.range[0])}, {_fmt(spec.range[1])}], {size}"
+    )
     out = b.output_spec
     if out:
         lines.append("output     " + ", ".join(f"{k}={_fmt(v)}" for k, v in out.items()))
@@ -137,9 +208,14 @@ def bundle_summary(bundle: Any) -> str:
         lines.append(row)
         if a.engine is not None:
             e = a.engine
-            lines.append(f"            built for {e.describe()}" + (f", CUDA {e.cuda_version}" if e.cuda_version else ""))
+            lines.append(
+                f"            built for {e.describe()}" + (f", CUDA {e.cuda_version}" if e.cuda_version else "")
+            )
             for p in e.profiles:
-                lines.append(f"            profile {p.get('input', '')}: min {p.get('min')} opt {p.get('opt')} max {p.get('max')}")
+                lines.append(
+                    f"            profile {p.get('input', '')}: "
+                    f"min {p.get('min')} opt {p.get('opt')} max {p.get('max')}"
+                )
     if b.parity:
         lines.append("parity")
         for file, p in b.parity.items():
@@ -159,8 +235,10 @@ def bundle_summary(bundle: Any) -> str:
             lines.append(f"  {file:<28} " + "  ".join(bits) + (f"  ({ctx})" if ctx else ""))
     if b.manifest.get("degraded"):
         reasons = b.manifest.get("degraded_reasons") or {}
-        lines.append("DEGRADED   written with --allow-degraded: "
-                     + ("; ".join(f"{f}: {', '.join(map(str, r))}" for f, r in reasons.items()) or "below a parity threshold"))
+        lines.append(
+            "DEGRADED   written with --allow-degraded: "
+            + ("; ".join(f"{f}: {', '.join(map(str, r))}" for f, r in reasons.items()) or "below a parity threshold")
+        )
     if b.provenance:
         lines.append("provenance")
         for k, v in b.provenance.items():

@@ -70,8 +70,11 @@ def sketch_files(
             rgb = read_image(f, **read_kw)
             wh = extractor.working_size(rgb.shape[:2])
             if method == "hed" and size is None and wh != rgb.shape[:2]:
-                tqdm.write(f"note: {f} is {rgb.shape[1]}x{rgb.shape[0]}; HED works at {wh[1]}x{wh[0]} to bound "
-                           "memory, the sketch keeps the full size (--size N chooses the working size)", file=err)
+                tqdm.write(
+                    f"note: {f} is {rgb.shape[1]}x{rgb.shape[0]}; HED works at {wh[1]}x{wh[0]} to bound "
+                    "memory, the sketch keeps the full size (--size N chooses the working size)",
+                    file=err,
+                )
             write_image(t, cast(np.ndarray, extractor.extract(rgb)))  # one image in, one sketch out
             report.written.append(t)
         except ImageReadError as exc:  # its message names the file
@@ -86,31 +89,66 @@ def sketch_files(
 
 @click.command("sketch")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for the <stem>.png sketches (created if missing).")
-@click.option("--method", type=click.Choice(["hed", "xdog", "canny"]), default="hed", show_default=True,
-              help="hed: HED network (ONNX bundle) + official post-processing; xdog/canny: weight-free.")
-@click.option("--size", type=click.IntRange(min=16), default=None,
-              help="Work at long side N (faster on big photos, e.g. 1024); the output keeps the input size.")
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the <stem>.png sketches (created if missing).",
+)
+@click.option(
+    "--method",
+    type=click.Choice(["hed", "xdog", "canny"]),
+    default="hed",
+    show_default=True,
+    help="hed: HED network (ONNX bundle) + official post-processing; xdog/canny: weight-free.",
+)
+@click.option(
+    "--size",
+    type=click.IntRange(min=16),
+    default=None,
+    help="Work at long side N (faster on big photos, e.g. 1024); the output keeps the input size.",
+)
 @click.option("--overwrite", is_flag=True, help="Re-sketch inputs whose output already exists.")
-@click.option("--bundle", type=click.Path(path_type=Path), default=None,
-              help="HED bundle (.advseg dir or .zip); default: the one in $ADVSEG_HOME/bundles.")
-@click.option("--max-pixels", type=click.IntRange(min=1), default=None,
-              help="Refuse images with more pixels than this (default 64 MP or $ADVSEG_MAX_PIXELS).")
-def sketch(inputs: tuple[Path, ...], out_dir: Path, method: str, size: int | None, overwrite: bool,
-           bundle: Path | None, max_pixels: int | None) -> None:
+@click.option(
+    "--bundle",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="HED bundle (.advseg dir or .zip); default: the one in $ADVSEG_HOME/bundles.",
+)
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Refuse images with more pixels than this (default 64 MP or $ADVSEG_MAX_PIXELS).",
+)
+def sketch(
+    inputs: tuple[Path, ...],
+    out_dir: Path,
+    method: str,
+    size: int | None,
+    overwrite: bool,
+    bundle: Path | None,
+    max_pixels: int | None,
+) -> None:
     """Turn photos (files or folders, recursive) into black-on-white line drawings."""
     if bundle is not None and method != "hed":
         raise click.UsageError(f"--bundle is only used by --method hed, not {method}")
     cli_inputs(inputs, out_dir)
     try:
-        report = sketch_files(inputs, out_dir, SketchOptions(method=method, size=size, overwrite=overwrite,
-                                                              bundle=bundle, max_pixels=max_pixels))
+        report = sketch_files(
+            inputs,
+            out_dir,
+            SketchOptions(method=method, size=size, overwrite=overwrite, bundle=bundle, max_pixels=max_pixels),
+        )
     except (OSError, ValueError, RuntimeError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     if report.skipped:
-        click.echo(f"skipped {len(report.skipped)} input(s) whose output exists in {out_dir} (use --overwrite)", err=True)
+        click.echo(
+            f"skipped {len(report.skipped)} input(s) whose output exists in {out_dir} (use --overwrite)", err=True
+        )
     click.echo(f"wrote {len(report.written)} sketch(es) to {out_dir}")
     if report.failed:
         click.echo(f"{len(report.failed)} input(s) failed (nothing written for them):", err=True)

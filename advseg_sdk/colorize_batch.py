@@ -53,12 +53,18 @@ class ColorizeOptions:
     def model_kwargs(self, absolute_paths: bool = False) -> dict[str, Any]:
         """Keyword arguments of the model (:class:`Colorizer` or :class:`Pipeline`); bundle paths
         made absolute on request (Ray workers do not share the driver's working directory)."""
+
         def absolute(b: Any) -> Any:
             return os.path.abspath(b) if absolute_paths and isinstance(b, (str, os.PathLike)) else b
 
-        kw: dict[str, Any] = dict(bundle=absolute(self.bundle), providers=list(self.providers) if self.providers else None,
-                                  precision=self.precision, tile=self.tile, tile_overlap=self.tile_overlap,
-                                  strict=self.strict)
+        kw: dict[str, Any] = dict(
+            bundle=absolute(self.bundle),
+            providers=list(self.providers) if self.providers else None,
+            precision=self.precision,
+            tile=self.tile,
+            tile_overlap=self.tile_overlap,
+            strict=self.strict,
+        )
         if self.from_photo:
             kw.update(sketch_method=self.sketch_method, sketch_bundle=absolute(self.sketch_bundle))
         return kw
@@ -86,8 +92,9 @@ def open_model(from_photo: bool = False, **model_kwargs: Any) -> Any:
     if from_photo:
         kw = dict(model_kwargs)
         bundle = kw.pop("bundle", None)
-        return Pipeline(bundle, sketch=kw.pop("sketch_method", "hed"), sketch_bundle=kw.pop("sketch_bundle", None),
-                        **kw)
+        return Pipeline(
+            bundle, sketch=kw.pop("sketch_method", "hed"), sketch_bundle=kw.pop("sketch_bundle", None), **kw
+        )
     return Colorizer(**model_kwargs)
 
 

@@ -31,8 +31,15 @@ from .imageio import ImageReadError, to_rgb_uint8
 from .runtime import ProviderSpec, Runner, open_runner
 from .tiling import Tile, TileBlender, iter_chunks, tile_grid
 
-__all__ = ["Colorizer", "Tiling", "Pipeline", "PipelineResult", "DEFAULT_BUNDLE_NAME", "DEFAULT_MAX_PIXELS",
-           "DEFAULT_AUTO_TILE"]
+__all__ = [
+    "Colorizer",
+    "Tiling",
+    "Pipeline",
+    "PipelineResult",
+    "DEFAULT_BUNDLE_NAME",
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_AUTO_TILE",
+]
 
 DEFAULT_BUNDLE_NAME = "demo-sketch2color"
 #: Fully convolutional inputs with more padded pixels than this run tiled (1 MP).
@@ -133,8 +140,9 @@ class Colorizer:
         self.max_batch = tiling.max_batch
         self.max_pixels = tiling.max_pixels
         self.auto_tile = tiling.auto_tile
-        self.runner: Runner = open_runner(self.bundle, providers=providers, precision=precision,
-                                          strict=strict, **options)
+        self.runner: Runner = open_runner(
+            self.bundle, providers=providers, precision=precision, strict=strict, **options
+        )
 
     def __repr__(self) -> str:
         return f"Colorizer({str(self.bundle.source)!r}, runner={self.runner.label!r})"
@@ -257,11 +265,14 @@ class Colorizer:
             )
         want = int(self.bundle.output_spec.get("channels", 3))
         if y.shape[1] != want:  # e.g. RGBA from a graph whose channel count is only known when run
-            raise BundleError(f"{self.runner.label}: the graph returned {y.shape[1]} channels; "
-                              f"the manifest's output has {want}")
+            raise BundleError(
+                f"{self.runner.label}: the graph returned {y.shape[1]} channels; the manifest's output has {want}"
+            )
         if not np.isfinite(y).all():  # would silently become a black or clipped picture
-            raise BundleError(f"{self.runner.label}: the graph produced NaN or infinite values; "
-                              "the bundle's weights or graph are broken, re-export it")
+            raise BundleError(
+                f"{self.runner.label}: the graph produced NaN or infinite values; "
+                "the bundle's weights or graph are broken, re-export it"
+            )
         return [self._from_net(o) for o in y]
 
     def tile_plan(self, h: int, w: int) -> list[Tile]:
@@ -329,14 +340,15 @@ class Pipeline:
     ):
         from .sketcher import SketchExtractor
 
-        self.sketcher = SketchExtractor(method=sketch, bundle=sketch_bundle, providers=providers,
-                                        **(sketch_options or {}))
-        self.colorizer = Colorizer(colorizer_bundle, providers=providers, precision=precision,
-                                   **colorizer_options)
+        self.sketcher = SketchExtractor(
+            method=sketch, bundle=sketch_bundle, providers=providers, **(sketch_options or {})
+        )
+        self.colorizer = Colorizer(colorizer_bundle, providers=providers, precision=precision, **colorizer_options)
         if work_short_side == "auto":
             work_short_side = (self.colorizer.bundle.manifest.get("input") or {}).get("photo_short_side")
-        if work_short_side is not None and (isinstance(work_short_side, bool)
-                                            or not isinstance(work_short_side, int) or work_short_side < 8):
+        if work_short_side is not None and (
+            isinstance(work_short_side, bool) or not isinstance(work_short_side, int) or work_short_side < 8
+        ):
             raise ValueError(f"work_short_side must be 'auto', None or an integer >= 8, got {work_short_side!r}")
         self.work_short_side: int | None = work_short_side
 

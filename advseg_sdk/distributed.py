@@ -69,8 +69,10 @@ def _options(
 ) -> tuple[ColorizeOptions, RayOptions]:
     """Both option sets, with keyword overrides sorted to the one that has the field."""
     ray_names = set(RayOptions.__dataclass_fields__)
-    return (with_overrides(ColorizeOptions, options, {k: v for k, v in overrides.items() if k not in ray_names}),
-            with_overrides(RayOptions, ray_options, {k: v for k, v in overrides.items() if k in ray_names}))
+    return (
+        with_overrides(ColorizeOptions, options, {k: v for k, v in overrides.items() if k not in ray_names}),
+        with_overrides(RayOptions, ray_options, {k: v for k, v in overrides.items() if k in ray_names}),
+    )
 
 
 def _ray() -> Any:
@@ -117,8 +119,15 @@ class _ColorizeActor:
     ``output`` (where to write; then rows come back as ``status``/``error`` only, no pixels).
     """
 
-    def __init__(self, model_options: dict[str, Any], from_photo: bool, save_sketch: bool,
-                 max_pixels: int | None, threads: int | None, crash_once: str | None = None):
+    def __init__(
+        self,
+        model_options: dict[str, Any],
+        from_photo: bool,
+        save_sketch: bool,
+        max_pixels: int | None,
+        threads: int | None,
+        crash_once: str | None = None,
+    ):
         opts = dict(model_options)
         if threads:  # several actors share a machine: ONNX Runtime must not claim every core
             opts["intra_op_threads"] = threads
@@ -127,8 +136,7 @@ class _ColorizeActor:
         if threads and sketcher is not None and sketcher.runner is not None:
             from .runtime import open_runner
 
-            sketcher.runner = open_runner(sketcher.bundle, providers=opts.get("providers"),
-                                          intra_op_threads=threads)
+            sketcher.runner = open_runner(sketcher.bundle, providers=opts.get("providers"), intra_op_threads=threads)
         self.from_photo = from_photo
         self.save_sketch = save_sketch
         self.max_pixels = max_pixels
@@ -154,6 +162,7 @@ class _ColorizeActor:
     def _infer(self, images: list[np.ndarray]) -> list[Any]:
         """Results for ``images`` (one call: same-shape images share network calls), or per image
         with the exception in place of a result when the joint call fails."""
+
         def run(xs: list[np.ndarray]) -> list[Any]:
             return self.model.run(xs) if self.from_photo else self.model.colorize_arrays(xs)
 
@@ -261,12 +270,17 @@ def colorize_dataset(
         warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
         return ds.map_batches(
             _ColorizeActor,
-            fn_constructor_kwargs=dict(model_options=opts.model_kwargs(absolute_paths=True),
-                                       from_photo=opts.from_photo, save_sketch=opts.save_sketch,
-                                       max_pixels=opts.max_pixels, threads=threads,
-                                       crash_once=os.environ.get(CRASH_ONCE_ENV) or None),
-            compute=ray.data.ActorPoolStrategy(size=_actor_count(ro.actors, cpus_per_actor, gpus_per_actor,
-                                                                 spare_cpus=1)),
+            fn_constructor_kwargs=dict(
+                model_options=opts.model_kwargs(absolute_paths=True),
+                from_photo=opts.from_photo,
+                save_sketch=opts.save_sketch,
+                max_pixels=opts.max_pixels,
+                threads=threads,
+                crash_once=os.environ.get(CRASH_ONCE_ENV) or None,
+            ),
+            compute=ray.data.ActorPoolStrategy(
+                size=_actor_count(ro.actors, cpus_per_actor, gpus_per_actor, spare_cpus=1)
+            ),
             batch_size=batch_size,
             batch_format="numpy",
             num_cpus=cpus_per_actor,
@@ -292,9 +306,11 @@ class RayReport(BatchReport):
         return len(self.written) / self.seconds if self.seconds > 0 else 0.0
 
     def summary(self) -> str:
-        return (f"coloured {len(self.written)} image(s) in {self.seconds:.1f} s "
-                f"({self.images_per_s:.2f} images/s) with {self.actors} actor(s); "
-                f"{len(self.failed)} failed, {len(self.skipped)} skipped")
+        return (
+            f"coloured {len(self.written)} image(s) in {self.seconds:.1f} s "
+            f"({self.images_per_s:.2f} images/s) with {self.actors} actor(s); "
+            f"{len(self.failed)} failed, {len(self.skipped)} skipped"
+        )
 
 
 def _size_key(path: Path) -> tuple[int, int]:
@@ -344,8 +360,9 @@ def colorize_folder(
         ds = ray.data.from_items(items, override_num_blocks=n_blocks)
         # a block of at most batch_size rows is one batch and one task
         one_batch_per_block = n_blocks * batch_size >= len(items)
-        ds = colorize_dataset(ds, opts, dataclasses.replace(ro, actors=n_actors,
-                                                            batch_size=None if one_batch_per_block else batch_size))
+        ds = colorize_dataset(
+            ds, opts, dataclasses.replace(ro, actors=n_actors, batch_size=None if one_batch_per_block else batch_size)
+        )
         ds.context.enable_progress_bars = progress
         if not progress:
             data_log.setLevel(logging.WARNING)
@@ -355,15 +372,20 @@ def colorize_folder(
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             for key, status, error in zip(batch["input"], batch["status"], batch["error"]):
                 f, t = by_input[str(key)]
-                row = {"input": str(f), "output": str(t), "status": str(status),
-                       "error": str(error).replace(os.path.abspath(f), str(f))}
+                row = {
+                    "input": str(f),
+                    "output": str(t),
+                    "status": str(status),
+                    "error": str(error).replace(os.path.abspath(f), str(f)),
+                }
                 report.rows.append(row)
                 if row["status"] == "written":
                     report.written.append(t)
                 else:
                     report.failed.append((f, row["error"]))
-                    print(f"error: {row['error']}" if str(f) in row["error"] else f"error: {f}: {row['error']}",
-                          file=err)
+                    print(
+                        f"error: {row['error']}" if str(f) in row["error"] else f"error: {f}: {row['error']}", file=err
+                    )
         report.seconds = time.perf_counter() - t0
     finally:
         data_log.setLevel(log_level)
@@ -372,8 +394,10 @@ def colorize_folder(
     done = {r["input"] for r in report.rows}
     for key, (f, t) in by_input.items():
         if key not in done:  # its batch killed its actor on every try (or raised outside our checks)
-            reason = (f"{f}: its batch did not come back from the Ray workers (tried up to "
-                      f"{ro.max_task_retries + 1} times: a crash, out of memory?); see the Ray logs")
+            reason = (
+                f"{f}: its batch did not come back from the Ray workers (tried up to "
+                f"{ro.max_task_retries + 1} times: a crash, out of memory?); see the Ray logs"
+            )
             report.rows.append({"input": str(f), "output": str(t), "status": "failed", "error": reason})
             report.failed.append((f, reason))
             print(f"error: {reason}", file=err)

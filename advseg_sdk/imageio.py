@@ -229,7 +229,9 @@ def _pil_to_rgb(im: Image.Image, name: str) -> np.ndarray:
                 else _scale16(np.clip(a, 0, 65535).astype(np.uint16))
             )
         return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode in ("P", "L", "RGB", "1") and "transparency" in im.info)
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        mode in ("P", "L", "RGB", "1") and "transparency" in im.info
+    )
     if has_alpha:
         rgba = np.asarray(im.convert("RGBA"), dtype=np.uint8)
         return np.ascontiguousarray(_composite_on_white(rgba[..., :3], rgba[..., 3]))
@@ -259,7 +261,8 @@ def _array_to_rgb(a: np.ndarray, bgr: bool, name: str) -> np.ndarray:
         lo, hi = (float(a.min()), float(a.max())) if np.isfinite(a).all() else (np.nan, np.nan)
         if not (np.isfinite(lo) and lo >= -1e-3 and hi <= 1 + 1e-3):
             raise ImageReadError(
-                f"{name}: float image array must hold values in [0, 1], got range [{lo:.4g}, {hi:.4g}] (dtype {a.dtype})"
+                f"{name}: float image array must hold values in [0, 1], "
+                f"got range [{lo:.4g}, {hi:.4g}] (dtype {a.dtype})"
             )
         u8 = _float01(a, name)
     else:

@@ -4,8 +4,9 @@ no onnxruntime) and a name's module is imported the first time the name is used.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from importlib import import_module
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["lazy_exports"]
 

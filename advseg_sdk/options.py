@@ -19,6 +19,7 @@ def with_overrides(cls: type[_Options], options: _Options | None, overrides: dic
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = set(overrides) - names
     if unknown:
-        raise TypeError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}; "
-                        f"known: {', '.join(sorted(names))}")
+        raise TypeError(
+            f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(names))}"
+        )
     return dataclasses.replace(options if options is not None else cls(), **overrides)  # type: ignore[type-var]

@@ -52,10 +52,18 @@ __all__ = [
 
 DEFAULT_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 _GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
-_OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
-               "all": "ORT_ENABLE_ALL"}
-_ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-               "tensor(bfloat16)": None}
+_OPT_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+_ORT_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(bfloat16)": None,
+}
 
 ProviderSpec = Union[str, tuple[str, dict]]  # noqa: UP007  (a runtime alias: `|` needs 3.10 objects)
 
@@ -105,8 +113,12 @@ def _provider_name(p: ProviderSpec) -> str:
 def _default_provider_options(name: str) -> dict:
     if name == "TensorrtExecutionProvider":
         cache = advseg_home() / "trt-ep-cache"
-        return {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
-                "trt_timing_cache_enable": True, "trt_timing_cache_path": str(cache)}
+        return {
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(cache),
+            "trt_timing_cache_enable": True,
+            "trt_timing_cache_path": str(cache),
+        }
     return {}
 
 
@@ -132,8 +144,9 @@ def resolve_providers(providers: Sequence[ProviderSpec] | None = None) -> list[t
         opts = dict(p[1]) if not isinstance(p, str) else _default_provider_options(name)
         out.append((name, opts))
     if missing:
-        msg = (f"onnxruntime here offers {', '.join(have)}; not available: {', '.join(missing)}"
-               + (" (install onnxruntime-gpu for CUDA/TensorRT)" if set(missing) & set(_GPU_PROVIDERS) else ""))
+        msg = f"onnxruntime here offers {', '.join(have)}; not available: {', '.join(missing)}" + (
+            " (install onnxruntime-gpu for CUDA/TensorRT)" if set(missing) & set(_GPU_PROVIDERS) else ""
+        )
         if not out:
             raise RuntimeUnavailableError(f"none of the requested providers can run: {msg}")
         warnings.warn(msg, RuntimeWarning, stacklevel=3)
@@ -176,8 +189,10 @@ class OnnxRunner:
                 Path(opts["trt_engine_cache_path"]).mkdir(parents=True, exist_ok=True)
         try:
             self.session = ort.InferenceSession(
-                str(path), sess_options=so,
-                providers=[n for n, _ in resolved], provider_options=[o for _, o in resolved],
+                str(path),
+                sess_options=so,
+                providers=[n for n, _ in resolved],
+                provider_options=[o for _, o in resolved],
             )
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ValueError(f"onnxruntime cannot load {path}: {exc}") from None
@@ -188,7 +203,8 @@ class OnnxRunner:
             raise BundleError(
                 f"{path.name} has {len(inputs)} graph inputs and {len(self.session.get_outputs())} outputs; "
                 "a bundle graph takes exactly one input and returns at least one output"
-                if inputs else f"{path.name} has 0 graph inputs; a bundle graph takes exactly one (NCHW image)"
+                if inputs
+                else f"{path.name} has 0 graph inputs; a bundle graph takes exactly one (NCHW image)"
             )
         inp = inputs[0]
         self.input_name: str = inp.name
@@ -230,7 +246,8 @@ class OnnxRunner:
         return [np.asarray(o, dtype=np.float32) for o in outs]
 
     def _run_io_binding(self, x: np.ndarray) -> list[np.ndarray]:
-        # onnxruntime's IOBinding API: the input is copied to the GPU once, outputs stay there until copied back, avoiding per-run host staging.
+        # onnxruntime's IOBinding API: the input is copied to the GPU once, outputs stay there
+        # until copied back, avoiding per-run host staging.
         import onnxruntime as ort
 
         binding = self.session.io_binding()
@@ -253,9 +270,7 @@ def _import_cudart():
         try:
             from cuda import cudart  # older cuda-python
         except ImportError:
-            raise RuntimeUnavailableError(
-                "native TensorRT engines need cuda-python: pip install cuda-python"
-            ) from None
+            raise RuntimeUnavailableError("native TensorRT engines need cuda-python: pip install cuda-python") from None
     return cudart
 
 
@@ -355,8 +370,7 @@ class TensorRTRunner:
         if not self.context.execute_async_v3(int(self._stream)):  # cudaStream_t -> raw handle
             raise RuntimeError(f"TensorRT execution failed for {self.path.name}")
         for host, ptr in outs.values():
-            _check(cudart.cudaMemcpyAsync(host.ctypes.data, ptr, host.nbytes, d2h, self._stream),
-                   "cudaMemcpyAsync D2H")
+            _check(cudart.cudaMemcpyAsync(host.ctypes.data, ptr, host.nbytes, d2h, self._stream), "cudaMemcpyAsync D2H")
         _check(cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
         return [np.asarray(h, dtype=np.float32) for h, _ in outs.values()]
 
@@ -402,8 +416,13 @@ def _gpu_via_nvidia_smi() -> tuple[str, str] | None:
     if not exe:
         return None
     try:
-        out = subprocess.run([exe, "--query-gpu=name,compute_cap", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout
+        out = subprocess.run(
+            [exe, "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     line = out.strip().splitlines()[0] if out.strip() else ""
@@ -421,8 +440,9 @@ def detect_device() -> DeviceInfo:
         trt_version = _import_tensorrt().__version__
     except RuntimeUnavailableError:
         pass
-    return DeviceInfo(gpu_name=gpu[0] if gpu else None, compute_capability=gpu[1] if gpu else None,
-                      tensorrt_version=trt_version)
+    return DeviceInfo(
+        gpu_name=gpu[0] if gpu else None, compute_capability=gpu[1] if gpu else None, tensorrt_version=trt_version
+    )
 
 
 def _version3(v: str) -> tuple[str, ...]:
@@ -449,16 +469,21 @@ def engine_mismatch(engine: EngineInfo, device: DeviceInfo) -> str | None:
         return f"engine built for {engine.describe()}, but TensorRT is not installed here"
     if engine.hardware_compatible:
         if _cc_tuple(device.compute_capability) < (8, 0):
-            return (f"hardware-compatible engine needs compute capability 8.0 or newer, this GPU is "
-                    f"{device.gpu_name} (sm {device.compute_capability})")
+            return (
+                f"hardware-compatible engine needs compute capability 8.0 or newer, this GPU is "
+                f"{device.gpu_name} (sm {device.compute_capability})"
+            )
     elif engine.compute_capability != device.compute_capability:
-        return (f"engine built for {engine.gpu_name} (sm {engine.compute_capability}), this GPU is "
-                f"{device.gpu_name} (sm {device.compute_capability})")
+        return (
+            f"engine built for {engine.gpu_name} (sm {engine.compute_capability}), this GPU is "
+            f"{device.gpu_name} (sm {device.compute_capability})"
+        )
     elif engine.gpu_name != device.gpu_name:
         return f"engine built on {engine.gpu_name}, this GPU is {device.gpu_name}"
     if _version3(engine.tensorrt_version) != _version3(device.tensorrt_version):
-        return (f"engine built with TensorRT {engine.tensorrt_version}, this machine has TensorRT "
-                f"{device.tensorrt_version}")
+        return (
+            f"engine built with TensorRT {engine.tensorrt_version}, this machine has TensorRT {device.tensorrt_version}"
+        )
     return None
 
 
@@ -487,8 +512,7 @@ def open_runner(
     known = ("auto", "fp32", "fp16", "bf16", "int8", "trt")
     if precision not in known and not precision.startswith("trt-"):
         raise BundleError(
-            f"unsupported precision {precision!r}; choose 'auto' or one this bundle has: "
-            f"{', '.join(b.available())}"
+            f"unsupported precision {precision!r}; choose 'auto' or one this bundle has: {', '.join(b.available())}"
         )
 
     want_engine = precision == "auto" or precision.startswith("trt")
@@ -521,7 +545,9 @@ def open_runner(
 
     onnx_arts = [a for a in b.artefacts if a.format == "onnx"]
     if not onnx_arts:
-        raise BundleError(f"bundle {b.source} has no ONNX artefact to fall back to; available: {', '.join(b.available())}")
+        raise BundleError(
+            f"bundle {b.source} has no ONNX artefact to fall back to; available: {', '.join(b.available())}"
+        )
     resolved = resolve_providers(providers)
     on_gpu = any(n in _GPU_PROVIDERS for n, _ in resolved)
     if onnx_prec == "auto":
@@ -547,11 +573,14 @@ def check_graph_io(runner: OnnxRunner, bundle: Bundle, file: str) -> None:
     if len(shape) != 4:
         raise BundleError(f"{where} graph input {runner.input_name!r} has rank {len(shape)}, expected NCHW (rank 4)")
     if isinstance(shape[1], int) and shape[1] != spec.channels:
-        raise BundleError(f"{where} graph input {runner.input_name!r} has {shape[1]} channels, "
-                          f"the manifest says {spec.channels}")
+        raise BundleError(
+            f"{where} graph input {runner.input_name!r} has {shape[1]} channels, the manifest says {spec.channels}"
+        )
     if spec.fixed_size and runner.static_hw and tuple(runner.static_hw) != tuple(spec.fixed_size):
-        raise BundleError(f"{where} graph input is {runner.static_hw[0]}x{runner.static_hw[1]}, the manifest's "
-                          f"fixed_size is {spec.fixed_size[0]}x{spec.fixed_size[1]}")
+        raise BundleError(
+            f"{where} graph input is {runner.static_hw[0]}x{runner.static_hw[1]}, the manifest's "
+            f"fixed_size is {spec.fixed_size[0]}x{spec.fixed_size[1]}"
+        )
     out = runner.session.get_outputs()[0]
     if out_spec.get("name") and out.name != out_spec["name"]:
         raise BundleError(f"{where} graph output is named {out.name!r}, the manifest says {out_spec['name']!r}")

@@ -292,7 +292,5 @@ def canny(
         low = 0.4 * high
     if not 0 <= low <= high:
         raise ValueError(f"canny thresholds need 0 <= low <= high, got low={low}, high={high}")
-    edges = cv2.Canny(
-        np.rint(gx).astype(np.int16), np.rint(gy).astype(np.int16), low, high, L2gradient=True
-    ) > 0
+    edges = cv2.Canny(np.rint(gx).astype(np.int16), np.rint(gy).astype(np.int16), low, high, L2gradient=True) > 0
     return _lines_to_uint8(remove_small_edges(edges, min_edge_px))

@@ -115,16 +115,24 @@ class SketchExtractor:
         elif bundle is not None:
             raise ValueError(f"bundle= is only used by method 'hed', not {method!r}")
         # Fail early on bad keyword names rather than on the first image.
-        fns: dict[str, Callable[..., Any]] = {"hed": _sketch.hed_postprocess, "xdog": _sketch.xdog, "canny": _sketch.canny}
+        fns: dict[str, Callable[..., Any]] = {
+            "hed": _sketch.hed_postprocess,
+            "xdog": _sketch.xdog,
+            "canny": _sketch.canny,
+        }
         fn = fns[method]
         allowed = set(inspect.signature(fn).parameters) - {"prob", "rgb"}
         unknown = set(params) - allowed
         if unknown:
-            raise TypeError(f"unknown parameter(s) for method {method!r}: {', '.join(sorted(unknown))}; "
-                            f"known: {', '.join(sorted(allowed))}")
+            raise TypeError(
+                f"unknown parameter(s) for method {method!r}: {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(sorted(allowed))}"
+            )
 
     def __repr__(self) -> str:
-        extra = f", bundle={str(self.bundle.source)!r}, runner={self.runner.label!r}" if self.bundle and self.runner else ""
+        extra = (
+            f", bundle={str(self.bundle.source)!r}, runner={self.runner.label!r}" if self.bundle and self.runner else ""
+        )
         return f"SketchExtractor(method={self.method!r}, size={self.size}{extra})"
 
     # ------------------------------------------------------------------ HED
@@ -183,8 +191,10 @@ class SketchExtractor:
             raise ValueError(f"HED bundle {self.bundle.source}: expected output (1, 1, H, W), got {out.shape}")
         prob = out[0, 0].astype(np.float32)
         if not np.isfinite(prob).all():
-            raise ValueError(f"HED bundle {self.bundle.source} produced NaN or infinite values; "
-                             "its weights or graph are broken, re-export it")
+            raise ValueError(
+                f"HED bundle {self.bundle.source} produced NaN or infinite values; "
+                "its weights or graph are broken, re-export it"
+            )
         if spec.fixed_size is not None:
             prob = cv2.resize(prob, (pw, ph), interpolation=cv2.INTER_LINEAR)
         prob = prob[pad : pad + h, pad : pad + w]

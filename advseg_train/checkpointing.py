@@ -74,8 +74,9 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
         n = min(len(cuda), torch.cuda.device_count())
         torch.cuda.set_rng_state_all([s.cpu() for s in cuda[:n]])
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
+    np.random.set_state(
+        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     p = state["python"]
     random.setstate((p["version"], tuple(int(v) for v in p["internal"].tolist()), p["gauss_next"]))
 

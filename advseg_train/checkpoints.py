@@ -43,7 +43,6 @@ __all__ = [
 ]
 
 
-
 class CheckpointError(ValueError):
     """A checkpoint cannot be read or does not match the network it is loaded into."""
 
@@ -56,8 +55,7 @@ _Config = TypeVar("_Config", GeneratorConfig, DiscriminatorConfig)
 _Net = TypeVar("_Net", bound=nn.Module)
 
 GENERATOR_KEYS = ("generator", "G", "G_A", "netG", "netG_A", "state_dict", "model_state_dict")
-DISCRIMINATOR_KEYS = ("discriminator", "D", "D_A", "netD", "netD_A", "state_dict",
-                      "model_state_dict")
+DISCRIMINATOR_KEYS = ("discriminator", "D", "D_A", "netD", "netD_A", "state_dict", "model_state_dict")
 _SHOW = 5  # how many keys an error message lists per category
 
 
@@ -112,9 +110,7 @@ def read_checkpoint(source: Any) -> tuple[Any, dict[str, str]]:
             "tensor state dicts (and dicts of them) are accepted; pickled modules are refused."
         ) from exc
     if not isinstance(obj, Mapping):
-        raise CheckpointError(
-            f"checkpoint '{path}' holds a {type(obj).__name__}, not a state dict or a dict"
-        )
+        raise CheckpointError(f"checkpoint '{path}' holds a {type(obj).__name__}, not a state dict or a dict")
     return obj, {}
 
 
@@ -137,9 +133,7 @@ def _unwrap_container(
             )
         key = found[0]
     if key not in obj:
-        raise CheckpointError(
-            f"{desc} has no entry {key!r}; entries: {sorted(str(k) for k in obj)[:20]}"
-        )
+        raise CheckpointError(f"{desc} has no entry {key!r}; entries: {sorted(str(k) for k in obj)[:20]}")
     inner = obj[key]
     if not _is_state_dict(inner):
         raise CheckpointError(f"entry {key!r} of {desc} is not a state dict of tensors")
@@ -157,8 +151,9 @@ def _unwrap_trainer_checkpoint(
     if key is None and what == "generator":
         key = gen.get("name")
         if key is None:
-            raise CheckpointError(f"{desc} names no generator ('generator.name'): pass key=... "
-                                  f"(networks: {sorted(nets)})")
+            raise CheckpointError(
+                f"{desc} names no generator ('generator.name'): pass key=... (networks: {sorted(nets)})"
+            )
     elif key is None:
         ds = [n for n in nets if str(n).startswith("D")]
         if len(ds) != 1:
@@ -184,7 +179,7 @@ def strip_wrapper_prefix(sd: Mapping[str, torch.Tensor]) -> StateDict:
         changed = False
         for prefix in ("module.", "_orig_mod."):
             if all(k.startswith(prefix) for k in out):
-                out = {k[len(prefix):]: v for k, v in out.items()}
+                out = {k[len(prefix) :]: v for k, v in out.items()}
                 changed = True
     return out
 
@@ -200,8 +195,7 @@ def drop_instance_norm_buffers(sd: Mapping[str, torch.Tensor]) -> tuple[StateDic
     buffer_names = ("running_mean", "running_var", "num_batches_tracked")
     prefixes = {k.rsplit(".", 1)[0] for k in sd if k.rsplit(".", 1)[-1] in buffer_names}
     norm_free = {p for p in prefixes if f"{p}.weight" not in sd}
-    dropped = [k for k in sd if k.rsplit(".", 1)[0] in norm_free
-               and k.rsplit(".", 1)[-1] in buffer_names]
+    dropped = [k for k in sd if k.rsplit(".", 1)[0] in norm_free and k.rsplit(".", 1)[-1] in buffer_names]
     kept = {k: v for k, v in sd.items() if k not in set(dropped)}
     return kept, dropped
 
@@ -272,13 +266,11 @@ def _advsegloss_to_flat(sd: Mapping[str, torch.Tensor], desc: str) -> StateDict:
 
 def _shape(sd: Mapping[str, torch.Tensor], key: str, desc: str) -> tuple[int, ...]:
     if key not in sd:
-        raise CheckpointError(f"{desc}: expected key {key!r} is missing; found keys: "
-                              f"{_first_keys(sd)}")
+        raise CheckpointError(f"{desc}: expected key {key!r} is missing; found keys: {_first_keys(sd)}")
     return tuple(sd[key].shape)
 
 
-def _norm_of(sd: Mapping[str, torch.Tensor], norm_prefix: str, conv_prefix: str,
-             desc: str) -> str:
+def _norm_of(sd: Mapping[str, torch.Tensor], norm_prefix: str, conv_prefix: str, desc: str) -> str:
     """``batch`` if the first norm stores parameters, else ``instance`` (``none`` looks alike:
     both have conv biases and no norm tensors). Layouts we cannot build are named clearly."""
     if f"{norm_prefix}.weight" in sd:
@@ -304,8 +296,9 @@ def _infer_resnet(sd: StateDict, desc: str) -> dict[str, Any]:
         raise CheckpointError(f"{desc}: residual blocks at unexpected indices {blocks}")
     arch = generator_arch_for("resnet", n)
     if arch is None:
-        raise CheckpointError(f"{desc}: ResnetGenerator with {n} blocks; only 6 and 9 are "
-                              f"supported ({list(GENERATOR_ARCHS)})")
+        raise CheckpointError(
+            f"{desc}: ResnetGenerator with {n} blocks; only 6 and 9 are supported ({list(GENERATOR_ARCHS)})"
+        )
     stem = _shape(sd, "model.1.weight", desc)
     head = _shape(sd, f"model.{17 + n}.weight", desc)
     second_conv = sd.get("model.10.conv_block.6.weight")
@@ -324,8 +317,9 @@ def _infer_unet(sd: StateDict, desc: str) -> dict[str, Any]:
     num_downs = len(downs) + 1  # + the outermost level (model.model.0)
     arch = generator_arch_for("unet", num_downs)
     if arch is None:
-        raise CheckpointError(f"{desc}: U-Net with {num_downs} down-samplings; only 7 (unet_128) "
-                              "and 8 (unet_256) are supported")
+        raise CheckpointError(
+            f"{desc}: U-Net with {num_downs} down-samplings; only 7 (unet_128) and 8 (unet_256) are supported"
+        )
     first = _shape(sd, "model.model.0.weight", desc)
     last = _shape(sd, "model.model.3.weight", desc)  # ConvTranspose: (in, out, k, k)
     return {
@@ -338,8 +332,7 @@ def _infer_unet(sd: StateDict, desc: str) -> dict[str, Any]:
 
 
 def _infer_nlayer(sd: StateDict, desc: str) -> dict[str, Any]:
-    convs = sorted(int(m.group(1)) for k in sd if (m := re.fullmatch(r"model\.(\d+)\.weight", k))
-                   and sd[k].ndim == 4)
+    convs = sorted(int(m.group(1)) for k in sd if (m := re.fullmatch(r"model\.(\d+)\.weight", k)) and sd[k].ndim == 4)
     n_layers = (convs[-1] - 2) // 3
     if n_layers < 1 or convs[-1] != 2 + 3 * n_layers:
         raise CheckpointError(f"{desc}: PatchGAN convs at unexpected indices {convs}")
@@ -355,18 +348,25 @@ def _infer_nlayer(sd: StateDict, desc: str) -> dict[str, Any]:
 
 def _infer_pixel(sd: StateDict, desc: str) -> dict[str, Any]:
     first = _shape(sd, "net.0.weight", desc)
-    return {"arch": "pixel", "input_nc": first[1], "ndf": first[0],
-            "norm": _norm_of(sd, "net.3", "net.2", desc)}
+    return {"arch": "pixel", "input_nc": first[1], "ndf": first[0], "norm": _norm_of(sd, "net.3", "net.2", desc)}
 
 
 _Infer = Callable[[StateDict, str], dict[str, Any]]
 
 #: per kind: container entry names, our format tag, config class, inference per layout
 _KINDS: dict[str, tuple[tuple[str, ...], str, type, dict[str, _Infer]]] = {
-    "generator": (GENERATOR_KEYS, GENERATOR_FORMAT, GeneratorConfig,
-                  {"advsegloss_resnet_split": _infer_resnet, "resnet_flat": _infer_resnet, "unet": _infer_unet}),
-    "discriminator": (DISCRIMINATOR_KEYS, DISCRIMINATOR_FORMAT, DiscriminatorConfig,
-                      {"nlayer_discriminator": _infer_nlayer, "pixel_discriminator": _infer_pixel}),
+    "generator": (
+        GENERATOR_KEYS,
+        GENERATOR_FORMAT,
+        GeneratorConfig,
+        {"advsegloss_resnet_split": _infer_resnet, "resnet_flat": _infer_resnet, "unet": _infer_unet},
+    ),
+    "discriminator": (
+        DISCRIMINATOR_KEYS,
+        DISCRIMINATOR_FORMAT,
+        DiscriminatorConfig,
+        {"nlayer_discriminator": _infer_nlayer, "pixel_discriminator": _infer_pixel},
+    ),
 }
 
 
@@ -377,14 +377,16 @@ def _format_shape(t: torch.Tensor) -> str:
     return "[" + ", ".join(str(s) for s in t.shape) + "]"
 
 
-def _check_match(net: nn.Module, sd: Mapping[str, torch.Tensor], desc: str, cfg: Any,
-                 layout: str) -> None:
+def _check_match(net: nn.Module, sd: Mapping[str, torch.Tensor], desc: str, cfg: Any, layout: str) -> None:
     """Raise a CheckpointError listing missing / unexpected / mis-shaped keys (a few of each)."""
     expected = net.state_dict()
     # files from PyTorch < 0.4 have no BatchNorm num_batches_tracked; BatchNorm's own loader
     # fills it in (state-dict version < 2), so its absence is not a mismatch
-    missing = [k for k in expected if k not in sd and not (
-        k.endswith(".num_batches_tracked") and f"{k.rsplit('.', 1)[0]}.running_mean" in sd)]
+    missing = [
+        k
+        for k in expected
+        if k not in sd and not (k.endswith(".num_batches_tracked") and f"{k.rsplit('.', 1)[0]}.running_mean" in sd)
+    ]
     unexpected = [k for k in sd if k not in expected]
     mismatched = [k for k in expected if k in sd and expected[k].shape != sd[k].shape]
     if not (missing or unexpected or mismatched):
@@ -400,13 +402,13 @@ def _check_match(net: nn.Module, sd: Mapping[str, torch.Tensor], desc: str, cfg:
         parts.append(f"{len(unexpected)} unexpected key(s) found: {shown}{more}")
     if mismatched:
         shown = ", ".join(
-            f"{k} expected {_format_shape(expected[k])} found {_format_shape(sd[k])}"
-            for k in mismatched[:_SHOW]
+            f"{k} expected {_format_shape(expected[k])} found {_format_shape(sd[k])}" for k in mismatched[:_SHOW]
         )
         more = f" (+{len(mismatched) - _SHOW} more)" if len(mismatched) > _SHOW else ""
         parts.append(f"{len(mismatched)} shape mismatch(es): {shown}{more}")
-    parts.append("If the architecture was inferred wrongly, pass overrides "
-                 "(e.g. arch=..., ngf=..., norm=..., use_dropout=...).")
+    parts.append(
+        "If the architecture was inferred wrongly, pass overrides (e.g. arch=..., ngf=..., norm=..., use_dropout=...)."
+    )
     raise CheckpointError("\n  ".join(parts))
 
 
@@ -421,17 +423,16 @@ def _make_config(cls: type[_Config], values: dict[str, Any], desc: str) -> _Conf
         raise CheckpointError(f"{desc}: invalid {cls.__name__}: {exc}") from exc
 
 
-def _prepare(source: Any, key: str | None, candidates: tuple[str, ...], what: str,
-             fmt: str) -> tuple[StateDict, dict[str, Any] | None, str]:
+def _prepare(
+    source: Any, key: str | None, candidates: tuple[str, ...], what: str, fmt: str
+) -> tuple[StateDict, dict[str, Any] | None, str]:
     """Read a source down to (prefix-stripped state dict, stored config or None, description)."""
     desc = _describe(source)
     obj, metadata = read_checkpoint(source)
     stored: dict[str, Any] | None = None
     if metadata.get("advseg_format"):
         if metadata["advseg_format"] != fmt:
-            raise CheckpointError(
-                f"{desc} is an advseg {metadata['advseg_format']!r} file, not {fmt!r}"
-            )
+            raise CheckpointError(f"{desc} is an advseg {metadata['advseg_format']!r} file, not {fmt!r}")
         try:
             stored = json.loads(metadata["config"])
         except (KeyError, json.JSONDecodeError) as exc:
@@ -503,8 +504,9 @@ def _unwrap_module(net: nn.Module) -> nn.Module:
             return net
 
 
-def _save(net: nn.Module, path: str | os.PathLike, fmt: str, cfg_cls: type[_Config],
-          extra_metadata: Mapping[str, Any] | None) -> None:
+def _save(
+    net: nn.Module, path: str | os.PathLike, fmt: str, cfg_cls: type[_Config], extra_metadata: Mapping[str, Any] | None
+) -> None:
     from safetensors.torch import save_file
 
     from advseg_sdk.files import atomic_path
@@ -529,15 +531,15 @@ def _save(net: nn.Module, path: str | os.PathLike, fmt: str, cfg_cls: type[_Conf
         save_file(tensors, str(tmp), metadata=metadata)
 
 
-def save_generator(net: nn.Module, path: str | os.PathLike,
-                   extra_metadata: Mapping[str, Any] | None = None) -> None:
+def save_generator(net: nn.Module, path: str | os.PathLike, extra_metadata: Mapping[str, Any] | None = None) -> None:
     """Write a generator as ``.safetensors`` with ``{"advseg_format": "generator/1", "config":
     json, **extra}`` metadata (non-string extra values are JSON-encoded), atomically."""
     _save(net, path, GENERATOR_FORMAT, GeneratorConfig, extra_metadata)
 
 
-def save_discriminator(net: nn.Module, path: str | os.PathLike,
-                       extra_metadata: Mapping[str, Any] | None = None) -> None:
+def save_discriminator(
+    net: nn.Module, path: str | os.PathLike, extra_metadata: Mapping[str, Any] | None = None
+) -> None:
     """Write a discriminator as ``.safetensors`` (``"discriminator/1"``), atomically."""
     _save(net, path, DISCRIMINATOR_FORMAT, DiscriminatorConfig, extra_metadata)
 

@@ -21,16 +21,31 @@ __all__ = ["main"]
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML config file.")
-@click.option("--preset", type=str, default=None,
-              help="official-cyclegan | official-pix2pix | paper | paper-pix2pix | demo.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a config key, e.g. --set model.ngf=32 (repeatable).")
-@click.option("--data.root", "data_root", type=click.Path(file_okay=False), default=None,
-              help="Dataset folder (same as --set data.root=DIR).")
+@click.option(
+    "--preset", type=str, default=None, help="official-cyclegan | official-pix2pix | paper | paper-pix2pix | demo."
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config key, e.g. --set model.ngf=32 (repeatable).",
+)
+@click.option(
+    "--data.root",
+    "data_root",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Dataset folder (same as --set data.root=DIR).",
+)
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Run directory (run.out).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoints/latest.pt if it exists.")
-@click.option("--seg-grad", type=click.Choice(["soft", "hard"]), default=None,
-              help="soft: the generator gets the segmentation gradient (default); hard: official, none.")
+@click.option(
+    "--seg-grad",
+    type=click.Choice(["soft", "hard"]),
+    default=None,
+    help="soft: the generator gets the segmentation gradient (default); hard: official, none.",
+)
 @click.option("--device", type=str, default=None, help="auto | cpu | cuda | cuda:N.")
 @click.option("--max-steps", type=int, default=None, help="Stop after this many steps.")
 @click.option("--print-config", is_flag=True, help="Print the resolved config as YAML and exit.")
@@ -40,8 +55,14 @@ def main(**flags: Any) -> None:
 
     f = SimpleNamespace(**flags)
     extra = list(f.overrides)
-    for key, value in (("data.root", f.data_root), ("run.out", f.out), ("run.resume", "true" if f.resume else None),
-                       ("seg.grad", f.seg_grad), ("run.device", f.device), ("run.max_steps", f.max_steps)):
+    for key, value in (
+        ("data.root", f.data_root),
+        ("run.out", f.out),
+        ("run.resume", "true" if f.resume else None),
+        ("seg.grad", f.seg_grad),
+        ("run.device", f.device),
+        ("run.max_steps", f.max_steps),
+    ):
         if value is not None:
             extra.append(f"{key}={value}")
     try:
@@ -68,9 +89,12 @@ def main(**flags: Any) -> None:
         click.echo(f"advseg-train: {exc}", err=True)
         sys.exit(3)
     except ImportError as exc:  # an optional backend (detectron2, transformers) is missing
-        click.echo(f"advseg-train: error: {exc}\nOr choose another segmenter: --set seg.segmenter="
-                   "isnet (fg/bg, offline weights) | tiny (tests) | mask2former | oneformer, "
-                   "or --set seg.variant=none.", err=True)
+        click.echo(
+            f"advseg-train: error: {exc}\nOr choose another segmenter: --set seg.segmenter="
+            "isnet (fg/bg, offline weights) | tiny (tests) | mask2former | oneformer, "
+            "or --set seg.variant=none.",
+            err=True,
+        )
         sys.exit(2)
     except (DataError, CheckpointLoadError, AssetMissingError, ConfigError, ValueError) as exc:
         click.echo(f"advseg-train: error: {exc}", err=True)
@@ -91,8 +115,10 @@ def _run_dir_problem(run_dir: Path, resume: bool) -> str | None:
         found = [f for f in _RUN_FILES if (run_dir / f).exists()]
         if found:
             again = " ".join(a for a in sys.argv[1:] if a != "--resume")
-            return (f"{run_dir} already holds a run ({found[0]}); continue it with "
-                    f"`advseg-train {again} --resume`, or choose a new --out")
+            return (
+                f"{run_dir} already holds a run ({found[0]}); continue it with "
+                f"`advseg-train {again} --resume`, or choose a new --out"
+            )
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

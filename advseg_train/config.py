@@ -209,15 +209,39 @@ def _validate(cfg: TrainConfig) -> None:
         value = _get(cfg, key)
         if value not in choices:
             raise ConfigError(f"{key}={value!r} is not one of {', '.join(map(str, choices))}")
-    positive = ["model.ngf", "model.ndf", "model.n_layers_D", "model.input_nc", "model.output_nc",
-                "data.load_size", "data.crop_size", "run.batch_size", "run.num_samples"]
+    positive = [
+        "model.ngf",
+        "model.ndf",
+        "model.n_layers_D",
+        "model.input_nc",
+        "model.output_nc",
+        "data.load_size",
+        "data.crop_size",
+        "run.batch_size",
+        "run.num_samples",
+    ]
     for key in positive:
         if _get(cfg, key) <= 0:
             raise ConfigError(f"{key} must be > 0, got {_get(cfg, key)}")
-    nonneg = ["loss.pool_size", "optim.niter", "optim.niter_decay", "run.checkpoint_every",
-              "run.save_epoch_freq", "run.log_every", "run.sample_every", "data.num_workers",
-              "debug.save_sleep_s", "seg.lambda_seg", "seg.wg", "seg.wb", "seg.wm",
-              "loss.lambda_A", "loss.lambda_B", "loss.lambda_identity", "loss.lambda_L1"]
+    nonneg = [
+        "loss.pool_size",
+        "optim.niter",
+        "optim.niter_decay",
+        "run.checkpoint_every",
+        "run.save_epoch_freq",
+        "run.log_every",
+        "run.sample_every",
+        "data.num_workers",
+        "debug.save_sleep_s",
+        "seg.lambda_seg",
+        "seg.wg",
+        "seg.wb",
+        "seg.wm",
+        "loss.lambda_A",
+        "loss.lambda_B",
+        "loss.lambda_identity",
+        "loss.lambda_L1",
+    ]
     for key in nonneg:
         if _get(cfg, key) is not None and _get(cfg, key) < 0:
             raise ConfigError(f"{key} must be >= 0, got {_get(cfg, key)}")
@@ -283,14 +307,16 @@ def _paper_pix2pix() -> TrainConfig:
 
 def _demo() -> TrainConfig:
     cfg = TrainConfig()
-    cfg.model = ModelConfig(kind="pix2pix", netG="resnet_6blocks", ngf=16, ndf=16, norm="instance",
-                            use_dropout=False, gan_mode="lsgan")
+    cfg.model = ModelConfig(
+        kind="pix2pix", netG="resnet_6blocks", ngf=16, ndf=16, norm="instance", use_dropout=False, gan_mode="lsgan"
+    )
     cfg.loss = LossConfig(pool_size=0, lambda_L1=100.0)
     cfg.seg = SegConfig(variant="binary", grad="soft", segmenter="isnet", lambda_seg=1.0)
     cfg.data = DataConfig(mode="photos", root=None, load_size=143, crop_size=128, sketch_method="hed")
     cfg.optim = OptimConfig(niter=6, niter_decay=4)
-    cfg.run = RunConfig(out="runs/demo", checkpoint_every=100, save_epoch_freq=0, log_every=5,
-                        sample_every=50, num_samples=4)
+    cfg.run = RunConfig(
+        out="runs/demo", checkpoint_every=100, save_epoch_freq=0, log_every=5, sample_every=50, num_samples=4
+    )
     return cfg
 
 

@@ -51,7 +51,6 @@ __all__ = [
 ]
 
 
-
 class DataError(ValueError):
     """A data folder is missing, empty, or its files do not pair up; the message says which."""
 
@@ -168,8 +167,15 @@ def _item(ta: Tensor, tb: Tensor, a_path: Path, b_path: Path, index: int) -> dic
 class UnalignedDataset(_Base):
     """``root/<phase>A`` and ``root/<phase>B``: independent transforms, B random per item."""
 
-    def __init__(self, root: str | Path, phase: str = "train", augment: Augment = Augment(), seed: int = 0,
-                 serial_batches: bool = False, max_items: int | None = None) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        phase: str = "train",
+        augment: Augment = Augment(),
+        seed: int = 0,
+        serial_batches: bool = False,
+        max_items: int | None = None,
+    ) -> None:
         super().__init__(augment, seed)
         root = Path(root)
         self.a_paths = list_images(root / f"{phase}A", "unaligned data, domain A (sketches)")[:max_items]
@@ -195,8 +201,14 @@ class AlignedDataset(_Base):
     """Paired data: ``root/A`` + ``root/B`` by name, or side-by-side AB files; A and B share one
     crop and flip."""
 
-    def __init__(self, root: str | Path, phase: str = "train",  # root/A/<phase> or root/<phase>, if present
-                 augment: Augment = Augment(), seed: int = 0, max_items: int | None = None) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        phase: str = "train",  # root/A/<phase> or root/<phase>, if present
+        augment: Augment = Augment(),
+        seed: int = 0,
+        max_items: int | None = None,
+    ) -> None:
         super().__init__(augment, seed)
         root = Path(root)
         if not root.is_dir():
@@ -379,9 +391,15 @@ class PhotoSketchDataset(_Base):
     ``unpaired=True`` (CycleGAN) pairs the sketch of photo i with a random photo, as the
     unaligned dataset does; otherwise A and B are the same photo under one crop and flip."""
 
-    def __init__(self, root: str | Path | Sequence[str | Path] | None, cache: SketchCache,
-                 augment: Augment = Augment(), seed: int = 0, unpaired: bool = False,
-                 max_items: int | None = None) -> None:
+    def __init__(
+        self,
+        root: str | Path | Sequence[str | Path] | None,
+        cache: SketchCache,
+        augment: Augment = Augment(),
+        seed: int = 0,
+        unpaired: bool = False,
+        max_items: int | None = None,
+    ) -> None:
         super().__init__(augment, seed)
         if root is None:
             from advseg_sdk.assets import asset_path
@@ -434,8 +452,14 @@ def build_dataset(
             from advseg_sdk.assets import advseg_home
 
             cache_root = advseg_home() / "sketch_cache"
-        return PhotoSketchDataset(root, SketchCache(cache_root, cfg.sketch_method), augment, seed,
-                                  unpaired=not paired, max_items=cfg.max_items)
+        return PhotoSketchDataset(
+            root,
+            SketchCache(cache_root, cfg.sketch_method),
+            augment,
+            seed,
+            unpaired=not paired,
+            max_items=cfg.max_items,
+        )
     raise DataError(f"unknown data.mode {cfg.mode!r}")
 
 
@@ -448,10 +472,10 @@ class ResumableSampler(DistributedSampler):
     ``set_epoch(epoch, skip=k)`` drops this rank's first ``k`` samples of that epoch (the ones
     a resumed run already trained on). Works for a single process too (``num_replicas=1``)."""
 
-    def __init__(self, dataset: Dataset, num_replicas: int = 1, rank: int = 0, shuffle: bool = True,
-                 seed: int = 0) -> None:
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed,
-                         drop_last=False)
+    def __init__(
+        self, dataset: Dataset, num_replicas: int = 1, rank: int = 0, shuffle: bool = True, seed: int = 0
+    ) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=False)
         self.skip = 0
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
@@ -459,7 +483,7 @@ class ResumableSampler(DistributedSampler):
         self.skip = int(skip)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        indices = list(super().__iter__())[self.skip:]
+        indices = list(super().__iter__())[self.skip :]
         return iter([(self.epoch, i) for i in indices])
 
     def __len__(self) -> int:

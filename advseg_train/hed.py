@@ -190,9 +190,7 @@ def _read(h5: h5py.File, path: str, shape: tuple[int, ...], file: Path) -> np.nd
     if not isinstance(obj, h5py.Dataset):
         raise HEDWeightsError(f"HED weights {file}: '{path}' is a group, expected a dataset of shape {shape}")
     if tuple(obj.shape) != shape:
-        raise HEDWeightsError(
-            f"HED weights {file}: dataset '{path}' has shape {tuple(obj.shape)}, expected {shape}"
-        )
+        raise HEDWeightsError(f"HED weights {file}: dataset '{path}' has shape {tuple(obj.shape)}, expected {shape}")
     if not np.issubdtype(obj.dtype, np.floating):
         raise HEDWeightsError(f"HED weights {file}: dataset '{path}' has dtype {obj.dtype}, expected float")
     return np.asarray(obj[()], dtype=np.float32)

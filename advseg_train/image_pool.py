@@ -59,7 +59,9 @@ class ImagePool:
         if int(state["size"]) != self.size:
             raise ValueError(f"image pool size mismatch: checkpoint {state['size']}, config {self.size}")
         images = state["images"]
-        self.images = [] if images.numel() == 0 else [
-            im.unsqueeze(0).to(device) if device is not None else im.unsqueeze(0) for im in images
-        ]
+        self.images = (
+            []
+            if images.numel() == 0
+            else [im.unsqueeze(0).to(device) if device is not None else im.unsqueeze(0) for im in images]
+        )
         self.generator.set_state(state["rng"])

@@ -157,10 +157,7 @@ class AdvSegLoss(nn.Module):
         cond: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Unweighted G-side losses per head: ``GAN(D(map(fake_B)), real)``."""
-        return {
-            h: self.gan_loss(discriminators[h](self.d_input(fake_maps[h], cond)), True)
-            for h in self.heads
-        }
+        return {h: self.gan_loss(discriminators[h](self.d_input(fake_maps[h], cond)), True) for h in self.heads}
 
     def weighted(self, g_losses: Mapping[str, torch.Tensor]) -> torch.Tensor | float:
         """``lambda_seg · (wb·LB + wm·LM)`` over the active heads (0.0 for ``none``)."""

@@ -131,8 +131,10 @@ class GANModel(nn.Module):
             raise ValueError(f"run.amp={amp} needs a CUDA device (got {self.device}); use run.amp=off on CPU")
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
-        self.pools = {name: ImagePool(self._pool_size(name), seed=cfg.run.seed * 1000 + i)
-                      for i, name in enumerate(self.pool_names)}
+        self.pools = {
+            name: ImagePool(self._pool_size(name), seed=cfg.run.seed * 1000 + i)
+            for i, name in enumerate(self.pool_names)
+        }
         self._call: dict[str, Callable] = {}  # trained-network calls (maybe DDP/compiled)
         self._frozen_call: dict[str, Callable] = {}  # calls of frozen Ds in the G step
         self.wrap()
@@ -153,16 +155,18 @@ class GANModel(nn.Module):
 
     def _generator(self, input_nc: int, output_nc: int) -> nn.Module:
         m = self.cfg.model
-        gcfg = GeneratorConfig(arch=m.netG, input_nc=input_nc, output_nc=output_nc, ngf=m.ngf,
-                               norm=m.norm, use_dropout=m.use_dropout)
+        gcfg = GeneratorConfig(
+            arch=m.netG, input_nc=input_nc, output_nc=output_nc, ngf=m.ngf, norm=m.norm, use_dropout=m.use_dropout
+        )
         return build_generator(gcfg, init_type=m.init_type, init_gain=m.init_gain)
 
     def _discriminator(self, input_nc: int) -> nn.Module:
         m = self.cfg.model
         # no sigmoid even for vanilla GANs: the loss takes logits (BCE-with-logits is the official
         # sigmoid + BCE without its saturation), and a training D is never exported
-        dcfg = DiscriminatorConfig(arch=m.netD, input_nc=input_nc, ndf=m.ndf, n_layers=m.n_layers_D,
-                                   norm=m.norm, use_sigmoid=False)
+        dcfg = DiscriminatorConfig(
+            arch=m.netD, input_nc=input_nc, ndf=m.ndf, n_layers=m.n_layers_D, norm=m.norm, use_sigmoid=False
+        )
         return build_discriminator(dcfg, init_type=m.init_type, init_gain=m.init_gain)
 
     def _lr_rule(self, e: int) -> float:
@@ -195,8 +199,9 @@ class GANModel(nn.Module):
             self._frozen_call[name] = net
         eager = [n for n in self.nets if n not in compiled]
         self.compiled = compiled
-        self.compile_summary = (f"compiled {', '.join(compiled) or 'nothing'}; eager {', '.join(eager) or 'nothing'}"
-                                + (" (discriminators: varying input grad/channels would recompile)" if compile else ""))
+        self.compile_summary = f"compiled {', '.join(compiled) or 'nothing'}; eager {', '.join(eager) or 'nothing'}" + (
+            " (discriminators: varying input grad/channels would recompile)" if compile else ""
+        )
 
     @property
     def generator(self) -> Generator:
@@ -225,8 +230,13 @@ class GANModel(nn.Module):
         table = self._frozen_call if frozen else self._call
         return {h: table[n] for h, n in self.seg_heads.items()}
 
-    def _pooled_fake_maps(self, pool: ImagePool, fake: torch.Tensor, fake_maps: Mapping[str, torch.Tensor],
-                          cond: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+    def _pooled_fake_maps(
+        self,
+        pool: ImagePool,
+        fake: torch.Tensor,
+        fake_maps: Mapping[str, torch.Tensor],
+        cond: torch.Tensor | None = None,
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
         """History for the segmentation Ds: pool ``[cond,] fake`` images, re-segment drawn ones."""
         if not self.adv_seg.heads:
             return {}, cond
@@ -235,7 +245,7 @@ class GANModel(nn.Module):
         if not swapped:
             return {k: v.detach() for k, v in fake_maps.items()}, cond
         pooled_cond = None if cond is None else pooled[:, : cond.shape[1]]
-        pooled_fake = pooled if cond is None else pooled[:, cond.shape[1]:]
+        pooled_fake = pooled if cond is None else pooled[:, cond.shape[1] :]
         with torch.no_grad():
             return self.adv_seg.maps(pooled_fake, differentiable=False), pooled_cond
 
@@ -260,16 +270,18 @@ class GANModel(nn.Module):
     def _step(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def discriminator_losses(self, real_A: torch.Tensor, real_B: torch.Tensor, out: Mapping[str, Any]
-                             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def discriminator_losses(
+        self, real_A: torch.Tensor, real_B: torch.Tensor, out: Mapping[str, Any]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``(total, terms)`` of every discriminator's loss, computed under autocast."""
         t: dict[str, torch.Tensor] = {}
         with self.autocast():
             total = self._discriminator_terms(t, real_A, real_B, out)
         return total, t
 
-    def _discriminator_terms(self, t: dict[str, torch.Tensor], real_A: torch.Tensor, real_B: torch.Tensor,
-                             out: Mapping[str, Any]) -> torch.Tensor:
+    def _discriminator_terms(
+        self, t: dict[str, torch.Tensor], real_A: torch.Tensor, real_B: torch.Tensor, out: Mapping[str, Any]
+    ) -> torch.Tensor:
         """Put each discriminator's loss into ``t``; return their total."""
         raise NotImplementedError
 
@@ -391,11 +403,18 @@ class CycleGANModel(GANModel):
             rec_B = c["G_A"](fake_A)
             fake_maps = self.adv_seg.maps(fake_B, differentiable=True)
             real_maps = self.adv_seg.maps(real_B, differentiable=False)
-        return {"fake_B": fake_B, "rec_A": rec_A, "fake_A": fake_A, "rec_B": rec_B,
-                "fake_maps": fake_maps, "real_maps": real_maps}
+        return {
+            "fake_B": fake_B,
+            "rec_A": rec_A,
+            "fake_A": fake_A,
+            "rec_B": rec_B,
+            "fake_maps": fake_maps,
+            "real_maps": real_maps,
+        }
 
-    def generator_losses(self, real_A: torch.Tensor, real_B: torch.Tensor, out: Mapping[str, Any]
-                         ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def generator_losses(
+        self, real_A: torch.Tensor, real_B: torch.Tensor, out: Mapping[str, Any]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``wg·(identity + GAN + cycle) + lambda_seg·(wb·LB + wm·LM)`` with every D frozen."""
         L = self.cfg.loss
         c, f = self._call, self._frozen_call
@@ -419,8 +438,9 @@ class CycleGANModel(GANModel):
             set_requires_grad(d_nets, True)
         return t["G_total"], t
 
-    def _discriminator_terms(self, t: dict[str, torch.Tensor], real_A: torch.Tensor, real_B: torch.Tensor,
-                             out: Mapping[str, Any]) -> torch.Tensor:
+    def _discriminator_terms(
+        self, t: dict[str, torch.Tensor], real_A: torch.Tensor, real_B: torch.Tensor, out: Mapping[str, Any]
+    ) -> torch.Tensor:
         """D_A: real_B vs pooled fake_B; D_B: real_A vs pooled fake_A; D_seg_*: maps."""
         c = self._call
         pooled_B, _ = self.pools["fake_B"].query(out["fake_B"])
@@ -469,22 +489,31 @@ class Pix2PixModel(GANModel):
             real_maps = self.adv_seg.maps(real_B, differentiable=False)
         return {"fake_B": fake_B, "fake_maps": fake_maps, "real_maps": real_maps}
 
-    def _discriminator_terms(self, t: dict[str, torch.Tensor], real_A: torch.Tensor, real_B: torch.Tensor,
-                             out: Mapping[str, Any]) -> torch.Tensor:
+    def _discriminator_terms(
+        self, t: dict[str, torch.Tensor], real_A: torch.Tensor, real_B: torch.Tensor, out: Mapping[str, Any]
+    ) -> torch.Tensor:
         """D: cat(A, fake_B) (pooled) vs cat(A, B); D_seg_*: cat(B, map(fake_B)) vs cat(B, map(B))."""
         fake_AB, _ = self.pools["fake_AB"].query(torch.cat([real_A, out["fake_B"]], 1))
         loss_fake = self.gan_loss(self._call["D"](fake_AB), False)
         loss_real = self.gan_loss(self._call["D"](torch.cat([real_A, real_B], 1)), True)
         t["D"] = 0.5 * (loss_fake + loss_real)
-        pooled_maps, pooled_cond = self._pooled_fake_maps(self.pools["seg"], out["fake_B"], out["fake_maps"],
-                                                          cond=real_B)
-        seg_d = self.adv_seg.discriminator_losses(out["real_maps"], pooled_maps, self._seg_calls(frozen=False),
-                                                  cond=real_B, fake_cond=pooled_cond, fake_first=True)
+        pooled_maps, pooled_cond = self._pooled_fake_maps(
+            self.pools["seg"], out["fake_B"], out["fake_maps"], cond=real_B
+        )
+        seg_d = self.adv_seg.discriminator_losses(
+            out["real_maps"],
+            pooled_maps,
+            self._seg_calls(frozen=False),
+            cond=real_B,
+            fake_cond=pooled_cond,
+            fake_first=True,
+        )
         t.update({f"D_seg_{h}": v for h, v in seg_d.items()})
         return t["D"] + sum(seg_d.values())
 
-    def generator_losses(self, real_A: torch.Tensor, real_B: torch.Tensor, out: Mapping[str, Any]
-                         ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def generator_losses(
+        self, real_A: torch.Tensor, real_B: torch.Tensor, out: Mapping[str, Any]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``wg·(GAN + L1) + lambda_seg·(wb·LB + wm·LM)`` with every D frozen."""
         f = self._frozen_call
         d_nets = [self.nets[n] for n in self.discriminator_names]

@@ -80,8 +80,11 @@ def _conv_bias(norm: str) -> bool:
 
 def _padded_conv(c_in: int, c_out: int, kernel: int, norm: str) -> list[nn.Module]:
     """Reflection padding, a stride-1 conv that keeps the size, and its norm."""
-    return [nn.ReflectionPad2d(kernel // 2), nn.Conv2d(c_in, c_out, kernel_size=kernel, bias=_conv_bias(norm)),
-            make_norm(norm, c_out)]
+    return [
+        nn.ReflectionPad2d(kernel // 2),
+        nn.Conv2d(c_in, c_out, kernel_size=kernel, bias=_conv_bias(norm)),
+        make_norm(norm, c_out),
+    ]
 
 
 class ResnetBlock(nn.Module):
@@ -143,8 +146,13 @@ class ResnetGenerator(Generator):
         for _ in range(self.n_downsampling):
             layers += [
                 nn.ConvTranspose2d(
-                    channels, channels // 2, kernel_size=3, stride=2, padding=1,
-                    output_padding=1, bias=bias,
+                    channels,
+                    channels // 2,
+                    kernel_size=3,
+                    stride=2,
+                    padding=1,
+                    output_padding=1,
+                    bias=bias,
                 ),
                 make_norm(norm, channels // 2),
                 nn.ReLU(inplace=True),
@@ -188,17 +196,19 @@ class UnetSkipBlock(nn.Module):
             up_conv = nn.ConvTranspose2d(up_in, outer_nc, kernel_size=4, stride=2, padding=1)
             layers = [down_conv, submodule, nn.ReLU(inplace=True), up_conv, nn.Tanh()]
         elif submodule is None:
-            up_conv = nn.ConvTranspose2d(
-                up_in, outer_nc, kernel_size=4, stride=2, padding=1, bias=bias
-            )
-            layers = [nn.LeakyReLU(0.2), down_conv, nn.ReLU(inplace=True), up_conv,
-                      make_norm(norm, outer_nc)]
+            up_conv = nn.ConvTranspose2d(up_in, outer_nc, kernel_size=4, stride=2, padding=1, bias=bias)
+            layers = [nn.LeakyReLU(0.2), down_conv, nn.ReLU(inplace=True), up_conv, make_norm(norm, outer_nc)]
         else:
-            up_conv = nn.ConvTranspose2d(
-                up_in, outer_nc, kernel_size=4, stride=2, padding=1, bias=bias
-            )
-            layers = [nn.LeakyReLU(0.2), down_conv, make_norm(norm, inner_nc), submodule,
-                      nn.ReLU(inplace=True), up_conv, make_norm(norm, outer_nc)]
+            up_conv = nn.ConvTranspose2d(up_in, outer_nc, kernel_size=4, stride=2, padding=1, bias=bias)
+            layers = [
+                nn.LeakyReLU(0.2),
+                down_conv,
+                make_norm(norm, inner_nc),
+                submodule,
+                nn.ReLU(inplace=True),
+                up_conv,
+                make_norm(norm, outer_nc),
+            ]
             if use_dropout:
                 layers.append(nn.Dropout(0.5))
         self.model = nn.Sequential(*layers)
@@ -226,11 +236,10 @@ class UnetGenerator(Generator):
         block = UnetSkipBlock(ngf * 4, ngf * 8, norm, submodule=block)
         block = UnetSkipBlock(ngf * 2, ngf * 4, norm, submodule=block)
         block = UnetSkipBlock(ngf, ngf * 2, norm, submodule=block)
-        self.model = UnetSkipBlock(cfg.output_nc, ngf, norm, input_nc=cfg.input_nc, submodule=block,
-                                   outermost=True)
+        self.model = UnetSkipBlock(cfg.output_nc, ngf, norm, input_nc=cfg.input_nc, submodule=block, outermost=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        multiple = 2 ** self.num_downs
+        multiple = 2**self.num_downs
         if x.shape[-1] % multiple or x.shape[-2] % multiple:
             raise ValueError(
                 f"UnetGenerator with {self.num_downs} down-samplings needs height and width that "
@@ -255,8 +264,7 @@ class NLayerDiscriminator(Discriminator):
             prev, mult = mult, min(2**n, 8)
             stride = 2 if n < n_layers else 1
             layers += [
-                nn.Conv2d(ndf * prev, ndf * mult, kernel_size=4, stride=stride, padding=1,
-                          bias=bias),
+                nn.Conv2d(ndf * prev, ndf * mult, kernel_size=4, stride=stride, padding=1, bias=bias),
                 make_norm(norm, ndf * mult),
                 nn.LeakyReLU(0.2, inplace=True),
             ]

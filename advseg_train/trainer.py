@@ -41,8 +41,15 @@ if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 
-__all__ = ["RunResult", "TrainingDivergedError", "train", "write_sample_grid", "resolve_device", "resolve_num_workers",
-           "build_loader"]
+__all__ = [
+    "RunResult",
+    "TrainingDivergedError",
+    "train",
+    "write_sample_grid",
+    "resolve_device",
+    "resolve_num_workers",
+    "build_loader",
+]
 
 
 class TrainingDivergedError(RuntimeError):
@@ -79,8 +86,7 @@ class _Dist:
         return self.rank == 0
 
 
-def resolve_device(name: str, local_rank: int = 0, world: int = 1,
-                   cuda_available: bool | None = None) -> torch.device:
+def resolve_device(name: str, local_rank: int = 0, world: int = 1, cuda_available: bool | None = None) -> torch.device:
     """The device for ``run.device``; a CUDA device always carries an index, because
     ``torch.cuda.set_device`` refuses a bare ``torch.device("cuda")``. Under DDP each process
     takes ``cuda:LOCAL_RANK``."""
@@ -110,17 +116,24 @@ def resolve_num_workers(requested: int | None, device: torch.device, cpus: int |
     return max(1, min(8, cpus - 1))
 
 
-def build_loader(cfg: TrainConfig, dataset: Any, sampler: ResumableSampler,
-                 device: torch.device) -> tuple[DataLoader, int, bool]:
+def build_loader(
+    cfg: TrainConfig, dataset: Any, sampler: ResumableSampler, device: torch.device
+) -> tuple[DataLoader, int, bool]:
     """The training DataLoader, its worker count and whether it drops the last partial batch
     (with ``run.compile``: compiled networks see one batch shape; a smaller one recompiles)."""
     r = cfg.run
     workers = resolve_num_workers(cfg.data.num_workers, device)
     drop_last = bool(r.compile) and sampler.num_samples >= r.batch_size
-    loader = DataLoader(dataset, batch_size=r.batch_size, sampler=sampler, num_workers=workers,
-                        drop_last=drop_last, pin_memory=device.type == "cuda",
-                        persistent_workers=workers > 0,
-                        generator=torch.Generator().manual_seed(r.seed))
+    loader = DataLoader(
+        dataset,
+        batch_size=r.batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        drop_last=drop_last,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+        generator=torch.Generator().manual_seed(r.seed),
+    )
     return loader, workers, drop_last
 
 
@@ -156,8 +169,20 @@ def _seed_all(seed: int) -> None:
 
 # --------------------------------------------------------------------------- sample grids
 
-_BASE_COLOURS = [(0, 0, 0), (230, 120, 20), (60, 140, 230), (60, 190, 75), (220, 40, 60), (240, 210, 40),
-                 (150, 80, 200), (70, 210, 210), (240, 110, 190), (130, 130, 130), (140, 90, 40), (0, 100, 90)]
+_BASE_COLOURS = [
+    (0, 0, 0),
+    (230, 120, 20),
+    (60, 140, 230),
+    (60, 190, 75),
+    (220, 40, 60),
+    (240, 210, 40),
+    (150, 80, 200),
+    (70, 210, 210),
+    (240, 110, 190),
+    (130, 130, 130),
+    (140, 90, 40),
+    (0, 100, 90),
+]
 
 
 def _palette(n: int) -> np.ndarray:
@@ -196,6 +221,7 @@ def write_sample_grid(path: str | os.PathLike, images: dict[str, torch.Tensor]) 
 
 # --------------------------------------------------------------------------- the loop
 
+
 def _gather_rng(dd: _Dist) -> dict[str, Any]:
     """This rank's RNG state; under DDP also every rank's (``"ranks"``), gathered to all."""
     state = rng_state()
@@ -206,8 +232,9 @@ def _gather_rng(dd: _Dist) -> dict[str, Any]:
     return state
 
 
-def _checkpoint_state(cfg: TrainConfig, model: GANModel, epoch: int, it: int, step: int,
-                      rng: dict[str, Any] | None = None) -> dict[str, Any]:
+def _checkpoint_state(
+    cfg: TrainConfig, model: GANModel, epoch: int, it: int, step: int, rng: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {
         "config": to_dict(cfg),
         "position": {"epoch": epoch, "iter": it, "global_step": step},
@@ -222,10 +249,20 @@ def _save_generator(model: GANModel, path: Path, cfg: TrainConfig, step: int) ->
     from .networks import save_generator
 
     # The resolved training config travels with the weights: advseg-export records it as provenance.
-    save_generator(model.generator, path, extra_metadata={
-        "advseg_train": {"global_step": step, "model": cfg.model.kind, "seg_variant": cfg.seg.variant,
-                         "seg_grad": cfg.seg.grad, "preset": cfg.preset},
-        "training_config": to_dict(cfg)})
+    save_generator(
+        model.generator,
+        path,
+        extra_metadata={
+            "advseg_train": {
+                "global_step": step,
+                "model": cfg.model.kind,
+                "seg_variant": cfg.seg.variant,
+                "seg_grad": cfg.seg.grad,
+                "preset": cfg.preset,
+            },
+            "training_config": to_dict(cfg),
+        },
+    )
     return path
 
 
@@ -291,11 +328,13 @@ def _train(cfg: TrainConfig, dd: _Dist, device: torch.device, run_dir: Path, ckp
 
     # ---- data (first: a wrong folder fails fast, before any model is loaded)
     dataset = build_dataset(cfg.data, paired=cfg.model.kind == "pix2pix", seed=r.seed)
-    sampler = ResumableSampler(dataset, num_replicas=dd.world, rank=dd.rank,
-                               shuffle=not cfg.data.serial_batches, seed=r.seed)
+    sampler = ResumableSampler(
+        dataset, num_replicas=dd.world, rank=dd.rank, shuffle=not cfg.data.serial_batches, seed=r.seed
+    )
     loader, workers, drop_last = build_loader(cfg, dataset, sampler, device)
-    steps_per_epoch = (sampler.num_samples // r.batch_size if drop_last
-                       else math.ceil(sampler.num_samples / r.batch_size))
+    steps_per_epoch = (
+        sampler.num_samples // r.batch_size if drop_last else math.ceil(sampler.num_samples / r.batch_size)
+    )
     first_epoch, last_epoch = o.epoch_count, o.niter + o.niter_decay
 
     # ---- model (identical init on every rank), then per-rank randomness
@@ -323,8 +362,11 @@ def _train(cfg: TrainConfig, dd: _Dist, device: torch.device, run_dir: Path, ckp
         loaded = model.load_networks(load_checkpoint(init_path)["model"])
         log.message(f"initialised networks {', '.join(loaded)} from {init_path}")
 
-    model.wrap(ddp=dd.world > 1, compile=r.compile,
-               device_ids=[device.index] if device.type == "cuda" and dd.world > 1 else None)
+    model.wrap(
+        ddp=dd.world > 1,
+        compile=r.compile,
+        device_ids=[device.index] if device.type == "cuda" and dd.world > 1 else None,
+    )
     if r.compile:
         log.message(f"torch.compile: {model.compile_summary}")
     if restored_rng is not None:
@@ -351,8 +393,11 @@ def _train(cfg: TrainConfig, dd: _Dist, device: torch.device, run_dir: Path, ckp
         f"({cfg.seg.segmenter if cfg.seg.variant != 'none' else '-'}) on {device}"
         f"{f' x{dd.world} ranks' if dd.world > 1 else ''}; {len(dataset)} items, "
         f"{steps_per_epoch} steps/epoch, epochs {first_epoch}..{last_epoch}, run dir {run_dir}"
-        + (f"; amp {r.amp}, cudnn.benchmark {torch.backends.cudnn.benchmark}, {workers} loader workers"
-           if device.type == "cuda" else "")
+        + (
+            f"; amp {r.amp}, cudnn.benchmark {torch.backends.cudnn.benchmark}, {workers} loader workers"
+            if device.type == "cuda"
+            else ""
+        )
     )
 
     if dd.is_main and r.progress:
@@ -399,7 +444,8 @@ def _train(cfg: TrainConfig, dd: _Dist, device: torch.device, run_dir: Path, ckp
                     f"The last good state (before this step) was saved to {path}; "
                     f"{latest} holds the last periodic checkpoint. Lower optim.lr or check the data, then "
                     f"resume from it (copy it to latest.pt and pass --resume).",
-                    path if dd.is_main else None, exc.terms,
+                    path if dd.is_main else None,
+                    exc.terms,
                 ) from None
             step += 1
             it += 1
@@ -442,6 +488,14 @@ def _train(cfg: TrainConfig, dd: _Dist, device: torch.device, run_dir: Path, ckp
         log.message(f"finished at step {step}: {latest}, {gen_path}")
     if dd.world > 1:
         dist.barrier()
-    return RunResult(run_dir=run_dir, global_step=step, epoch=epoch, checkpoint=latest if dd.is_main else None,
-                     generator=gen_path, history=history, images_per_s=images_per_s, resumed_from=resumed_from,
-                     model=model)
+    return RunResult(
+        run_dir=run_dir,
+        global_step=step,
+        epoch=epoch,
+        checkpoint=latest if dd.is_main else None,
+        generator=gen_path,
+        history=history,
+        images_per_s=images_per_s,
+        resumed_from=resumed_from,
+        model=model,
+    )

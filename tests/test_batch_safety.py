@@ -115,7 +115,10 @@ def test_nested_folders_are_mirrored(tmp_path: Path):
     r = advseg("sketch", d, "-o", out, "--method", "xdog")
     assert r.returncode == 0, r.stderr
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*.png")) == [
-        "2019/IMG_0001.png", "2020/IMG_0001.png", "top.png"]
+        "2019/IMG_0001.png",
+        "2020/IMG_0001.png",
+        "top.png",
+    ]
     assert "wrote 3" in r.stdout
 
 

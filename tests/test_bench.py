@@ -21,10 +21,17 @@ from advseg_bench.plan import Job, PlanRequest, estimate_call_s, make_plan
 from advseg_bench.report import compute_targets, render_markdown
 from advseg_bench.timing import TimingPolicy, measure, summarize
 
-CPU_ONLY_ENV = {"torch": "2.x", "torch_cuda": False, "torch_cuda_reason": "torch is a CPU-only build",
-                "ort_providers": ["CPUExecutionProvider"], "tensorrt": None,
-                "tensorrt_error": "import tensorrt failed: No module named 'tensorrt'", "cuda_python": False,
-                "gpu": False, "cxx_compiler": "/usr/bin/g++"}
+CPU_ONLY_ENV = {
+    "torch": "2.x",
+    "torch_cuda": False,
+    "torch_cuda_reason": "torch is a CPU-only build",
+    "ort_providers": ["CPUExecutionProvider"],
+    "tensorrt": None,
+    "tensorrt_error": "import tensorrt failed: No module named 'tensorrt'",
+    "cuda_python": False,
+    "gpu": False,
+    "cxx_compiler": "/usr/bin/g++",
+}
 
 
 def _result(model, backend, precision, batch, size, p50, kind="generator", **extra):
@@ -39,13 +46,18 @@ def _result(model, backend, precision, batch, size, p50, kind="generator", **ext
 
 def _doc(results, slug="cpu-2core-test", models=None):
     return {
-        "schema": schema.SCHEMA_VERSION, "kind": "matrix", "created": "2025-01-01T00:00:00+00:00",
+        "schema": schema.SCHEMA_VERSION,
+        "kind": "matrix",
+        "created": "2025-01-01T00:00:00+00:00",
         "command": ["advseg-bench", "run"],
         "machine": {"slug": slug, "os": "Linux", "cpu_model": "Test CPU", "cpu_cores_logical": 2, "gpus": []},
         "software": {"advseg": "0.1.0", "numpy": "2", "onnxruntime": "1.x", "torch": "2.x"},
-        "settings": {"threads": 2}, "peaks": {"cpu": {"fp32": {"gflops": 100.0}}}, "load": {},
+        "settings": {"threads": 2},
+        "peaks": {"cpu": {"fp32": {"gflops": 100.0}}},
+        "load": {},
         "backends": [{"backend": "ort-cuda", "available": False, "reason": "no CUDA EP here"}],
-        "models": models or [], "results": results,
+        "models": models or [],
+        "results": results,
     }
 
 
@@ -111,8 +123,12 @@ def test_plan_reports_unavailable_backends_and_unsupported_precisions():
     spec.checkpoint = "/nonexistent/but/not/opened.safetensors"
     costs = {spec.name: {"32": {"gflops": 0.01, "weights_mb": 1.0, "activation_peak_mb": 1.0}}}
     backends = ["torch-eager", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt", "torch-cudagraph"]
-    plan = make_plan(PlanRequest([spec], backends, ["fp32", "fp16", "bf16", "int8"], [1], [32]), CPU_ONLY_ENV, costs,
-                     {"cpu": {"fp32": {"gflops": 50.0}, "bf16": {"gflops": 1.0}, "int8": {"gflops": 80.0}}})
+    plan = make_plan(
+        PlanRequest([spec], backends, ["fp32", "fp16", "bf16", "int8"], [1], [32]),
+        CPU_ONLY_ENV,
+        costs,
+        {"cpu": {"fp32": {"gflops": 50.0}, "bf16": {"gflops": 1.0}, "int8": {"gflops": 80.0}}},
+    )
     rows = {b["backend"]: b for b in plan.backends}
     assert rows["torch-eager"]["available"] and rows["ort-cpu"]["available"]
     for b in ("ort-cuda", "ort-trt", "tensorrt", "torch-cudagraph"):
@@ -133,11 +149,21 @@ def test_plan_reports_unavailable_backends_and_unsupported_precisions():
 def test_plan_skips_by_time_and_memory_with_reasons():
     spec = generator_spec("resnet_9blocks")
     spec.checkpoint = "x.safetensors"
-    costs = {spec.name: {"256": {"gflops": 100.0, "weights_mb": 43.0, "activation_peak_mb": 65.0},
-                         "1024": {"gflops": 1600.0, "weights_mb": 43.0, "activation_peak_mb": 1040.0}}}
+    costs = {
+        spec.name: {
+            "256": {"gflops": 100.0, "weights_mb": 43.0, "activation_peak_mb": 65.0},
+            "1024": {"gflops": 1600.0, "weights_mb": 43.0, "activation_peak_mb": 1040.0},
+        }
+    }
     peaks = {"cpu": {"fp32": {"gflops": 100.0}, "bf16": {"gflops": 0.5}}}
-    plan = make_plan(PlanRequest([spec], ["torch-eager"], ["fp32", "bf16"], [1, 32], [256, 1024],
-                                 memory_budget_mb=8 * 1024, max_call_s=60), CPU_ONLY_ENV, costs, peaks)
+    plan = make_plan(
+        PlanRequest(
+            [spec], ["torch-eager"], ["fp32", "bf16"], [1, 32], [256, 1024], memory_budget_mb=8 * 1024, max_call_s=60
+        ),
+        CPU_ONLY_ENV,
+        costs,
+        peaks,
+    )
     reasons = {(r["precision"], r["batch"], r["size"]): r["reason"] for r in plan.skipped}
     assert "measured bf16 peak" in reasons[("bf16", 1, 256)]
     assert "exceeds the budget" in reasons[("fp32", 32, 1024)]
@@ -175,10 +201,21 @@ def test_schema_validation_names_the_problem(tmp_path):
 
 
 def test_compare_ratios_are_computed_from_medians():
-    a = _doc([_result("g", "torch-eager", "fp32", 1, 256, 600.0), _result("g", "ort-cpu", "fp32", 1, 256, 500.0),
-              _result("g", "ort-cpu", "int8", 1, 256, 250.0)])
-    b = _doc([_result("g", "torch-eager", "fp32", 1, 256, 300.0), _result("g", "ort-cpu", "fp32", 1, 256, 1000.0),
-              _result("h", "ort-cpu", "fp32", 1, 256, 1.0)], slug="other-machine")
+    a = _doc(
+        [
+            _result("g", "torch-eager", "fp32", 1, 256, 600.0),
+            _result("g", "ort-cpu", "fp32", 1, 256, 500.0),
+            _result("g", "ort-cpu", "int8", 1, 256, 250.0),
+        ]
+    )
+    b = _doc(
+        [
+            _result("g", "torch-eager", "fp32", 1, 256, 300.0),
+            _result("g", "ort-cpu", "fp32", 1, 256, 1000.0),
+            _result("h", "ort-cpu", "fp32", 1, 256, 1.0),
+        ],
+        slug="other-machine",
+    )
     cmp = compare_docs(a, b)
     rows = {(r["backend"], r["precision"]): r for r in cmp["rows"]}
     assert set(rows) == {("torch-eager", "fp32"), ("ort-cpu", "fp32")}
@@ -192,8 +229,10 @@ def test_compare_ratios_are_computed_from_medians():
 
 
 def test_targets_and_markdown():
-    models = [{"name": "r9", "kind": "generator", "arch": "resnet_9blocks"},
-              {"name": "u", "kind": "generator", "arch": "unet_256"}]
+    models = [
+        {"name": "r9", "kind": "generator", "arch": "resnet_9blocks"},
+        {"name": "u", "kind": "generator", "arch": "unet_256"},
+    ]
     parity_ok = {"device": "cpu", "bundle_parity": {"psnr": 33.0, "passed": True}}
     parity_bad = {"device": "cpu", "bundle_parity": {"psnr": 25.0, "passed": False}}
     res = [
@@ -229,8 +268,9 @@ def test_worker_reports_a_load_failure_per_combination(tmp_path):
     spec = generator_spec("resnet_6blocks", ngf=4)
     spec.bundle = str(tmp_path / "missing.advseg")
     job = Job(spec, "ort-cpu", "fp32", "cpu", combos=[{"batch": 1, "size": 32}, {"batch": 2, "size": 32}])
-    cfg = RunConfig(models=[spec], backends=["ort-cpu"], precisions=["fp32"], batches=[1, 2], sizes=[32],
-                    threads=1, progress=False)
+    cfg = RunConfig(
+        models=[spec], backends=["ort-cpu"], precisions=["fp32"], batches=[1, 2], sizes=[32], threads=1, progress=False
+    )
     from tqdm import tqdm
 
     msgs: list[str] = []
@@ -250,12 +290,16 @@ def test_compare_cli_refuses_a_bad_file_clearly(tmp_path, venv_bin):
     good = schema.write(tmp_path / "a.json", _doc([_result("g", "ort-cpu", "fp32", 1, 256, 10.0)]))
     bad = tmp_path / "b.json"
     bad.write_text(json.dumps({"schema": "something-else"}))
-    proc = subprocess.run([str(venv_bin / "advseg-bench"), "compare", str(good), str(bad)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(venv_bin / "advseg-bench"), "compare", str(good), str(bad)], capture_output=True, text=True
+    )
     assert proc.returncode == 2
     assert "b.json" in proc.stderr and "advseg-bench/1" in proc.stderr and "Traceback" not in proc.stderr
-    proc = subprocess.run([str(venv_bin / "advseg-bench"), "compare", str(good), str(tmp_path / "nope.json")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(venv_bin / "advseg-bench"), "compare", str(good), str(tmp_path / "nope.json")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "results file not found" in proc.stderr
 
 
@@ -265,8 +309,9 @@ def test_compare_cli_prints_ratios(tmp_path, venv_bin):
     proc = subprocess.run([str(venv_bin / "advseg-bench"), "compare", str(a), str(b)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "3.00x" in proc.stdout and "geometric-mean speedup" in proc.stdout
-    proc = subprocess.run([str(venv_bin / "advseg-bench"), "compare", "--json", str(a), str(b)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(venv_bin / "advseg-bench"), "compare", "--json", str(a), str(b)], capture_output=True, text=True
+    )
     assert json.loads(proc.stdout)["rows"][0]["speedup"] == pytest.approx(3.0)
 
 
@@ -318,12 +363,21 @@ def test_plan_skips_fixed_size_graphs_at_other_sizes(tmp_path):
     spec.checkpoint = "x.safetensors"
     spec.bundle = str(tmp_path / "u.advseg")
     Path(spec.bundle).mkdir()
-    (Path(spec.bundle) / "manifest.json").write_text(json.dumps({
-        "input": {"fixed_size": [256, 256]},
-        "artefacts": [{"file": "model.fp32.onnx", "format": "onnx", "precision": "fp32"}]}))
+    (Path(spec.bundle) / "manifest.json").write_text(
+        json.dumps(
+            {
+                "input": {"fixed_size": [256, 256]},
+                "artefacts": [{"file": "model.fp32.onnx", "format": "onnx", "precision": "fp32"}],
+            }
+        )
+    )
     cost = {"gflops": 1.0, "weights_mb": 1.0, "activation_peak_mb": 1.0}
-    plan = make_plan(PlanRequest([spec], ["torch-eager", "ort-cpu"], ["fp32"], [1], [256, 512]), CPU_ONLY_ENV,
-                     {spec.name: {"256": cost, "512": cost}}, {"cpu": {"fp32": {"gflops": 100.0}}})
+    plan = make_plan(
+        PlanRequest([spec], ["torch-eager", "ort-cpu"], ["fp32"], [1], [256, 512]),
+        CPU_ONLY_ENV,
+        {spec.name: {"256": cost, "512": cost}},
+        {"cpu": {"fp32": {"gflops": 100.0}}},
+    )
     runs = {(j.backend, c["size"]) for j in plan.jobs for c in j.combos}
     assert runs == {("torch-eager", 256), ("torch-eager", 512), ("ort-cpu", 256)}
     (skip,) = plan.skipped

@@ -27,9 +27,28 @@ def _run(venv_bin: Path, *args: str, timeout: int = 600) -> subprocess.Completed
 @pytest.fixture(scope="module")
 def matrix(tmp_path_factory, venv_bin):
     out = tmp_path_factory.mktemp("bench")
-    proc = _run(venv_bin, "run", "-m", "resnet_6blocks,pipeline", "--ngf", "4", "--sizes", "32,48",
-                "--batch", "1,2", "--backends", "torch-eager,ort-cpu,ort-cuda,tensorrt",
-                "--precisions", "fp32,int8", *FAST, "--no-progress", "-o", str(out), "--name", "tiny")
+    proc = _run(
+        venv_bin,
+        "run",
+        "-m",
+        "resnet_6blocks,pipeline",
+        "--ngf",
+        "4",
+        "--sizes",
+        "32,48",
+        "--batch",
+        "1,2",
+        "--backends",
+        "torch-eager,ort-cpu,ort-cuda,tensorrt",
+        "--precisions",
+        "fp32,int8",
+        *FAST,
+        "--no-progress",
+        "-o",
+        str(out),
+        "--name",
+        "tiny",
+    )
     return out, proc, schema.load(out / "tiny.json")
 
 
@@ -45,9 +64,11 @@ def test_run_writes_json_markdown_and_plots(matrix):
     ok = [r for r in doc["results"] if r["status"] == "ok"]
     measured = {(r["model"], r["backend"], r["precision"]) for r in ok}
     assert measured == {
-        ("resnet_6blocks-ngf4", "torch-eager", "fp32"), ("resnet_6blocks-ngf4", "ort-cpu", "fp32"),
+        ("resnet_6blocks-ngf4", "torch-eager", "fp32"),
+        ("resnet_6blocks-ngf4", "ort-cpu", "fp32"),
         ("resnet_6blocks-ngf4", "ort-cpu", "int8"),
-        ("pipeline-resnet_6blocks-ngf4", "ort-cpu", "fp32"), ("pipeline-resnet_6blocks-ngf4", "ort-cpu", "int8"),
+        ("pipeline-resnet_6blocks-ngf4", "ort-cpu", "fp32"),
+        ("pipeline-resnet_6blocks-ngf4", "ort-cpu", "int8"),
     }
     assert len(ok) == 5 * 4  # every (batch, size) of each
     for r in ok:
@@ -85,8 +106,11 @@ def test_unavailable_backends_are_skipped_with_a_reason(matrix):
             mine = [r for r in doc["results"] if r["backend"] == name]
             assert mine and all(r["status"] == "skipped" and r["reason"] == row["reason"] for r in mine)
     # combination-level skips carry their own reason (torch has no int8 path, nor the SDK pipeline)
-    torch_int8 = [r for r in doc["results"] if r["backend"] == "torch-eager" and r["precision"] == "int8"
-                  and r["model_kind"] == "generator"]
+    torch_int8 = [
+        r
+        for r in doc["results"]
+        if r["backend"] == "torch-eager" and r["precision"] == "int8" and r["model_kind"] == "generator"
+    ]
     assert torch_int8 and all("int8" in r["reason"] for r in torch_int8)
     pipe_torch = [r for r in doc["results"] if r["backend"] == "torch-eager" and r["model_kind"] == "pipeline"]
     assert pipe_torch and all(r["status"] == "skipped" and "pipeline" in r["reason"] for r in pipe_torch)
@@ -113,9 +137,29 @@ def test_scale_runs_whole_then_tiled_from_a_checkpoint(tmp_path, venv_bin):
     torch.manual_seed(1)
     ckpt = tmp_path / "tiny_G.safetensors"
     save_generator(build_generator(GeneratorConfig("resnet_6blocks", ngf=4)), ckpt)
-    proc = _run(venv_bin, "scale", "-m", f"checkpoint:{ckpt}", "--sizes", "32,72", "--tile-limit", "32",
-                "--tile", "32", "--overlap", "8", "--untiled-too", "--repeats", "1", "--warmup", "0",
-                "-o", str(tmp_path), "--name", "sc")
+    proc = _run(
+        venv_bin,
+        "scale",
+        "-m",
+        f"checkpoint:{ckpt}",
+        "--sizes",
+        "32,72",
+        "--tile-limit",
+        "32",
+        "--tile",
+        "32",
+        "--overlap",
+        "8",
+        "--untiled-too",
+        "--repeats",
+        "1",
+        "--warmup",
+        "0",
+        "-o",
+        str(tmp_path),
+        "--name",
+        "sc",
+    )
     doc = schema.load(tmp_path / "sc.json")
     assert doc["kind"] == "scale" and doc["settings"]["arch"] == "resnet_6blocks"
     rows = [(r["size"], r["details"]["tiled"], r["status"]) for r in doc["results"]]
@@ -123,7 +167,7 @@ def test_scale_runs_whole_then_tiled_from_a_checkpoint(tmp_path, venv_bin):
     tiled = doc["results"][1]
     assert tiled["details"]["tiles"] == 9 and tiled["details"]["ms_per_megapixel"] > 0
     assert tiled["details"]["tile_hw"] == [32, 32]  # 3 tiles of 32 cover 72 with >= 8 px overlap
-    assert tiled["details"]["work_ratio"] == pytest.approx(9 * 32 * 32 / 72 ** 2, abs=1e-4)
+    assert tiled["details"]["work_ratio"] == pytest.approx(9 * 32 * 32 / 72**2, abs=1e-4)
     assert tiled["details"]["torch_in_process"] is False
     assert (tmp_path / "sc.png").read_bytes()[:8] == PNG_MAGIC
     assert "| size | MP | mode | tiles |" in (tmp_path / "sc.md").read_text()

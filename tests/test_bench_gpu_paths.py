@@ -17,15 +17,20 @@ torch.set_num_threads(1)
 
 def test_after_warmup_runs_between_warmup_and_timed_calls():
     events: list[str] = []
-    t = measure(lambda: events.append("call"), TimingPolicy(warmup=3, repeats=4, min_time_s=0.0),
-                after_warmup=lambda: events.append("reset"))
+    t = measure(
+        lambda: events.append("call"),
+        TimingPolicy(warmup=3, repeats=4, min_time_s=0.0),
+        after_warmup=lambda: events.append("reset"),
+    )
     assert events == ["call"] * 3 + ["reset"] + ["call"] * 4
     assert len(t.times_s) == 4
 
 
 def test_fp32_on_cuda_is_bounded_by_the_tf32_peak_and_says_so():
-    peaks = {"cuda": {"fp32": {"gflops": 50_000.0}, "tf32": {"gflops": 400_000.0}, "bf16": {"gflops": 790_000.0}},
-             "cpu": {"fp32": {"gflops": 100.0}, "fp16": {"gflops": 5.0}}}
+    peaks = {
+        "cuda": {"fp32": {"gflops": 50_000.0}, "tf32": {"gflops": 400_000.0}, "bf16": {"gflops": 790_000.0}},
+        "cpu": {"fp32": {"gflops": 100.0}, "fp16": {"gflops": 5.0}},
+    }
     assert peak_basis("cuda", "torch-eager", "fp32") == "tf32"
     assert peak_for(peaks, "cuda", "torch-eager", "fp32") == 400_000.0
     assert peak_for(peaks, "cuda", "ort-cuda", "fp32") == 400_000.0
@@ -36,8 +41,10 @@ def test_fp32_on_cuda_is_bounded_by_the_tf32_peak_and_says_so():
 
 def test_tensorrt_profiles_put_the_optimum_at_the_timed_batch():
     assert trt_profile_shapes("input", (8, 3, 256, 256)) == {
-        "trt_profile_min_shapes": "input:8x3x256x256", "trt_profile_opt_shapes": "input:8x3x256x256",
-        "trt_profile_max_shapes": "input:8x3x256x256"}
+        "trt_profile_min_shapes": "input:8x3x256x256",
+        "trt_profile_opt_shapes": "input:8x3x256x256",
+        "trt_profile_max_shapes": "input:8x3x256x256",
+    }
     for batch in (1, 8, 32):
         prof = engine_profile(3, batch, [256, 512])
         assert prof.opt == (batch, 3, 256, 256) and prof.max == (batch, 3, 512, 512) and prof.min == (1, 3, 256, 256)
@@ -69,8 +76,12 @@ def test_symmetric_int8_artefact_has_only_zero_int8_zero_points(tmp_path):
     fp32 = tmp_path / "g.fp32.onnx"
     export_onnx(net, fp32, (1, 3, 32, 32))
     cin = calibration_inputs("sketch2color", (32, 32), (-1.0, 1.0), count=4)
-    default = quantize_int8(fp32, tmp_path / "g.int8.onnx", ArrayCalibrationReader(cin.array),
-                            Int8Options(exclude_op_types=("ConvTranspose",)))
+    default = quantize_int8(
+        fp32,
+        tmp_path / "g.int8.onnx",
+        ArrayCalibrationReader(cin.array),
+        Int8Options(exclude_op_types=("ConvTranspose",)),
+    )
     assert asymmetric_zero_points(default), "the CPU artefact (uint8 activations) is what TensorRT rejects"
     sym = quantize_int8(fp32, tmp_path / "g.int8sym.onnx", ArrayCalibrationReader(cin.array), TENSORRT_INT8)
     assert asymmetric_zero_points(sym) == []
@@ -78,7 +89,8 @@ def test_symmetric_int8_artefact_has_only_zero_int8_zero_points(tmp_path):
     x = cin.array[:1]
     ref = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
     got = ort.InferenceSession(str(tmp_path / "g.int8sym.onnx"), providers=["CPUExecutionProvider"]).run(
-        None, {"input": x})[0]
+        None, {"input": x}
+    )[0]
     mse = float(np.mean(((got - ref) * 127.5) ** 2))
     assert 10 * np.log10(255.0**2 / max(mse, 1e-12)) > 20  # a usable quantisation, not a broken graph
     onnx.checker.check_model(onnx.load(str(tmp_path / "g.int8sym.onnx")))

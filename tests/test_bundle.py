@@ -29,8 +29,15 @@ from advseg_sdk.bundle import (
 
 # --------------------------------------------------------------------------- builders (shared)
 
-RESNET_INPUT = {"name": "input", "layout": "NCHW", "channels": 3, "color": "RGB", "range": [-1, 1],
-                "size_multiple": 4, "min_size": 8}
+RESNET_INPUT = {
+    "name": "input",
+    "layout": "NCHW",
+    "channels": 3,
+    "color": "RGB",
+    "range": [-1, 1],
+    "size_multiple": 4,
+    "min_size": 8,
+}
 OUTPUT = {"name": "output", "layout": "NCHW", "channels": 3, "color": "RGB", "range": [-1, 1]}
 
 
@@ -43,7 +50,12 @@ def export_onnx(net, path: Path, opset: int = 17, sample_hw: tuple[int, int] = (
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            net, x, str(path), dynamo=False, opset_version=opset, input_names=["input"],
+            net,
+            x,
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=["input"],
             output_names=["output"],
             dynamic_axes={"input": {0: "n", 2: "h", 3: "w"}, "output": {0: "n", 2: "h", 3: "w"}},
         )
@@ -76,10 +88,14 @@ def local_convnet(seed: int = 0):
 
     torch.manual_seed(seed)
     net = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(),
-        nn.ConvTranspose2d(8, 8, 4, stride=2, padding=1), nn.ReLU(),
-        nn.Conv2d(8, 3, 3, padding=1), nn.Tanh(),
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.ConvTranspose2d(8, 8, 4, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 3, 3, padding=1),
+        nn.Tanh(),
     ).eval()
     with torch.no_grad():  # spread the output over the tanh range so differences show in uint8
         net[6].weight.mul_(8.0)
@@ -106,8 +122,12 @@ def int8_from(fp32_path: Path, out: Path, hw: int = 32) -> Path:
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.it = iter([{"input": (rng.random((1, 3, hw, hw), dtype=np.float32) > 0.1).astype(np.float32) * 2 - 1}
-                            for _ in range(4)])
+            self.it = iter(
+                [
+                    {"input": (rng.random((1, 3, hw, hw), dtype=np.float32) > 0.1).astype(np.float32) * 2 - 1}
+                    for _ in range(4)
+                ]
+            )
 
         def get_next(self):
             return next(self.it, None)
@@ -115,8 +135,14 @@ def int8_from(fp32_path: Path, out: Path, hw: int = 32) -> Path:
     import logging
 
     logging.getLogger().setLevel(logging.ERROR)
-    quantize_static(str(fp32_path), str(out), Reader(), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    quantize_static(
+        str(fp32_path),
+        str(out),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
     return out
 
 
@@ -177,17 +203,28 @@ def _fake_bundle(root: Path, name: str = "fake.advseg", task: str = "sketch2colo
     d.mkdir(parents=True)
     (d / "model.fp32.onnx").write_bytes(bytes(range(256)) * 8)
     (d / "model.int8.onnx").write_bytes(b"\x01" * 1000)
-    write_manifest(d, {
-        "task": task,
-        "architecture": {"name": "resnet_6blocks", "args": {"ngf": 4, "norm": "instance"}},
-        "input": RESNET_INPUT,
-        "output": OUTPUT,
-        "artefacts": [describe_artefact(d / "model.fp32.onnx", "fp32", opset=17),
-                      describe_artefact(d / "model.int8.onnx", "int8", opset=17)],
-        "parity": {"model.int8.onnx": {"reference": "torch-fp32", "max_abs": 0.08, "psnr": 36.5,
-                                        "inputs": ["a.png", "b.png"]}},
-        "provenance": {"source_checkpoint_sha256": "ab" * 32, "package_version": "0.1.0"},
-    })
+    write_manifest(
+        d,
+        {
+            "task": task,
+            "architecture": {"name": "resnet_6blocks", "args": {"ngf": 4, "norm": "instance"}},
+            "input": RESNET_INPUT,
+            "output": OUTPUT,
+            "artefacts": [
+                describe_artefact(d / "model.fp32.onnx", "fp32", opset=17),
+                describe_artefact(d / "model.int8.onnx", "int8", opset=17),
+            ],
+            "parity": {
+                "model.int8.onnx": {
+                    "reference": "torch-fp32",
+                    "max_abs": 0.08,
+                    "psnr": 36.5,
+                    "inputs": ["a.png", "b.png"],
+                }
+            },
+            "provenance": {"source_checkpoint_sha256": "ab" * 32, "package_version": "0.1.0"},
+        },
+    )
     return d
 
 
@@ -209,7 +246,13 @@ def test_write_and_load_round_trip(fake_bundle: Path):
     assert b.artefact_path("fp32") == fake_bundle.absolute() / "model.fp32.onnx"
     assert b.artefact("int8").bytes == 1000 and b.artefact("int8").opset == 17
     spec = b.input_spec
-    assert (spec.size_multiple, spec.min_size, spec.fixed_size, spec.range, spec.channels) == (4, 8, None, (-1.0, 1.0), 3)
+    assert (spec.size_multiple, spec.min_size, spec.fixed_size, spec.range, spec.channels) == (
+        4,
+        8,
+        None,
+        (-1.0, 1.0),
+        3,
+    )
     assert b.parity["model.int8.onnx"]["psnr"] == 36.5
     assert b.provenance["package_version"] == "0.1.0"
     # written atomically: only the manifest and the artefacts are in the folder
@@ -305,7 +348,9 @@ def test_missing_bundle_names_the_command(tmp_path: Path):
 
 def test_directory_without_manifest(tmp_path: Path):
     (tmp_path / "empty.advseg").mkdir()
-    with pytest.raises(BundleError, match=r"is not an advseg bundle: no manifest.json in it; create one with `advseg-export"):
+    with pytest.raises(
+        BundleError, match=r"is not an advseg bundle: no manifest.json in it; create one with `advseg-export"
+    ):
         load_bundle(tmp_path / "empty.advseg")
 
 
@@ -319,7 +364,9 @@ def test_unknown_format_version(fake_bundle: Path):
     m = json.loads((fake_bundle / "manifest.json").read_text())
     m["format_version"] = "advseg-bundle/99"
     (fake_bundle / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(BundleError, match=r"unsupported format version 'advseg-bundle/99'; this advseg reads advseg-bundle/1"):
+    with pytest.raises(
+        BundleError, match=r"unsupported format version 'advseg-bundle/99'; this advseg reads advseg-bundle/1"
+    ):
         load_bundle(fake_bundle)
 
 

@@ -17,14 +17,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_bundle import OUTPUT, RESNET_INPUT, _fake_bundle, export_onnx, local_convnet, make_bundle
 
 from advseg_sdk.bundle import BundleError, describe_artefact, load_bundle, pack_bundle, write_manifest
-from test_bundle import OUTPUT, RESNET_INPUT, _fake_bundle, export_onnx, local_convnet, make_bundle
 
 
 def _advseg(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "advseg_sdk.cli", *map(str, args)], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "advseg_sdk.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
 
 
 def _one_line_error(r: subprocess.CompletedProcess) -> str:
@@ -49,12 +54,26 @@ def test_onnx_external_data_is_refused(convnet_onnx: Path, tmp_path: Path):
     d = tmp_path / "ext.advseg"
     d.mkdir()
     model = onnx.load(str(convnet_onnx))
-    onnx.save_model(model, str(d / "model.fp32.onnx"), save_as_external_data=True,
-                    all_tensors_to_one_file=True, location="weights.bin", size_threshold=0)
+    onnx.save_model(
+        model,
+        str(d / "model.fp32.onnx"),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="weights.bin",
+        size_threshold=0,
+    )
     # the manifest hashes the small graph file only; the weights file is unlisted
-    write_manifest(d, {"task": "sketch2color", "architecture": {"name": "x"}, "input": RESNET_INPUT,
-                       "output": OUTPUT, "artefacts": [describe_artefact(d / "model.fp32.onnx", "fp32")]},
-                   verify=False)  # write_manifest itself refuses it (checked below)
+    write_manifest(
+        d,
+        {
+            "task": "sketch2color",
+            "architecture": {"name": "x"},
+            "input": RESNET_INPUT,
+            "output": OUTPUT,
+            "artefacts": [describe_artefact(d / "model.fp32.onnx", "fp32")],
+        },
+        verify=False,
+    )  # write_manifest itself refuses it (checked below)
     (d / "weights.bin").write_bytes(b"\0" * (d / "weights.bin").stat().st_size)  # tampered: all zero
     with pytest.raises(BundleError, match=r"model\.fp32\.onnx keeps tensor data in a separate file \('weights\.bin'\)"):
         load_bundle(d)
@@ -93,7 +112,7 @@ def test_zip_declaring_3_gib_is_refused_before_extraction(tmp_path: Path, monkey
     at = data.index(b"PK\x01\x02" + bytes(0))  # first central-directory header
     while True:
         n = struct.unpack_from("<H", data, at + 28)[0]
-        if bytes(data[at + 46: at + 46 + n]) == name:
+        if bytes(data[at + 46 : at + 46 + n]) == name:
             struct.pack_into("<I", data, at + 24, 3 << 30)
             break
         at = data.index(b"PK\x01\x02", at + 4)
@@ -125,9 +144,17 @@ def test_symlinked_artefact_is_refused(tmp_path: Path):
     d.mkdir()
     target = Path("/etc/passwd")
     (d / "model.fp32.onnx").symlink_to(target)
-    write_manifest(d, {"task": "sketch2color", "architecture": {"name": "x"}, "input": RESNET_INPUT,
-                       "output": OUTPUT, "artefacts": [describe_artefact(target, "fp32") | {"file": "model.fp32.onnx"}]},
-                   verify=False)
+    write_manifest(
+        d,
+        {
+            "task": "sketch2color",
+            "architecture": {"name": "x"},
+            "input": RESNET_INPUT,
+            "output": OUTPUT,
+            "artefacts": [describe_artefact(target, "fp32") | {"file": "model.fp32.onnx"}],
+        },
+        verify=False,
+    )
     with pytest.raises(BundleError, match=r"model\.fp32\.onnx is a symbolic link"):
         load_bundle(d)
     line = _one_line_error(_advseg("info", d))
@@ -181,21 +208,40 @@ def _with(d: Path, edit) -> Path:
     return d
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    (lambda m: m["input"].update(channels="three"), r"input\.channels: 'three' is not one of \[1, 3\]"),
-    (lambda m: m["input"].update(range=[0, None]), r"input\.range\[1\]: None is not of type 'number'"),
-    (lambda m: m["output"].update(range=[0, 0]), r"output\.range must be \[lo, hi\] with lo < hi"),
-    (lambda m: m["input"].update(size_multiple=0), r"input\.size_multiple: 0 is less than the minimum of 1"),
-    (lambda m: m["input"].update(size_multiple=10**9), r"input\.size_multiple: 1000000000 is greater than the maximum"),
-    (lambda m: m["input"].update(min_size=-3), r"input\.min_size: -3 is less than the minimum of 1"),
-    (lambda m: m["input"].update(fixed_size=[256, "x"]), r"input\.fixed_size"),
-    (lambda m: m["input"].update(fixed_size=[0, 256]), r"input\.fixed_size"),
-    (lambda m: m["artefacts"][0].update(engine="x"), r"artefacts\[0\]\.engine: 'x' is not of type 'object'"),
-    (lambda m: m["artefacts"][0].update(bytes="2048"), r"artefacts\[0\]\.bytes: '2048' is not of type"),
-    (lambda m: m.update(architecture="resnet"), r"architecture: 'resnet' is not of type 'object'"),
-    (lambda m: m.update(provenance=[1]), r"provenance: \[1\] is not of type 'object'"),
-], ids=["channels-str", "range-null", "range-empty", "size_multiple-0", "size_multiple-huge", "min_size-neg",
-        "fixed_size-str", "fixed_size-0", "engine-str", "bytes-str", "arch-str", "provenance-list"])
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m["input"].update(channels="three"), r"input\.channels: 'three' is not one of \[1, 3\]"),
+        (lambda m: m["input"].update(range=[0, None]), r"input\.range\[1\]: None is not of type 'number'"),
+        (lambda m: m["output"].update(range=[0, 0]), r"output\.range must be \[lo, hi\] with lo < hi"),
+        (lambda m: m["input"].update(size_multiple=0), r"input\.size_multiple: 0 is less than the minimum of 1"),
+        (
+            lambda m: m["input"].update(size_multiple=10**9),
+            r"input\.size_multiple: 1000000000 is greater than the maximum",
+        ),
+        (lambda m: m["input"].update(min_size=-3), r"input\.min_size: -3 is less than the minimum of 1"),
+        (lambda m: m["input"].update(fixed_size=[256, "x"]), r"input\.fixed_size"),
+        (lambda m: m["input"].update(fixed_size=[0, 256]), r"input\.fixed_size"),
+        (lambda m: m["artefacts"][0].update(engine="x"), r"artefacts\[0\]\.engine: 'x' is not of type 'object'"),
+        (lambda m: m["artefacts"][0].update(bytes="2048"), r"artefacts\[0\]\.bytes: '2048' is not of type"),
+        (lambda m: m.update(architecture="resnet"), r"architecture: 'resnet' is not of type 'object'"),
+        (lambda m: m.update(provenance=[1]), r"provenance: \[1\] is not of type 'object'"),
+    ],
+    ids=[
+        "channels-str",
+        "range-null",
+        "range-empty",
+        "size_multiple-0",
+        "size_multiple-huge",
+        "min_size-neg",
+        "fixed_size-str",
+        "fixed_size-0",
+        "engine-str",
+        "bytes-str",
+        "arch-str",
+        "provenance-list",
+    ],
+)
 def test_wrong_types_and_ranges_are_one_line_errors(tmp_path: Path, edit, message: str):
     d = _with(_fake_bundle(tmp_path), edit)
     with pytest.raises(BundleError, match=r"invalid manifest\.json in .*: " + message):
@@ -255,9 +301,15 @@ def _no_input_graph(path: Path) -> Path:
     import onnx
     from onnx import TensorProto, helper
 
-    const = helper.make_node("Constant", [], ["output"], value=helper.make_tensor(
-        "v", TensorProto.FLOAT, [1, 3, 8, 8], np.zeros(192, np.float32).tolist()))
-    graph = helper.make_graph([const], "g", [], [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 8, 8])])
+    const = helper.make_node(
+        "Constant",
+        [],
+        ["output"],
+        value=helper.make_tensor("v", TensorProto.FLOAT, [1, 3, 8, 8], np.zeros(192, np.float32).tolist()),
+    )
+    graph = helper.make_graph(
+        [const], "g", [], [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 8, 8])]
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path
 
@@ -272,8 +324,23 @@ def test_graph_without_inputs_is_one_line_error(tmp_path: Path):
     from advseg_sdk.imageio import write_image
 
     write_image(sketch, np.full((16, 16), 255, np.uint8))
-    r = subprocess.run([sys.executable, "-m", "advseg_sdk.cli", "colorize", str(sketch), "-o", str(tmp_path / "o"),
-                        "--bundle", str(b), "-q"], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "advseg_sdk.cli",
+            "colorize",
+            str(sketch),
+            "-o",
+            str(tmp_path / "o"),
+            "--bundle",
+            str(b),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "0 graph inputs" in _one_line_error(r)
 
 

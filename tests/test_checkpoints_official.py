@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from fixture_sets import COMMITTED, FixtureSet
 
 from advseg_train import checkpoints
-from fixture_sets import COMMITTED, FixtureSet
 from advseg_train.networks import (
     count_parameters,
     load_discriminator,
@@ -32,7 +32,6 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
 
 
 OFFICIAL = FixtureSet("official")  # the same set conftest's ``official_fixtures_dir`` gives
@@ -174,8 +173,7 @@ def test_architecture_inferred(official_fixtures_dir: Path, fixture: str) -> Non
     if "num_downs" in kwargs or "num_downs" in args:
         assert cfg.num_downs == kwargs.get("num_downs", args.get("num_downs"))
     norm_desc = str(kwargs.get("norm_layer", args.get("norm_layer", args.get("norm", ""))))
-    assert cfg.norm == ("batch" if "BatchNorm" in norm_desc or norm_desc == "batch"
-                        else "instance")
+    assert cfg.norm == ("batch" if "BatchNorm" in norm_desc or norm_desc == "batch" else "instance")
     if cfg.arch.startswith("resnet") and "use_dropout" in args:
         assert cfg.use_dropout == args["use_dropout"]  # inferred from the key shift
     assert not net.training
@@ -187,8 +185,9 @@ def test_parameter_count_matches_file(official_fixtures_dir: Path, fixture: str)
     net, args = _cached_net(official_fixtures_dir, fixture), _args(official_fixtures_dir, fixture)
     raw = torch.load(official_fixtures_dir / f"{fixture}_net.pth", weights_only=True)
     buffers = ("running_mean", "running_var", "num_batches_tracked")
-    fc_params = sum(v.numel() for k, v in raw.items()
-                    if k.startswith(("model_fc.", "model_fc_prep.")) and not k.endswith(buffers))
+    fc_params = sum(
+        v.numel() for k, v in raw.items() if k.startswith(("model_fc.", "model_fc_prep.")) and not k.endswith(buffers)
+    )
     n_params = args["state_dict"].get("n_params")
     twins = [io["shared_with"] for io in args["io"] if "shared_with" in io]
     if n_params is None and twins:  # the _inkeys file: same weights as its plain twin
@@ -200,8 +199,7 @@ def test_parameter_count_matches_file(official_fixtures_dir: Path, fixture: str)
 
 
 @pytest.mark.parametrize("fixture", TWIN_FIXTURES)
-def test_shared_io_twin_loads_to_identical_tensors(official_fixtures_dir: Path,
-                                                   fixture: str) -> None:
+def test_shared_io_twin_loads_to_identical_tensors(official_fixtures_dir: Path, fixture: str) -> None:
     """A file that shares its io with another (the ``_inkeys`` one) must clean up to exactly
     that file's state dict: same keys, same order, same tensors."""
     args = _args(official_fixtures_dir, fixture)
@@ -229,15 +227,13 @@ def test_shared_io_twin_loads_to_identical_tensors(official_fixtures_dir: Path,
         twin_net = loader(official_fixtures_dir / twin, **_overrides(args))
         net = _cached_net(official_fixtures_dir, fixture)
         assert twin_net.config == net.config
-        for (ka, va), (kb, vb) in zip(net.state_dict().items(), twin_net.state_dict().items(),
-                                      strict=True):
+        for (ka, va), (kb, vb) in zip(net.state_dict().items(), twin_net.state_dict().items(), strict=True):
             assert ka == kb and torch.equal(va, vb)
 
 
 def test_plain_strict_load_of_inkeys_file_would_fail(official_fixtures_dir: Path) -> None:
     """Why the loader strips explicitly: the raw old-upstream file does not load strictly."""
-    candidates = [n for n in FIXTURES if "instance_norm_buffer_keys" in
-                  _args(official_fixtures_dir, n)]
+    candidates = [n for n in FIXTURES if "instance_norm_buffer_keys" in _args(official_fixtures_dir, n)]
     if not candidates:
         pytest.skip("no fixture with InstanceNorm buffers")
     name = candidates[0]

@@ -17,22 +17,36 @@ ADVSEG = Path(sys.executable).parent / "advseg"
 
 
 def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(ADVSEG), *map(str, args)], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [str(ADVSEG), *map(str, args)], capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})}
+    )
 
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("cli")
     net = tiny_resnet(seed=5)
-    parity = {"model.fp32.onnx": {"reference": "torch-fp32", "max_abs": 2.4e-06, "psnr": 112.3,
-                                  "inputs": ["astronaut.png", "coffee.png"]}}
-    provenance = {"source": "latest_net_G.pth", "source_checkpoint_sha256": "cd" * 32,
-                  "package_version": "0.1.0", "created": "2025-01-01T00:00:00+00:00",
-                  "training_config": {"mode": "cyclegan", "epochs": 1}}
-    return make_bundle(root / "cli-demo.advseg", {"fp32": export_onnx(net, root / "g.onnx")},
-                       arch={"name": "resnet_6blocks", "args": {"ngf": 4, "norm": "instance"}},
-                       extra={"parity": parity, "provenance": provenance})
+    parity = {
+        "model.fp32.onnx": {
+            "reference": "torch-fp32",
+            "max_abs": 2.4e-06,
+            "psnr": 112.3,
+            "inputs": ["astronaut.png", "coffee.png"],
+        }
+    }
+    provenance = {
+        "source": "latest_net_G.pth",
+        "source_checkpoint_sha256": "cd" * 32,
+        "package_version": "0.1.0",
+        "created": "2025-01-01T00:00:00+00:00",
+        "training_config": {"mode": "cyclegan", "epochs": 1},
+    }
+    return make_bundle(
+        root / "cli-demo.advseg",
+        {"fp32": export_onnx(net, root / "g.onnx")},
+        arch={"name": "resnet_6blocks", "args": {"ngf": 4, "norm": "instance"}},
+        extra={"parity": parity, "provenance": provenance},
+    )
 
 
 @pytest.fixture
@@ -59,8 +73,22 @@ def test_colorize_folder_then_skip_then_overwrite(bundle, sketch_dir, tmp_path):
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
     r = run("colorize", sketch_dir, "-o", out, "--bundle", bundle, "-q")
     assert r.returncode == 0 and "skipped 2 input(s)" in r.stderr
-    r = run("colorize", sketch_dir, "-o", out, "--bundle", bundle, "-q", "--overwrite", "--tile", "48",
-            "--tile-overlap", "16", "--precision", "fp32")
+    r = run(
+        "colorize",
+        sketch_dir,
+        "-o",
+        out,
+        "--bundle",
+        bundle,
+        "-q",
+        "--overwrite",
+        "--tile",
+        "48",
+        "--tile-overlap",
+        "16",
+        "--precision",
+        "fp32",
+    )
     assert r.returncode == 0, r.stderr
     assert _sizes(out) == _sizes(sketch_dir)
 
@@ -84,8 +112,19 @@ def test_from_photo_end_to_end(bundle, photo_paths, tmp_path):
     src = photo_paths[0]
     Image.open(src).convert("RGB").resize((96, 72)).save(photos / "p.jpg")
     out = tmp_path / "out"
-    r = run("colorize", photos / "p.jpg", "-o", out, "--bundle", bundle, "--from-photo",
-            "--sketch-method", "xdog", "--save-sketch", "-q")
+    r = run(
+        "colorize",
+        photos / "p.jpg",
+        "-o",
+        out,
+        "--bundle",
+        bundle,
+        "--from-photo",
+        "--sketch-method",
+        "xdog",
+        "--save-sketch",
+        "-q",
+    )
     assert r.returncode == 0, r.stderr
     assert Image.open(out / "p.png").size == (96, 72) and Image.open(out / "p.png").mode == "RGB"
     sk = np.asarray(Image.open(out / "p.sketch.png"))
@@ -130,10 +169,21 @@ def test_info_prints_summary(bundle):
     r = run("info", bundle)
     assert r.returncode == 0, r.stderr
     out = r.stdout
-    for needle in ("advseg-bundle/1", "task       sketch2color", "arch       resnet_6blocks", "ngf=4",
-                   "size multiple 4, min 8", "model.fp32.onnx", "opset 17", "max_abs 2.4e-06",
-                   "PSNR 112.3 dB", "vs torch-fp32, 2 inputs", "source_checkpoint_sha256", "latest_net_G.pth",
-                   "verified   sha256 of 1 artefact(s) OK"):
+    for needle in (
+        "advseg-bundle/1",
+        "task       sketch2color",
+        "arch       resnet_6blocks",
+        "ngf=4",
+        "size multiple 4, min 8",
+        "model.fp32.onnx",
+        "opset 17",
+        "max_abs 2.4e-06",
+        "PSNR 112.3 dB",
+        "vs torch-fp32, 2 inputs",
+        "source_checkpoint_sha256",
+        "latest_net_G.pth",
+        "verified   sha256 of 1 artefact(s) OK",
+    ):
         assert needle in out, needle
     from advseg_sdk.bundle import load_bundle
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_imageio import make_zoo  # noqa: E402  (the same zoo of odd files)
+from test_sketch import build_hed_bundle, has_2x2_black  # noqa: E402
 
 from advseg_sdk.batch import collect_inputs
 from advseg_sdk.cli_sketch import sketch_files
-from test_imageio import make_zoo  # noqa: E402  (the same zoo of odd files)
-from test_sketch import build_hed_bundle, has_2x2_black  # noqa: E402
 
 ADVSEG = Path(sys.executable).parent / "advseg"
 
@@ -24,8 +24,9 @@ def run_cli(*args, env_extra: dict | None = None, timeout: int = 300) -> subproc
     env = dict(os.environ)
     env.pop("ADVSEG_MAX_PIXELS", None)  # limits under test come from the arguments
     env.update(env_extra or {})
-    return subprocess.run([str(ADVSEG), "sketch", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [str(ADVSEG), "sketch", *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def leftovers(d: Path) -> list[Path]:

@@ -53,18 +53,32 @@ def local_bundle(tmp_path_factory):
     root = tmp_path_factory.mktemp("local")
     net = local_convnet(seed=3)
     spec = {**RESNET_INPUT, "size_multiple": 2, "min_size": 2}
-    return net, make_bundle(root / "local.advseg", {"fp32": export_onnx(net, root / "l.onnx")}, input_spec=spec,
-                            arch={"name": "test_local_convnet", "args": {}})
+    return net, make_bundle(
+        root / "local.advseg",
+        {"fp32": export_onnx(net, root / "l.onnx")},
+        input_spec=spec,
+        arch={"name": "test_local_convnet", "args": {}},
+    )
 
 
 @pytest.fixture(scope="module")
 def unet_bundle(tmp_path_factory):
     root = tmp_path_factory.mktemp("unet")
     net = tiny_unet128(seed=4)
-    spec = {"name": "input", "layout": "NCHW", "channels": 3, "range": [-1, 1], "size_multiple": 128,
-            "fixed_size": [128, 128]}
-    return net, make_bundle(root / "unet.advseg", {"fp32": export_onnx(net, root / "u.onnx", sample_hw=(128, 128))},
-                            input_spec=spec, arch={"name": "unet_128", "args": {"ngf": 4}})
+    spec = {
+        "name": "input",
+        "layout": "NCHW",
+        "channels": 3,
+        "range": [-1, 1],
+        "size_multiple": 128,
+        "fixed_size": [128, 128],
+    }
+    return net, make_bundle(
+        root / "unet.advseg",
+        {"fp32": export_onnx(net, root / "u.onnx", sample_hw=(128, 128))},
+        input_spec=spec,
+        arch={"name": "unet_128", "args": {"ngf": 4}},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -279,8 +293,9 @@ def test_bundle_from_export_generator_colours_real_sketches(tmp_path: Path, sket
     save_generator(net, ckpt)
     # allow_degraded: a random tiny net is numerically touchier than a trained one; the parity
     # figures still go into the manifest and are checked below.
-    bundle = export_generator(ckpt, tmp_path / "exported.advseg", precisions=("fp32", "fp16", "int8"),
-                              calib_count=4, allow_degraded=True)
+    bundle = export_generator(
+        ckpt, tmp_path / "exported.advseg", precisions=("fp32", "fp16", "int8"), calib_count=4, allow_degraded=True
+    )
     col32 = Colorizer(bundle, precision="fp32")
     col16 = Colorizer(bundle, precision="fp16")
     col8 = Colorizer(bundle, precision="int8")

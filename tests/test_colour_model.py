@@ -30,20 +30,36 @@ def photo_dir(tmp_path_factory, photo_paths) -> Path:
 
 
 def _cfg(out: Path, photos: Path, *extra: str):
-    return resolve_config(preset="demo", overrides=[
-        f"data.root={photos}", "data.sketch_method=xdog", f"data.sketch_cache={out / 'cache'}",
-        "data.preprocess=scale_shortside_and_crop", "data.load_size=36", "data.crop_size=32",
-        "model.ngf=4", "model.ndf=4", "seg.segmenter=tiny", "seg.segmenter_kwargs={width: 4}",
-        f"run.out={out}", "run.sample_every=0", "run.checkpoint_every=0", "run.progress=false",
-        "run.threads=1", *extra])
+    return resolve_config(
+        preset="demo",
+        overrides=[
+            f"data.root={photos}",
+            "data.sketch_method=xdog",
+            f"data.sketch_cache={out / 'cache'}",
+            "data.preprocess=scale_shortside_and_crop",
+            "data.load_size=36",
+            "data.crop_size=32",
+            "model.ngf=4",
+            "model.ndf=4",
+            "seg.segmenter=tiny",
+            "seg.segmenter_kwargs={width: 4}",
+            f"run.out={out}",
+            "run.sample_every=0",
+            "run.checkpoint_every=0",
+            "run.progress=false",
+            "run.threads=1",
+            *extra,
+        ],
+    )
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, photo_dir):
     root = tmp_path_factory.mktemp("runs")
     base = train(_cfg(root / "base", photo_dir, "seg.variant=none", "run.max_steps=3"))
-    tuned = train(_cfg(root / "tuned", photo_dir, "seg.variant=binary", "run.max_steps=0",
-                       f"run.init_from={base.checkpoint}"))
+    tuned = train(
+        _cfg(root / "tuned", photo_dir, "seg.variant=binary", "run.max_steps=0", f"run.init_from={base.checkpoint}")
+    )
     return base, tuned
 
 
@@ -115,9 +131,26 @@ def test_colour_metrics_on_known_images():
 @pytest.mark.real_assets
 def test_advseg_eval_colour_cli(bundle, photo_dir, tmp_path, venv_bin):
     out = tmp_path / "eval"
-    cmd = [str(venv_bin / "advseg-eval"), "colour", "--bundle", f"tiny={bundle}", "--bundle", "embedded=default",
-           "--photos", str(photo_dir), "--limit", "3", "--sketch", "xdog", "--out", str(out), "--threads", "1",
-           "--eval-size", "96"]
+    cmd = [
+        str(venv_bin / "advseg-eval"),
+        "colour",
+        "--bundle",
+        f"tiny={bundle}",
+        "--bundle",
+        "embedded=default",
+        "--photos",
+        str(photo_dir),
+        "--limit",
+        "3",
+        "--sketch",
+        "xdog",
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+        "--eval-size",
+        "96",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
@@ -131,8 +164,9 @@ def test_advseg_eval_colour_cli(bundle, photo_dir, tmp_path, venv_bin):
     assert len(list((out / "images").glob("*.png"))) == 3 * 4  # photo, sketch, two models
     again = subprocess.run(cmd, capture_output=True, text=True)  # never over an earlier result
     assert again.returncode == 2 and "not empty" in again.stderr
-    nothing = subprocess.run([str(venv_bin / "advseg-eval"), "colour", "--out", str(tmp_path / "e2")],
-                             capture_output=True, text=True)
+    nothing = subprocess.run(
+        [str(venv_bin / "advseg-eval"), "colour", "--out", str(tmp_path / "e2")], capture_output=True, text=True
+    )
     assert nothing.returncode == 2 and "--dataset" in nothing.stderr
 
 

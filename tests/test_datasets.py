@@ -151,9 +151,18 @@ def test_training_data_from_a_dataset_at_the_sdk_scale(interiors, tmp_path):
     from advseg_train.config import resolve_config
     from advseg_train.data import build_dataset
 
-    cfg = resolve_config(preset="demo", overrides=[
-        "data.dataset=interiors", "data.preprocess=scale_shortside_and_crop", "data.load_size=40",
-        "data.crop_size=32", "data.sketch_method=xdog", f"data.sketch_cache={tmp_path}", "data.max_items=3"])
+    cfg = resolve_config(
+        preset="demo",
+        overrides=[
+            "data.dataset=interiors",
+            "data.preprocess=scale_shortside_and_crop",
+            "data.load_size=40",
+            "data.crop_size=32",
+            "data.sketch_method=xdog",
+            f"data.sketch_cache={tmp_path}",
+            "data.max_items=3",
+        ],
+    )
     data = build_dataset(cfg.data, paired=True)
     assert len(data) == 3
     assert all("/train/" in str(p) for p in data.paths)

@@ -33,8 +33,7 @@ def _env() -> dict[str, str]:
 
 
 def advseg(*args: object, timeout: int = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([str(ADVSEG), *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                          env=_env())
+    return subprocess.run([str(ADVSEG), *map(str, args)], capture_output=True, text=True, timeout=timeout, env=_env())
 
 
 def images(folder: Path) -> dict[str, np.ndarray]:
@@ -78,8 +77,9 @@ def reference(inputs) -> Path:
 @pytest.fixture(scope="module")
 def cluster() -> str:
     """A local Ray instance with 2 CPUs; its address lets a CLI subprocess join it."""
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=256 << 20,
-             logging_level="WARNING")
+    ray.init(
+        address="local", num_cpus=2, include_dashboard=False, object_store_memory=256 << 20, logging_level="WARNING"
+    )
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
@@ -89,16 +89,17 @@ def _failed_names(report) -> list[str]:
 
 
 def test_importing_the_sdk_does_not_import_ray():
-    code = ("import sys, advseg_sdk, advseg_sdk.cli, advseg_sdk.cli_colorize, advseg_sdk.distributed\n"
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'torch'))\n"
-            "assert not bad, bad\nprint('ok')\n")
+    code = (
+        "import sys, advseg_sdk, advseg_sdk.cli, advseg_sdk.cli_colorize, advseg_sdk.distributed\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'torch'))\n"
+        "assert not bad, bad\nprint('ok')\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
 
 
 @pytest.mark.real_assets
-def test_killed_actor_is_retried_and_outputs_match_single_process(cluster, inputs, reference, tmp_path,
-                                                                  monkeypatch):
+def test_killed_actor_is_retried_and_outputs_match_single_process(cluster, inputs, reference, tmp_path, monkeypatch):
     out, marker = tmp_path / "out", tmp_path / "crashed"
     monkeypatch.setenv(CRASH_ONCE_ENV, str(marker))  # the first actor to take a batch dies on it, once
     report = colorize_folder([inputs], out, actors=2, batch_size=4, progress=False, **KW)

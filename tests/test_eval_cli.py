@@ -46,8 +46,24 @@ def folders(tmp_path_factory, photo_paths):
 @pytest.fixture(scope="module")
 def scored(folders):
     out = folders["root"] / "blur_eval.json"
-    proc = _run("score", folders["blur"], folders["real"], "--metric", "imgsim", "--metric", "imgsim-kid",
-                "--metric", "psnr", "--metric", "ssim", "--json", out, "--cache-dir", folders["cache"], *FAST)
+    proc = _run(
+        "score",
+        folders["blur"],
+        folders["real"],
+        "--metric",
+        "imgsim",
+        "--metric",
+        "imgsim-kid",
+        "--metric",
+        "psnr",
+        "--metric",
+        "ssim",
+        "--json",
+        out,
+        "--cache-dir",
+        folders["cache"],
+        *FAST,
+    )
     return proc, out
 
 
@@ -72,9 +88,30 @@ def test_score_writes_a_json_report(scored):
 def test_compare_makes_a_table_and_a_grid(scored, folders):
     _, report = scored
     out = folders["root"] / "cmp"
-    proc = _run("compare", report, folders["noise"], "--name", "blur", "--name", "noise", "--real", folders["real"],
-                "--metric", "imgsim", "--metric", "psnr", "--cache-dir", folders["cache"],
-                "--out", out, "--n-images", "3", "--thumb", "48", *FAST)
+    proc = _run(
+        "compare",
+        report,
+        folders["noise"],
+        "--name",
+        "blur",
+        "--name",
+        "noise",
+        "--real",
+        folders["real"],
+        "--metric",
+        "imgsim",
+        "--metric",
+        "psnr",
+        "--cache-dir",
+        folders["cache"],
+        "--out",
+        out,
+        "--n-images",
+        "3",
+        "--thumb",
+        "48",
+        *FAST,
+    )
     assert proc.returncode == 0, proc.stderr
     table = (out / "metrics.md").read_text().splitlines()
     assert table[0].startswith("| run | imgsim-ResNet50 Fréchet distance |")
@@ -93,8 +130,9 @@ def test_compare_makes_a_table_and_a_grid(scored, folders):
 
 def test_fid_and_kid_run_out_of_the_box_on_real_weights(folders):
     out = folders["root"] / "fid.json"
-    proc = _run("score", folders["noise"], folders["real"], "--json", out, "--cache-dir", folders["cache"],
-                "--threads", "1")  # default metrics: fid, kid; default weights: the fid-inception asset
+    proc = _run(
+        "score", folders["noise"], folders["real"], "--json", out, "--cache-dir", folders["cache"], "--threads", "1"
+    )  # default metrics: fid, kid; default weights: the fid-inception asset
     assert proc.returncode == 0, proc.stderr
     rep = json.loads(out.read_text())
     assert rep["metrics"]["fid"] > 1 and np.isfinite(rep["metrics"]["kid"])  # unbiased KID of 6 images may be < 0
@@ -110,8 +148,14 @@ def test_missing_inception_weights_error_is_actionable(folders, tmp_path):
     proc = _run("score", folders["blur"], folders["real"], env=env)  # default metrics: fid, kid
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    for part in (FID_WEIGHTS_FILENAME, FID_WEIGHTS_SHA256, str(tmp_path / "weights" / FID_WEIGHTS_FILENAME),
-                 "--inception-weights", "--metric imgsim", "advseg assets fetch fid-inception"):
+    for part in (
+        FID_WEIGHTS_FILENAME,
+        FID_WEIGHTS_SHA256,
+        str(tmp_path / "weights" / FID_WEIGHTS_FILENAME),
+        "--inception-weights",
+        "--metric imgsim",
+        "advseg assets fetch fid-inception",
+    ):
         assert part in proc.stderr, part
 
 

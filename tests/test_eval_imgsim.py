@@ -107,8 +107,10 @@ def test_real_weights_match_their_batchnorm_statistics(extractor, photo_sets):
         for h in handles:
             h.remove()
     assert len(log_var_ratio) == 53
-    print(f"\nBN statistics on real photos: median |log var ratio| {np.median(log_var_ratio):.3f}, "
-          f"mean |z| of means {np.mean(mean_shift):.3f}")
+    print(
+        f"\nBN statistics on real photos: median |log var ratio| {np.median(log_var_ratio):.3f}, "
+        f"mean |z| of means {np.mean(mean_shift):.3f}"
+    )
     assert np.median(log_var_ratio) < 0.3
     assert np.mean(mean_shift) < 0.25
 
@@ -121,8 +123,10 @@ def test_distance_of_a_set_to_itself_is_zero_and_grows_with_perturbation(feature
     assert abs(self_d) < 1e-6 * scale, (self_d, scale)
     blur = [_fd(base, features[f"blur{r}"]) for r in (1, 2, 4)]
     noise = [_fd(base, features[f"noise{s}"]) for s in (8, 24, 48)]
-    print(f"\nimgsim-ResNet50 Fréchet distance, {N_PHOTOS} real photos (128x128 crops), input {INPUT_SIZE}: "
-          f"self={self_d:.3g} blur r=1,2,4: {[round(v, 2) for v in blur]} noise s=8,24,48: {[round(v, 2) for v in noise]}")
+    print(
+        f"\nimgsim-ResNet50 Fréchet distance, {N_PHOTOS} real photos (128x128 crops), input {INPUT_SIZE}: "
+        f"self={self_d:.3g} blur r=1,2,4: {[round(v, 2) for v in blur]} noise s=8,24,48: {[round(v, 2) for v in noise]}"
+    )
     assert 0 < blur[0] < blur[1] < blur[2]
     assert 0 < noise[0] < noise[1] < noise[2]
 
@@ -162,8 +166,11 @@ def test_stats_cache_hit_skips_the_network(extractor, photo_sets, tmp_path):
 def test_score_folders_warns_on_small_sets_and_names_the_metric(extractor, photo_sets, tmp_path):
     with pytest.warns(SmallSampleWarning, match=r"12 images < 2048 feature dimensions"):
         report = score_folders(
-            photo_sets["blur2"], photo_sets["base"], metrics=("imgsim", "imgsim-kid"),
-            extractors={extractor.name: extractor}, cache_dir=tmp_path,
+            photo_sets["blur2"],
+            photo_sets["base"],
+            metrics=("imgsim", "imgsim-kid"),
+            extractors={extractor.name: extractor},
+            cache_dir=tmp_path,
         )
     assert set(report.metrics) == {"imgsim_fd", "imgsim_kid", "imgsim_kid_std"}
     assert "fid" not in report.metrics
@@ -180,7 +187,9 @@ def test_jpeg_outputs_are_flagged(extractor, photo_sets, tmp_path):
         Image.open(p).save(gen / f"{p.stem}.jpg", quality=90)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        score_folders(gen, photo_sets["base"], metrics=("imgsim-kid",), extractors={extractor.name: extractor}, cache=False)
+        score_folders(
+            gen, photo_sets["base"], metrics=("imgsim-kid",), extractors={extractor.name: extractor}, cache=False
+        )
     assert any("JPEG" in str(w.message) for w in caught)
 
 

@@ -187,14 +187,24 @@ def test_fid_and_kid_through_score_folders(random_inception, tmp_path):
             Image.fromarray(img).save(tmp_path / name / f"{i}.png")
     ext = InceptionFIDExtractor(model=random_inception, weights_id="random-test", device="cpu")
     with pytest.warns(UserWarning, match="3 images < 2048"):
-        rep = score_folders(tmp_path / "gen", tmp_path / "real", metrics=("fid", "kid"),
-                            extractors={ext.name: ext}, cache_dir=tmp_path / "cache")
+        rep = score_folders(
+            tmp_path / "gen",
+            tmp_path / "real",
+            metrics=("fid", "kid"),
+            extractors={ext.name: ext},
+            cache_dir=tmp_path / "cache",
+        )
     assert set(rep.metrics) == {"fid", "kid", "kid_std"}
     assert np.isfinite(rep.metrics["fid"]) and rep.metrics["fid"] > 0
     assert rep.details["inception-fid"]["fd_method"] == "lowrank"
     assert rep.to_dict()["labels"]["fid"] == "FID (pytorch-fid Inception-v3)"
     with pytest.warns(UserWarning, match="3 images < 2048"):
-        same = score_folders(tmp_path / "real", tmp_path / "real", metrics=("fid",), extractors={ext.name: ext},
-                             cache_dir=tmp_path / "cache")
+        same = score_folders(
+            tmp_path / "real",
+            tmp_path / "real",
+            metrics=("fid",),
+            extractors={ext.name: ext},
+            cache_dir=tmp_path / "cache",
+        )
     assert abs(same.metrics["fid"]) < 1e-6 * rep.metrics["fid"]
     assert same.details["inception-fid"]["real_stats_from_cache"] is True

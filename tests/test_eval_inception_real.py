@@ -16,7 +16,6 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 
-from advseg_sdk.assets import ASSETS, asset_path
 from advseg_eval import inception as inc
 from advseg_eval.features import InceptionFIDExtractor
 from advseg_eval.inception import (
@@ -27,6 +26,7 @@ from advseg_eval.inception import (
     read_torchscript_tensors,
 )
 from advseg_eval.score import score_folders
+from advseg_sdk.assets import ASSETS, asset_path
 
 pytestmark = pytest.mark.real_assets
 
@@ -106,8 +106,14 @@ def test_fid_is_zero_on_the_same_set_and_grows_with_blur_and_noise(model, degrad
     fid = {}
     with pytest.warns(UserWarning, match="12 images < 2048"):
         for name, folder in degraded_sets.items():
-            rep = score_folders(folder, degraded_sets["real"], metrics=("fid", "kid"), extractors={ext.name: ext},
-                                cache_dir=tmp_path / "cache", kid_subset_size=12)
+            rep = score_folders(
+                folder,
+                degraded_sets["real"],
+                metrics=("fid", "kid"),
+                extractors={ext.name: ext},
+                cache_dir=tmp_path / "cache",
+                kid_subset_size=12,
+            )
             fid[name] = rep.metrics["fid"]
     assert rep.details["inception-fid"]["weights"] == model.weights_label
     print("FID vs real:", {k: round(v, 3) for k, v in fid.items()})

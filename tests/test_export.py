@@ -28,8 +28,8 @@ from advseg_export.tensorrt_build import (
     import_tensorrt,
     parse_shape,
 )
-from advseg_sdk.files import sha256_file
 from advseg_sdk.bundle import load_bundle
+from advseg_sdk.files import sha256_file
 from advseg_train.networks import GeneratorConfig, build_generator, load_generator, save_generator
 
 pytestmark = pytest.mark.real_assets
@@ -52,8 +52,9 @@ def resnet_bundle(resnet_ckpt, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bundles") / "tiny.advseg"
     # int8 of a 4-channel random network is not what the 30 dB target is about; its threshold
     # is lowered here so the test checks the plumbing (and the real figure is still recorded).
-    return export_generator(resnet_ckpt, out, precisions=("fp32", "fp16", "int8"), calib_count=4,
-                            thresholds={"int8": {"min_psnr": 20.0}})
+    return export_generator(
+        resnet_ckpt, out, precisions=("fp32", "fp16", "int8"), calib_count=4, thresholds={"int8": {"min_psnr": 20.0}}
+    )
 
 
 def _run(path: Path, x: np.ndarray) -> np.ndarray:
@@ -219,7 +220,8 @@ def test_norm_nodes_cover_decomposed_and_fused_instance_norm(tmp_path: Path):
     assert len(picked) == 9 * n_norms
     assert {"Conv", "Relu", "Pad", "ConvTranspose", "Tanh"}.isdisjoint(picked)
     assert [n.op_type for n in fused.graph.node if n.name in set(norm_nodes(fused))] == (
-        ["InstanceNormalization"] * n_norms)
+        ["InstanceNormalization"] * n_norms
+    )
 
 
 def test_fused_instance_norm_is_less_accurate_on_onnxruntime(tmp_path: Path):

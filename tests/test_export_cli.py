@@ -20,8 +20,13 @@ EXE = Path(sys.executable).parent / "advseg-export"
 
 
 def _cli(*args: str, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(EXE), *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                          env=None if env is None else {**os.environ, **env})
+    return subprocess.run(
+        [str(EXE), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=None if env is None else {**os.environ, **env},
+    )
 
 
 def _real_sketch(photo_paths, hw: tuple[int, int]) -> np.ndarray:
@@ -34,8 +39,10 @@ def _real_sketch(photo_paths, hw: tuple[int, int]) -> np.ndarray:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "fixture,arch,layout",
-    [("resnet_9blocks_batch_dropout_ngf16_bnstats_net.pth", "resnet_9blocks", "advsegloss"),
-     ("upstream_unet_256_ngf4_bnstats_net.pth", "unet_256", None)],
+    [
+        ("resnet_9blocks_batch_dropout_ngf16_bnstats_net.pth", "resnet_9blocks", "advsegloss"),
+        ("upstream_unet_256_ngf4_bnstats_net.pth", "unet_256", None),
+    ],
 )
 def test_cli_exports_official_checkpoint_and_colorizer_colours_a_sketch(
     official_fixtures_dir: Path, tmp_path: Path, photo_paths, fixture: str, arch: str, layout: str | None
@@ -82,8 +89,14 @@ def test_cli_errors_are_one_clear_line(official_fixtures_dir: Path, tmp_path: Pa
     assert "checkpoint not found" in r.stderr and str(missing) in r.stderr
     assert "Traceback" not in r.stderr
 
-    r = _cli(official_fixtures_dir / "upstream_unet_256_ngf4_bnstats_net.pth", "-o", tmp_path / "b.advseg",
-             "--trt", "--max-shape", "4x3x256x256")
+    r = _cli(
+        official_fixtures_dir / "upstream_unet_256_ngf4_bnstats_net.pth",
+        "-o",
+        tmp_path / "b.advseg",
+        "--trt",
+        "--max-shape",
+        "4x3x256x256",
+    )
     try:
         import tensorrt  # noqa: F401
     except ImportError:

@@ -45,7 +45,8 @@ def test_hed_manifest(hed_bundle: Path):
     p = m["parity"]["model.fp32.onnx"]
     assert p["passed"] and p["max_abs"] <= 1e-4
     assert m["provenance"]["source_checkpoint_sha256"] == (
-        "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f")
+        "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f"
+    )
 
 
 @pytest.mark.parametrize("hw,batch", [((75, 113), 1), ((128, 96), 2)])

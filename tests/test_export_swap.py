@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_bundle import _fake_bundle
 
 from advseg_export.api import _replace_dir, clean_stale_temporaries
 from advseg_sdk.bundle import load_bundle
 from advseg_train.networks import GeneratorConfig, build_generator, save_generator
-from test_bundle import _fake_bundle
 
 EXPORT = Path(sys.executable).parent / "advseg-export"
 
@@ -33,8 +33,13 @@ def tiny_ckpt(tmp_path_factory) -> Path:
 
 def _export(ckpt: Path, out: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([str(EXPORT), str(ckpt), "-o", str(out), "--calib-count", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [str(EXPORT), str(ckpt), "-o", str(out), "--calib-count", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def _leftovers(parent: Path, name: str) -> list[str]:
@@ -94,10 +99,19 @@ def test_stale_temporaries_are_cleaned_but_a_live_export_is_left_alone(tiny_ckpt
     (dead / "model.fp32.onnx").write_bytes(b"junk")
     live = tmp_path / ".b.advseg.tmp-l1ve0001"
     live.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import fcntl, os, sys, time\n"
-        f"fd = os.open({str(live)!r}, os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX)\n"
-        "print('locked', flush=True); time.sleep(120)")], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import fcntl, os, sys, time\n"
+                f"fd = os.open({str(live)!r}, os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX)\n"
+                "print('locked', flush=True); time.sleep(120)"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         p = _export(tiny_ckpt, out)

@@ -19,15 +19,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from test_bundle import _fake_bundle
 
 from advseg_sdk.bundle import Bundle, BundleError, load_bundle, validate_manifest
 from advseg_sdk.imageio import ImageReadError, read_image, to_rgb_uint8
-from test_bundle import _fake_bundle
 
 # 300 fixed examples per test in CI; ADVSEG_FUZZ_EXAMPLES=N runs N fresh random ones instead.
 _N = int(os.environ.get("ADVSEG_FUZZ_EXAMPLES", "0"))
-FUZZ = settings(max_examples=_N or 300, deadline=None, derandomize=not _N, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=_N or 300,
+    deadline=None,
+    derandomize=not _N,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow's notes on damaged files
 TRIED: dict[str, int] = {}
 
@@ -37,9 +42,23 @@ def _seeds() -> list[bytes]:
     rng = np.random.default_rng(0)
     rgb = (rng.random((9, 13, 3)) * 255).astype(np.uint8)
     out = []
-    for fmt, mode in (("PNG", "RGB"), ("PNG", "RGBA"), ("PNG", "L"), ("PNG", "I;16"), ("JPEG", "RGB"),
-                      ("BMP", "RGB"), ("GIF", "P"), ("TIFF", "RGB"), ("WEBP", "RGB"), ("PPM", "RGB")):
-        im = Image.fromarray(rgb).convert(mode) if mode != "I;16" else Image.fromarray(rgb[..., 0].astype(np.uint16) * 257)
+    for fmt, mode in (
+        ("PNG", "RGB"),
+        ("PNG", "RGBA"),
+        ("PNG", "L"),
+        ("PNG", "I;16"),
+        ("JPEG", "RGB"),
+        ("BMP", "RGB"),
+        ("GIF", "P"),
+        ("TIFF", "RGB"),
+        ("WEBP", "RGB"),
+        ("PPM", "RGB"),
+    ):
+        im = (
+            Image.fromarray(rgb).convert(mode)
+            if mode != "I;16"
+            else Image.fromarray(rgb[..., 0].astype(np.uint16) * 257)
+        )
         buf = io.BytesIO()
         im.save(buf, format=fmt)
         out.append(buf.getvalue())
@@ -90,20 +109,49 @@ def test_fuzz_image_decode(tmp_path: Path, data: bytes, suffix: str):
 # --------------------------------------------------------------------------- manifests
 
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**40), 2**40)
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=12),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )
 
-FIELDS = [("task",), ("architecture",), ("architecture", "name"), ("architecture", "args"), ("input",),
-          ("input", "channels"), ("input", "range"), ("input", "range", 0), ("input", "range", 1),
-          ("input", "size_multiple"), ("input", "min_size"), ("input", "fixed_size"), ("input", "layout"),
-          ("input", "color"), ("input", "name"), ("output",), ("output", "range"), ("output", "channels"),
-          ("output", "name"), ("artefacts",), ("artefacts", 0), ("artefacts", 0, "file"),
-          ("artefacts", 0, "sha256"), ("artefacts", 0, "bytes"), ("artefacts", 0, "format"),
-          ("artefacts", 0, "precision"), ("artefacts", 0, "engine"), ("artefacts", 0, "opset"),
-          ("parity",), ("provenance",), ("format_version",), ("name",)]
+FIELDS = [
+    ("task",),
+    ("architecture",),
+    ("architecture", "name"),
+    ("architecture", "args"),
+    ("input",),
+    ("input", "channels"),
+    ("input", "range"),
+    ("input", "range", 0),
+    ("input", "range", 1),
+    ("input", "size_multiple"),
+    ("input", "min_size"),
+    ("input", "fixed_size"),
+    ("input", "layout"),
+    ("input", "color"),
+    ("input", "name"),
+    ("output",),
+    ("output", "range"),
+    ("output", "channels"),
+    ("output", "name"),
+    ("artefacts",),
+    ("artefacts", 0),
+    ("artefacts", 0, "file"),
+    ("artefacts", 0, "sha256"),
+    ("artefacts", 0, "bytes"),
+    ("artefacts", 0, "format"),
+    ("artefacts", 0, "precision"),
+    ("artefacts", 0, "engine"),
+    ("artefacts", 0, "opset"),
+    ("parity",),
+    ("provenance",),
+    ("format_version",),
+    ("name",),
+]
 
 
 def _set(m: dict, path: tuple, value) -> None:
@@ -127,9 +175,20 @@ def good_bundle(tmp_path_factory) -> Path:
 
 
 @FUZZ
-@given(edits=st.lists(st.tuples(st.sampled_from(FIELDS), JSON | st.sampled_from(
-    [0, -1, 10**9, "three", [0, None], [1, 0], [256, "x"], "", "../x", "a/b", "NCHW", "engine", 3, [0, 1]])),
-    min_size=1, max_size=4), drop=st.lists(st.sampled_from(FIELDS), max_size=2))
+@given(
+    edits=st.lists(
+        st.tuples(
+            st.sampled_from(FIELDS),
+            JSON
+            | st.sampled_from(
+                [0, -1, 10**9, "three", [0, None], [1, 0], [256, "x"], "", "../x", "a/b", "NCHW", "engine", 3, [0, 1]]
+            ),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    drop=st.lists(st.sampled_from(FIELDS), max_size=2),
+)
 def test_fuzz_manifest_fields(good_bundle: Path, edits, drop):
     TRIED["manifest-fields"] = TRIED.get("manifest-fields", 0) + 1
     m = json.loads((good_bundle / "manifest.json").read_text())
@@ -155,12 +214,23 @@ def test_fuzz_manifest_fields(good_bundle: Path, edits, drop):
 
 
 @FUZZ
-@given(text=st.one_of(
-    JSON.map(json.dumps),
-    st.text(max_size=200),
-    st.sampled_from(["{", "[" * 5000, '{"a": NaN}', '{"format_version": "advseg-bundle/1", "x": Infinity}',
-                     "\ufeff{}", "{}" * 3, '{"format_version": "advseg-bundle/1"}']),
-))
+@given(
+    text=st.one_of(
+        JSON.map(json.dumps),
+        st.text(max_size=200),
+        st.sampled_from(
+            [
+                "{",
+                "[" * 5000,
+                '{"a": NaN}',
+                '{"format_version": "advseg-bundle/1", "x": Infinity}',
+                "\ufeff{}",
+                "{}" * 3,
+                '{"format_version": "advseg-bundle/1"}',
+            ]
+        ),
+    )
+)
 def test_fuzz_manifest_text(tmp_path: Path, text: str):
     TRIED["manifest-text"] = TRIED.get("manifest-text", 0) + 1
     d = tmp_path / "b.advseg"

@@ -61,14 +61,31 @@ def test_without_room_for_hed_weights_the_pack_says_so_and_the_session_times_a_r
 def test_dry_run_runs_every_step_through_the_shell_script(pack, tmp_path, repo_dir, python_exe):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHON": python_exe, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run(["bash", str(repo_dir / "scripts" / "gpu_session.sh"), "--dry-run", "--pack", str(pack),
-                           "--out", str(out), "--budget-s", "300"],
-                          capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    proc = subprocess.run(
+        [
+            "bash",
+            str(repo_dir / "scripts" / "gpu_session.sh"),
+            "--dry-run",
+            "--pack",
+            str(pack),
+            "--out",
+            str(out),
+            "--budget-s",
+            "300",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     doc = json.loads((out / "gpu_session.json").read_text())
     assert doc["dry_run"] and doc["schema"] == "advseg-gpu-session/1"
     assert [n for n, _ in STEPS] == list(doc["steps"])
-    assert all(s["status"] == "ok" for s in doc["steps"].values()), {n: s.get("reason") for n, s in doc["steps"].items()}
+    assert all(s["status"] == "ok" for s in doc["steps"].values()), {
+        n: s.get("reason") for n, s in doc["steps"].items()
+    }
 
     smoke = doc["steps"]["train_smoke"]
     assert smoke["failed"] == 0 and smoke["passed"] == 8  # 2 kinds x 2 variants x soft/hard (fp32 on CPU)
@@ -134,34 +151,99 @@ def test_goals_and_report_from_gpu_shaped_results():
     from advseg_bench.gpu_session import evaluate_goals, render_markdown
 
     def row(size, batch, backend, precision, p50, **extra):
-        return {"model": "resnet_9blocks", "size": size, "batch": batch, "backend": backend, "precision": precision,
-                "status": "ok", "latency_ms": {"p50": p50, "p90": p50 * 1.1}, "images_per_s": batch / (p50 / 1e3),
-                "host_latency_ms": p50 + 0.3, "peak_gpu_mb": 812.0, **extra}
+        return {
+            "model": "resnet_9blocks",
+            "size": size,
+            "batch": batch,
+            "backend": backend,
+            "precision": precision,
+            "status": "ok",
+            "latency_ms": {"p50": p50, "p90": p50 * 1.1},
+            "images_per_s": batch / (p50 / 1e3),
+            "host_latency_ms": p50 + 0.3,
+            "peak_gpu_mb": 812.0,
+            **extra,
+        }
 
-    doc = {"created": "2026-01-01T00:00:00Z", "budget_s": 480, "elapsed_s": 470, "dry_run": False,
-           "env": {"gpu": "NVIDIA H200", "torch": "2.11.0+cu130", "cuda": "13.0", "cudnn": 91000},
-           "steps": {
-               "environment": {"status": "ok", "seconds": 3.0},
-               "train_smoke": {"status": "ok", "seconds": 80, "passed": 24, "failed": 0, "skipped": [],
-                               "trainer_runs": [{"kind": "cycle_gan", "amp": "fp16", "status": "ok"}],
-                               "combos": [{"kind": "pix2pix", "amp": "fp16", "variant": "binary", "grad": "soft",
-                                           "finite": True, "seg_grad_norm": 0.5, "gradient_property": "holds",
-                                           "seconds": 1.0}]},
-               "train_throughput": {"status": "ok", "seconds": 90, "model": "pix2pix", "speedup": 12.5,
-                                    "results": {"official": {"batch": 1, "images_per_s": 30.0},
-                                                "fast": {"batch": 32, "images_per_s": 375.0},
-                                                "fast_compiled": {"status": "skipped", "reason": "60 s left"}}},
-               "inference": {"status": "ok", "seconds": 150, "skipped": [], "results": [
-                   row(256, 1, "torch-cudagraph", "fp16", 0.8, accuracy={"psnr_db": 48.0}),
-                   row(256, 1, "torch-eager", "fp32", 3.1, fp32_math="tf32 (cuDNN convolutions on tensor cores)",
-                       accuracy={"psnr_db": 60.0}, achieved_tflops=32.0, peak_fraction=0.08, peak_basis="tf32"),
-                   row(256, 256, "torch-cudagraph", "bf16", 70.0),
-                   {"model": "resnet_9blocks", "size": 512, "batch": 64, "backend": "torch-cudagraph",
-                    "precision": "fp16", "status": "error", "reason": "OutOfMemoryError"}]},
-               "final_training": {"status": "skipped", "reason": "budget spent"}}}
+    doc = {
+        "created": "2026-01-01T00:00:00Z",
+        "budget_s": 480,
+        "elapsed_s": 470,
+        "dry_run": False,
+        "env": {"gpu": "NVIDIA H200", "torch": "2.11.0+cu130", "cuda": "13.0", "cudnn": 91000},
+        "steps": {
+            "environment": {"status": "ok", "seconds": 3.0},
+            "train_smoke": {
+                "status": "ok",
+                "seconds": 80,
+                "passed": 24,
+                "failed": 0,
+                "skipped": [],
+                "trainer_runs": [{"kind": "cycle_gan", "amp": "fp16", "status": "ok"}],
+                "combos": [
+                    {
+                        "kind": "pix2pix",
+                        "amp": "fp16",
+                        "variant": "binary",
+                        "grad": "soft",
+                        "finite": True,
+                        "seg_grad_norm": 0.5,
+                        "gradient_property": "holds",
+                        "seconds": 1.0,
+                    }
+                ],
+            },
+            "train_throughput": {
+                "status": "ok",
+                "seconds": 90,
+                "model": "pix2pix",
+                "speedup": 12.5,
+                "results": {
+                    "official": {"batch": 1, "images_per_s": 30.0},
+                    "fast": {"batch": 32, "images_per_s": 375.0},
+                    "fast_compiled": {"status": "skipped", "reason": "60 s left"},
+                },
+            },
+            "inference": {
+                "status": "ok",
+                "seconds": 150,
+                "skipped": [],
+                "results": [
+                    row(256, 1, "torch-cudagraph", "fp16", 0.8, accuracy={"psnr_db": 48.0}),
+                    row(
+                        256,
+                        1,
+                        "torch-eager",
+                        "fp32",
+                        3.1,
+                        fp32_math="tf32 (cuDNN convolutions on tensor cores)",
+                        accuracy={"psnr_db": 60.0},
+                        achieved_tflops=32.0,
+                        peak_fraction=0.08,
+                        peak_basis="tf32",
+                    ),
+                    row(256, 256, "torch-cudagraph", "bf16", 70.0),
+                    {
+                        "model": "resnet_9blocks",
+                        "size": 512,
+                        "batch": 64,
+                        "backend": "torch-cudagraph",
+                        "precision": "fp16",
+                        "status": "error",
+                        "reason": "OutOfMemoryError",
+                    },
+                ],
+            },
+            "final_training": {"status": "skipped", "reason": "budget spent"},
+        },
+    }
     goals = evaluate_goals(doc)
-    assert goals["resnet_9blocks_256_b1_latency"] == {"goal_ms": 1.0, "best_ms": 0.8, "met": True,
-                                                      "with": "torch-cudagraph fp16"}
+    assert goals["resnet_9blocks_256_b1_latency"] == {
+        "goal_ms": 1.0,
+        "best_ms": 0.8,
+        "met": True,
+        "with": "torch-cudagraph fp16",
+    }
     assert goals["half_precision_throughput"]["best_ips"] == pytest.approx(256 / 0.070)
     assert goals["half_precision_throughput"]["met"] is True
     assert goals["anchor_eager_fp32_b1"]["measured_ms"] == 3.1 and "tf32" in goals["anchor_eager_fp32_b1"]["fp32_math"]

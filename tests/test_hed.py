@@ -160,8 +160,14 @@ def test_onnx_export_dynamic_size(hed: HED, tmp_path: Path) -> None:
     onnx_path = tmp_path / "hed.onnx"
     axes = {0: "batch", 2: "height", 3: "width"}
     torch.onnx.export(
-        hed, (torch.rand(1, 3, 32, 32),), str(onnx_path), dynamo=False, opset_version=17,
-        input_names=["image"], output_names=["prob"], dynamic_axes={"image": axes, "prob": axes},
+        hed,
+        (torch.rand(1, 3, 32, 32),),
+        str(onnx_path),
+        dynamo=False,
+        opset_version=17,
+        input_names=["image"],
+        output_names=["prob"],
+        dynamic_axes={"image": axes, "prob": axes},
     )
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     x = torch.rand(2, 3, 45, 37, generator=torch.Generator().manual_seed(1))  # other size, odd pools
@@ -192,8 +198,11 @@ def test_misshaped_dataset_names_file_and_shapes(tmp_path: Path) -> None:
         g = f.create_group("block1/layers/conv2d/vars")
         g.attrs["name"] = "block1_conv1"
         g.create_dataset("0", data=np.zeros((64, 3, 3, 3), np.float32))  # torch layout, not Keras
-    with pytest.raises(HEDWeightsError, match=r"bad\.weights\.h5.*'block1/layers/conv2d/vars/0' has shape "
-                       r"\(64, 3, 3, 3\), expected \(3, 3, 3, 64\)"):
+    with pytest.raises(
+        HEDWeightsError,
+        match=r"bad\.weights\.h5.*'block1/layers/conv2d/vars/0' has shape "
+        r"\(64, 3, 3, 3\), expected \(3, 3, 3, 64\)",
+    ):
         load_hed(path)
 
 

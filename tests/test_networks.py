@@ -40,7 +40,6 @@ def _one_torch_thread():
     torch.set_num_threads(threads)
 
 
-
 def _input_size(cfg: GeneratorConfig) -> int:
     return cfg.fixed_size[0] if cfg.fixed_size else 64
 
@@ -96,8 +95,9 @@ def test_build_every_generator(arch: str, norm: str) -> None:
     assert y.abs().max() <= 1.0 and y.std() > 0
     # conv bias rule: convs feeding a norm have a bias unless the norm is batch
     expect_bias = norm != "batch"
-    fed = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))
-           and m.out_channels != cfg.output_nc]
+    fed = [
+        m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m.out_channels != cfg.output_nc
+    ]
     assert fed and all((m.bias is not None) == expect_bias for m in fed)
     instance_norms = [m for m in net.modules() if isinstance(m, nn.InstanceNorm2d)]
     assert all(not m.affine and not m.track_running_stats for m in instance_norms)
@@ -204,8 +204,7 @@ GEN_CASES = [
 ]
 DISC_CASES = [
     DiscriminatorConfig(arch="basic", input_nc=3, ndf=4, norm="instance"),
-    DiscriminatorConfig(arch="n_layers", input_nc=138, ndf=4, n_layers=4, norm="batch",
-                        use_sigmoid=True),
+    DiscriminatorConfig(arch="n_layers", input_nc=138, ndf=4, n_layers=4, norm="batch", use_sigmoid=True),
     DiscriminatorConfig(arch="pixel", input_nc=6, ndf=4, norm="none"),
 ]
 
@@ -437,8 +436,7 @@ def test_unsupported_depth_is_reported() -> None:
 
 def test_layouts_we_cannot_build_are_named() -> None:
     net = build_generator(GeneratorConfig(arch="resnet_6blocks", ngf=4, norm="instance"))
-    no_bias = {k: v for k, v in net.state_dict().items()
-               if not (k.endswith(".bias") and not k.startswith("model.23."))}
+    no_bias = {k: v for k, v in net.state_dict().items() if not (k.endswith(".bias") and not k.startswith("model.23."))}
     with pytest.raises(CheckpointError, match="norm='none' as newer upstream"):
         load_generator(no_bias)
     affine_in = dict(net.state_dict())
@@ -466,9 +464,15 @@ def test_advseg_train_checkpoint_layout(tmp_path: Path) -> None:
     ckpt = {
         "advseg_format": "train-checkpoint/1",
         "config": {"model": {"netG": "unet_128"}},
-        "model": {"nets": {"G_A": g_a.state_dict(), "G_B": g_b.state_dict(),
-                           "D_A": d_a.state_dict(), "D_B": d_b.state_dict()},
-                  "optimizers": {}},
+        "model": {
+            "nets": {
+                "G_A": g_a.state_dict(),
+                "G_B": g_b.state_dict(),
+                "D_A": d_a.state_dict(),
+                "D_B": d_b.state_dict(),
+            },
+            "optimizers": {},
+        },
         "generator": {"name": "G_A", "config": g_cfg.to_dict()},
     }
     torch.save(ckpt, tmp_path / "ckpt.pt")

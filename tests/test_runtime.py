@@ -28,9 +28,13 @@ from advseg_sdk.runtime import (
     resolve_providers,
 )
 
-H100 = {"gpu_name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0", "tensorrt_version": "10.8.0.43",
-        "cuda_version": "12.8", "profiles": [{"input": "input", "min": [1, 3, 64, 64], "opt": [1, 3, 256, 256],
-                                              "max": [8, 3, 1024, 1024]}]}
+H100 = {
+    "gpu_name": "NVIDIA H100 80GB HBM3",
+    "compute_capability": "9.0",
+    "tensorrt_version": "10.8.0.43",
+    "cuda_version": "12.8",
+    "profiles": [{"input": "input", "min": [1, 3, 64, 64], "opt": [1, 3, 256, 256], "max": [8, 3, 1024, 1024]}],
+}
 A100_OLD_TRT = {**H100, "gpu_name": "NVIDIA A100-SXM4-40GB", "compute_capability": "8.0", "tensorrt_version": "10.0.1"}
 
 
@@ -105,10 +109,14 @@ def test_provider_list_is_ordered_and_filtered():
 
     have = ort.get_available_providers()
     default = [n for n, _ in resolve_providers(None)]
-    assert default == [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider") if p in have]
+    assert default == [
+        p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider") if p in have
+    ]
     if "CUDAExecutionProvider" not in have:
         with pytest.warns(RuntimeWarning, match="not available: CUDAExecutionProvider"):
-            assert [n for n, _ in resolve_providers(["CUDAExecutionProvider", "CPUExecutionProvider"])] == ["CPUExecutionProvider"]
+            assert [n for n, _ in resolve_providers(["CUDAExecutionProvider", "CPUExecutionProvider"])] == [
+                "CPUExecutionProvider"
+            ]
         with pytest.raises(RuntimeUnavailableError, match="none of the requested providers can run"):
             resolve_providers(["CUDAExecutionProvider"])
     custom = resolve_providers([("CPUExecutionProvider", {"arena_extend_strategy": "kSameAsRequested"})])
@@ -139,7 +147,9 @@ def test_auto_picks_fp32_on_cpu_and_explicit_precisions(bundle_all, models):
 
 
 def test_unsupported_precision_lists_available(bundle_all, tmp_path, models):
-    with pytest.raises(BundleError, match=r"unsupported precision 'fp8'; choose 'auto' or one this bundle has: fp32, fp16, int8"):
+    with pytest.raises(
+        BundleError, match=r"unsupported precision 'fp8'; choose 'auto' or one this bundle has: fp32, fp16, int8"
+    ):
         open_runner(bundle_all, precision="fp8")
     only32 = make_bundle(tmp_path / "only32.advseg", {"fp32": models["fp32"]})
     with pytest.raises(BundleError, match=r"no 'int8' artefact; available: fp32"):
@@ -154,7 +164,9 @@ def test_engine_mismatch_reasons():
     assert engine_mismatch(eng, same) is None
     assert engine_mismatch(eng, DeviceInfo("NVIDIA H100 80GB HBM3", "9.0", "10.8.0")) is None
     assert "sm 9.0" in engine_mismatch(eng, DeviceInfo("NVIDIA A100-SXM4-40GB", "8.0", "10.8.0"))
-    assert "TensorRT 10.8.0.43, this machine has TensorRT 10.3.0" in engine_mismatch(eng, DeviceInfo("NVIDIA H100 80GB HBM3", "9.0", "10.3.0"))
+    assert "TensorRT 10.8.0.43, this machine has TensorRT 10.3.0" in engine_mismatch(
+        eng, DeviceInfo("NVIDIA H100 80GB HBM3", "9.0", "10.3.0")
+    )
     assert "this GPU is NVIDIA H100 PCIe" in engine_mismatch(eng, DeviceInfo("NVIDIA H100 PCIe", "9.0", "10.8.0"))
     assert "no CUDA GPU" in engine_mismatch(eng, DeviceInfo())
     portable = EngineInfo.from_dict({**H100, "hardware_compatible": True})
@@ -167,19 +179,24 @@ def test_engine_mismatch_reasons():
 @pytest.fixture(scope="module")
 def bundle_with_engine(models, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("engine")
-    return make_bundle(root / "eng.advseg", {"fp32": models["fp32"]},
-                       engines=[{"file": "a100-trt10.0.engine", "engine": A100_OLD_TRT}])
+    return make_bundle(
+        root / "eng.advseg", {"fp32": models["fp32"]}, engines=[{"file": "a100-trt10.0.engine", "engine": A100_OLD_TRT}]
+    )
 
 
 def test_engine_for_other_gpu_falls_back_with_warning(bundle_with_engine):
     b = load_bundle(bundle_with_engine)
     assert [a.label for a in b.artefacts] == ["fp32", "trt-fp16"]
-    with pytest.warns(EngineMismatchWarning, match=r"a100-trt10\.0\.engine: engine built for NVIDIA A100.*falling back to ONNX"):
+    with pytest.warns(
+        EngineMismatchWarning, match=r"a100-trt10\.0\.engine: engine built for NVIDIA A100.*falling back to ONNX"
+    ):
         r = open_runner(b)  # this machine: no GPU at all
     assert isinstance(r, OnnxRunner) and r.path.name == "model.fp32.onnx"
     # a machine with a different GPU / TensorRT, described explicitly
     h100 = DeviceInfo("NVIDIA H100 80GB HBM3", "9.0", "10.8.0.43")
-    with pytest.warns(EngineMismatchWarning, match=r"built for NVIDIA A100-SXM4-40GB \(sm 8.0\), this GPU is NVIDIA H100"):
+    with pytest.warns(
+        EngineMismatchWarning, match=r"built for NVIDIA A100-SXM4-40GB \(sm 8.0\), this GPU is NVIDIA H100"
+    ):
         open_runner(b, device=h100)
     same_gpu_new_trt = DeviceInfo("NVIDIA A100-SXM4-40GB", "8.0", "10.8.0")
     with pytest.warns(EngineMismatchWarning, match=r"built with TensorRT 10.0.1, this machine has TensorRT 10.8.0"):

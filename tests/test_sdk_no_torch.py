@@ -8,8 +8,16 @@ from pathlib import Path
 
 from test_bundle import export_onnx, make_bundle, tiny_resnet
 
-MODULES = ["advseg_sdk", "advseg_sdk.cli", "advseg_sdk.colorizer", "advseg_sdk.sketcher",
-           "advseg_sdk.runtime", "advseg_sdk.bundle", "advseg_sdk.tiling", "advseg_sdk.cli_colorize"]
+MODULES = [
+    "advseg_sdk",
+    "advseg_sdk.cli",
+    "advseg_sdk.colorizer",
+    "advseg_sdk.sketcher",
+    "advseg_sdk.runtime",
+    "advseg_sdk.bundle",
+    "advseg_sdk.tiling",
+    "advseg_sdk.cli_colorize",
+]
 
 
 def _python(code: str) -> subprocess.CompletedProcess:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from advseg_train.segmentation import SEGMENTER_NAMES, Segmenter, build_segmenter, maps
-from advseg_train.segmentation import coco_panoptic
+from advseg_train.segmentation import SEGMENTER_NAMES, Segmenter, build_segmenter, coco_panoptic, maps
 
 
 def _images(b: int = 2, h: int = 40, w: int = 56, seed: int = 0) -> torch.Tensor:
@@ -38,9 +37,7 @@ def assert_segmenter_contract(seg: Segmenter, x: torch.Tensor) -> torch.Tensor:
 
 
 def test_registry_names():
-    assert {"tiny", "isnet", "detectron2-panoptic", "mask2former", "oneformer"} <= set(
-        SEGMENTER_NAMES
-    )
+    assert {"tiny", "isnet", "detectron2-panoptic", "mask2former", "oneformer"} <= set(SEGMENTER_NAMES)
     with pytest.raises(ValueError, match="unknown segmenter 'nope'.*tiny"):
         build_segmenter("nope")
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_segmentation import assert_segmenter_contract
 
 from advseg_train.config import resolve_config
 from advseg_train.models import build_model
@@ -21,8 +22,6 @@ from advseg_train.segmentation.deeplab import (
     DeepLabVOCSegmenter,
     read_tflite,
 )
-
-from test_segmentation import assert_segmenter_contract
 
 pytestmark = pytest.mark.real_assets
 torch.set_num_threads(1)
@@ -64,12 +63,14 @@ def test_vendored_model_licence_and_tensors():
 
 @pytest.mark.parametrize("size", [(64, 64), (50, 70)])
 def test_contract_at_small_and_odd_sizes(deeplab, photo_paths, size):
-    probs = assert_segmenter_contract(deeplab, _tensor(_photo_u8(photo_paths[2], *size)))
+    assert_segmenter_contract(deeplab, _tensor(_photo_u8(photo_paths[2], *size)))
     assert deeplab.class_names == list(VOC_CLASSES) and deeplab.is_thing == [False] + [True] * 20
 
 
 def test_parity_with_the_reference_interpreter_at_513(photo_paths):
-    litert = pytest.importorskip("ai_edge_litert.interpreter", reason="ai-edge-litert (the TFLite reference) is not installed")
+    litert = pytest.importorskip(
+        "ai_edge_litert.interpreter", reason="ai-edge-litert (the TFLite reference) is not installed"
+    )
     interp = litert.Interpreter(model_path=str(DEFAULT_TFLITE))
     interp.allocate_tensors()
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
@@ -146,8 +147,15 @@ def test_autocast_keeps_float32_probabilities_and_bad_input_errors(deeplab, phot
 
 # --------------------------------------------------------------------------- training through it
 
-_SMALL = ["model.netG=resnet_6blocks", "model.ngf=4", "model.ndf=4", "data.root=unused", "data.mode=aligned",
-          "model.kind=pix2pix", "seg.segmenter=deeplab-voc"]
+_SMALL = [
+    "model.netG=resnet_6blocks",
+    "model.ngf=4",
+    "model.ndf=4",
+    "data.root=unused",
+    "data.mode=aligned",
+    "model.kind=pix2pix",
+    "seg.segmenter=deeplab-voc",
+]
 
 
 def _generator_grads(model, real_A, real_B) -> torch.Tensor:
@@ -170,8 +178,11 @@ def test_generator_gets_the_multi_class_gradient_soft_and_none_hard(photo_paths,
     real_B = _tensor(photo)
     real_A = real_B.mean(1, keepdim=True).expand(-1, 3, -1, -1).contiguous()
     for grad in ("soft", "hard"):
-        overrides = _SMALL + [f"seg.variant={variant}", f"seg.grad={grad}",
-                              "seg.segmenter_kwargs={multi_layout: official}" if grad == "hard" else "seg.wb=1"]
+        overrides = _SMALL + [
+            f"seg.variant={variant}",
+            f"seg.grad={grad}",
+            "seg.segmenter_kwargs={multi_layout: official}" if grad == "hard" else "seg.wb=1",
+        ]
         grads = []
         for wm in (0.0, 1.0):
             torch.manual_seed(0)

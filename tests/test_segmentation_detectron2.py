@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from advseg_train.segmentation import build_segmenter, maps
-from advseg_train.segmentation import coco_panoptic
+from advseg_train.segmentation import build_segmenter, coco_panoptic, maps
 from advseg_train.segmentation.detectron2_panoptic import (
-    paste_soft_masks,
     panoptic_to_labels,
+    paste_soft_masks,
     safe_load_pkl,
     soft_class_mass,
 )
@@ -95,8 +94,7 @@ def test_official_panoptic_decoding_gives_official_layout():
 
 def test_safe_pkl_reader_loads_arrays_and_refuses_code(tmp_path):
     good = tmp_path / "model_final_c10459.pkl"
-    data = {"model": OrderedDict(w=np.arange(6, dtype=np.float32).reshape(2, 3)),
-            "__author__": "Detectron2 Model Zoo"}
+    data = {"model": OrderedDict(w=np.arange(6, dtype=np.float32).reshape(2, 3)), "__author__": "Detectron2 Model Zoo"}
     for protocol in (2, 3, 4, 5):
         good.write_bytes(pickle.dumps(data, protocol=protocol))
         loaded = safe_load_pkl(good)

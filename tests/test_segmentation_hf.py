@@ -7,39 +7,63 @@ import json
 
 import pytest
 import torch
-
-from advseg_train.segmentation import build_segmenter, maps
-from advseg_train.segmentation import coco_panoptic
-from advseg_train.segmentation.hf_panoptic import HFPanopticSegmenter
-
 from test_segmentation import assert_segmenter_contract
+
+from advseg_train.segmentation import build_segmenter, coco_panoptic, maps
+from advseg_train.segmentation.hf_panoptic import HFPanopticSegmenter
 
 transformers = pytest.importorskip("transformers")
 
 
 def _swin():
     return transformers.SwinConfig(
-        image_size=64, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2],
-        window_size=4, out_features=["stage1", "stage2", "stage3", "stage4"],
+        image_size=64,
+        patch_size=4,
+        embed_dim=16,
+        depths=[1, 1, 1, 1],
+        num_heads=[1, 1, 2, 2],
+        window_size=4,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
     )
 
 
 def mask2former_config(num_labels: int = 133, **kw):
     return transformers.Mask2FormerConfig(
-        backbone_config=_swin(), num_labels=num_labels, num_queries=8, hidden_dim=32,
-        mask_feature_size=32, feature_size=32, encoder_layers=1, decoder_layers=2,
-        encoder_feedforward_dim=64, dim_feedforward=64, num_attention_heads=2,
-        use_pretrained_backbone=False, **kw,
+        backbone_config=_swin(),
+        num_labels=num_labels,
+        num_queries=8,
+        hidden_dim=32,
+        mask_feature_size=32,
+        feature_size=32,
+        encoder_layers=1,
+        decoder_layers=2,
+        encoder_feedforward_dim=64,
+        dim_feedforward=64,
+        num_attention_heads=2,
+        use_pretrained_backbone=False,
+        **kw,
     )
 
 
 def oneformer_config():
     return transformers.OneFormerConfig(
-        backbone_config=_swin(), num_labels=133, num_queries=8, hidden_dim=32, conv_dim=32,
-        mask_dim=32, encoder_layers=1, decoder_layers=2, encoder_feedforward_dim=64,
-        dim_feedforward=64, num_attention_heads=2, text_encoder_width=32,
-        text_encoder_num_layers=1, text_encoder_vocab_size=64, task_seq_len=24,
-        text_encoder_context_length=24, use_pretrained_backbone=False,
+        backbone_config=_swin(),
+        num_labels=133,
+        num_queries=8,
+        hidden_dim=32,
+        conv_dim=32,
+        mask_dim=32,
+        encoder_layers=1,
+        decoder_layers=2,
+        encoder_feedforward_dim=64,
+        dim_feedforward=64,
+        num_attention_heads=2,
+        text_encoder_width=32,
+        text_encoder_num_layers=1,
+        text_encoder_vocab_size=64,
+        task_seq_len=24,
+        text_encoder_context_length=24,
+        use_pretrained_backbone=False,
     )
 
 
@@ -71,9 +95,7 @@ def test_mask2former_probs_are_normalised_class_times_mask(m2f):
         pix = F.interpolate(x, size=(64, 64), mode="bilinear", align_corners=False)
         out = m2f.model(pixel_values=((pix + 1) / 2 - mean) / std)
         cls = out.class_queries_logits.softmax(-1)[..., :-1]
-        mk = F.interpolate(
-            out.masks_queries_logits, size=(40, 56), mode="bilinear", align_corners=False
-        ).sigmoid()
+        mk = F.interpolate(out.masks_queries_logits, size=(40, 56), mode="bilinear", align_corners=False).sigmoid()
         mass = torch.einsum("bqk,bqhw->bkhw", cls, mk)
         expect = (mass + 1e-3 / 133) / (mass.sum(1, keepdim=True) + 1e-3)
         got = m2f(x)
@@ -110,8 +132,9 @@ def test_mask2former_from_pretrained_local_dir(m2f, tmp_path):
     m2f.model.save_pretrained(tmp_path)
     mean, std = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
     (tmp_path / "preprocessor_config.json").write_text(
-        json.dumps({"image_mean": mean, "image_std": std, "do_rescale": True,
-                    "rescale_factor": 1 / 255, "size_divisor": 32})
+        json.dumps(
+            {"image_mean": mean, "image_std": std, "do_rescale": True, "rescale_factor": 1 / 255, "size_divisor": 32}
+        )
     )
     seg = build_segmenter("mask2former", checkpoint=tmp_path)
     ref = HFPanopticSegmenter(m2f.model, "mask2former", image_mean=mean, image_std=std)
@@ -122,9 +145,7 @@ def test_mask2former_from_pretrained_local_dir(m2f, tmp_path):
 
 
 def test_oneformer_from_pretrained_uses_checkpoint_tokenizer(tmp_path):
-    seg0 = HFPanopticSegmenter.from_config(
-        oneformer_config(), kind="oneformer", seed=0, task_token_ids=[0] * 24
-    )
+    seg0 = HFPanopticSegmenter.from_config(oneformer_config(), kind="oneformer", seed=0, task_token_ids=[0] * 24)
     seg0.model.save_pretrained(tmp_path)
     # a tiny character-level CLIP BPE vocabulary, so the real tokenizer path runs offline
     vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
@@ -139,7 +160,7 @@ def test_oneformer_from_pretrained_uses_checkpoint_tokenizer(tmp_path):
     seg = build_segmenter("oneformer", checkpoint=tmp_path)
     ids = seg.task_token_ids[0].tolist()
     text = "the task is panoptic".replace(" ", "")
-    assert ids[0] == 0 and ids[1 + len(text)] == 1 and set(ids[2 + len(text):]) == {0}
+    assert ids[0] == 0 and ids[1 + len(text)] == 1 and set(ids[2 + len(text) :]) == {0}
     assert ids[1] == vocab["t"] and ids[3] == vocab["e</w>"]
     assert_segmenter_contract(seg, _x(1))
 

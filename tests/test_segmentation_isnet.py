@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_segmentation import assert_segmenter_contract
 
 from advseg_train.segmentation import build_segmenter, maps
 from advseg_train.segmentation.isnet import ISNetDIS, ISNetSegmenter, load_isnet_onnx_weights
-
-from test_segmentation import assert_segmenter_contract
 
 pytestmark = pytest.mark.real_assets
 
@@ -84,7 +83,8 @@ def test_isnet_loader_rejects_a_foreign_onnx(tmp_path):
     w = numpy_helper.from_array(np.zeros((8, 3, 3, 3), np.float32), "w")
     node = helper.make_node("Conv", ["x", "w"], ["y"], name="/encoder/Conv", pads=[1, 1, 1, 1])
     graph = helper.make_graph(
-        [node], "g",
+        [node],
+        "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 8, 8])],
         initializer=[w],

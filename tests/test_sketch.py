@@ -14,11 +14,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from fixture_sets import FixtureSet
 from PIL import Image
 
 from advseg_sdk import sketch
 from advseg_sdk.sketcher import HEDBundleMissingError, SketchExtractor
-from fixture_sets import FixtureSet
 
 # --------------------------------------------------------------------------- helpers
 
@@ -77,22 +77,37 @@ def build_hed_bundle(out_dir: Path) -> Path:
     with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice
         warnings.simplefilter("ignore", DeprecationWarning)
         _export_onnx(torch, load_hed(), onnx_path)
-    write_manifest(path, {
-        "task": "photo2sketch",
-        "architecture": {"name": "hed", "args": {"backbone": "vgg16"}},
-        "input": {"name": "input", "layout": "NCHW", "channels": 3, "color": "RGB", "range": [0, 1], "size_multiple": 1},
-        "output": {"name": "output", "layout": "NCHW", "channels": 1, "range": [0, 1], "kind": "edge_probability"},
-        "artefacts": [describe_artefact(onnx_path, "fp32", opset=17, io_dtype="float32")],
-    })
+    write_manifest(
+        path,
+        {
+            "task": "photo2sketch",
+            "architecture": {"name": "hed", "args": {"backbone": "vgg16"}},
+            "input": {
+                "name": "input",
+                "layout": "NCHW",
+                "channels": 3,
+                "color": "RGB",
+                "range": [0, 1],
+                "size_multiple": 1,
+            },
+            "output": {"name": "output", "layout": "NCHW", "channels": 1, "range": [0, 1], "kind": "edge_probability"},
+            "artefacts": [describe_artefact(onnx_path, "fp32", opset=17, io_dtype="float32")],
+        },
+    )
     _BUNDLE_CACHE["hed"] = path
     return path
 
 
 def _export_onnx(torch, net, onnx_path: Path) -> None:
     torch.onnx.export(
-        net, (torch.rand(1, 3, 40, 56),), str(onnx_path), input_names=["input"], output_names=["output"],
+        net,
+        (torch.rand(1, 3, 40, 56),),
+        str(onnx_path),
+        input_names=["input"],
+        output_names=["output"],
         dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"}, "output": {0: "batch", 2: "height", 3: "width"}},
-        opset_version=17, dynamo=False,
+        opset_version=17,
+        dynamo=False,
     )
 
 
@@ -123,7 +138,7 @@ def _ridge_dist(h: int, w: int, angle_deg: float) -> np.ndarray:
 @pytest.mark.parametrize("angle, normal", [(90, 0.0), (45, 3 * np.pi / 4), (135, np.pi / 4)])
 def test_orientation_is_the_edge_normal(angle, normal):
     o = sketch.edge_orientation(_ridge(48, 48, angle))
-    on_ridge = (np.abs(_ridge_dist(48, 48, angle)) < 0.75)
+    on_ridge = np.abs(_ridge_dist(48, 48, angle)) < 0.75
     on_ridge[:12] = on_ridge[-12:] = False
     on_ridge[:, :12] = on_ridge[:, -12:] = False
     err = np.abs(np.angle(np.exp(2j * (o[on_ridge] - normal)))) / 2  # angle difference modulo pi
@@ -198,8 +213,11 @@ def test_threshold_is_25_over_255():
 
 
 # the maps this checkout holds (tests/fixtures has coffee_192x320; ../shared adds the others)
-HED_MAPS = [n for n in ("astronaut_256x256", "coffee_192x320", "coffee_native")
-            if (FixtureSet("hed") / f"hed_{n}.npz").is_file()]
+HED_MAPS = [
+    n
+    for n in ("astronaut_256x256", "coffee_192x320", "coffee_native")
+    if (FixtureSet("hed") / f"hed_{n}.npz").is_file()
+]
 
 
 @pytest.mark.parametrize("name", HED_MAPS)

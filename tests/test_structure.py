@@ -120,7 +120,9 @@ LAYERS = {"advseg_sdk": 0, "advseg_train": 1, "advseg_export": 2, "advseg_eval":
 def test_packages_import_only_lower_layers():
     graph = _import_graph()
     upward = sorted(
-        (m, t) for m, ts in graph.items() for t in ts
+        (m, t)
+        for m, ts in graph.items()
+        for t in ts
         if m.split(".")[0] != t.split(".")[0] and LAYERS[t.split(".")[0]] >= LAYERS[m.split(".")[0]]
     )
     assert upward == []

@@ -60,7 +60,8 @@ def test_rewritten_generator_exports_without_conv_transpose(tmp_path: Path):
     with torch.no_grad():
         ref = net(x).numpy()
     got = ort.InferenceSession(str(tmp_path / "g.onnx"), providers=["CPUExecutionProvider"]).run(
-        None, {"input": x.numpy()})[0]
+        None, {"input": x.numpy()}
+    )[0]
     assert np.abs(got - ref).max() < 1e-4
 
 
@@ -69,8 +70,13 @@ def test_unet_int8_bundle_quantises_upsampling_as_convs(tmp_path: Path):
     torch.manual_seed(0)
     ckpt = tmp_path / "unet.safetensors"
     save_generator(build_generator(GeneratorConfig(arch="unet_256", ngf=4, norm="instance")), ckpt)
-    out = export_generator(ckpt, tmp_path / "unet.advseg", precisions=("fp32", "int8"), calib_count=4,
-                           thresholds={"int8": {"min_psnr": 20.0}})
+    out = export_generator(
+        ckpt,
+        tmp_path / "unet.advseg",
+        precisions=("fp32", "int8"),
+        calib_count=4,
+        thresholds={"int8": {"min_psnr": 20.0}},
+    )
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.fp32.onnx", "model.int8.onnx"]
     m = json.loads((out / "manifest.json").read_text())
     q = next(a for a in m["artefacts"] if a["precision"] == "int8")["quantization"]
@@ -86,7 +92,9 @@ def test_unet_int8_bundle_quantises_upsampling_as_convs(tmp_path: Path):
     assert all(producers[n.input[1]].op_type == "DequantizeLinear" for n in convs)
     assert m["parity"]["model.int8.onnx"]["passed"] is True
     x = parity_inputs("sketch2color", (256, 256)).array[:1]
-    runs = [ort.InferenceSession(str(out / f), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
-            for f in ("model.fp32.onnx", "model.int8.onnx")]
+    runs = [
+        ort.InferenceSession(str(out / f), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+        for f in ("model.fp32.onnx", "model.int8.onnx")
+    ]
     mse = float(np.mean((runs[0] - runs[1]) ** 2))
     assert 10 * np.log10(4.0 / mse) > 20.0

@@ -17,10 +17,36 @@ ARMS = "baseline,binary-soft,binary-hard"
 
 
 def _table(tmp: Path, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "advseg_bench.table", "--scale", "tiny", "--datasets", "interiors",
-           "--schemes", "pix2pix", "--arms", ARMS, "--seeds", "0", "--segmenter", "tiny",
-           "--set", "seg.segmenter_kwargs={width: 4}", "--sketch", "xdog", "--test-limit", "2", "--threads", "1",
-           "--root", str(tmp / "root"), "--out", str(tmp / "docs" / "results.md"), *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "advseg_bench.table",
+        "--scale",
+        "tiny",
+        "--datasets",
+        "interiors",
+        "--schemes",
+        "pix2pix",
+        "--arms",
+        ARMS,
+        "--seeds",
+        "0",
+        "--segmenter",
+        "tiny",
+        "--set",
+        "seg.segmenter_kwargs={width: 4}",
+        "--sketch",
+        "xdog",
+        "--test-limit",
+        "2",
+        "--threads",
+        "1",
+        "--root",
+        str(tmp / "root"),
+        "--out",
+        str(tmp / "docs" / "results.md"),
+        *extra,
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
 

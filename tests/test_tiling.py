@@ -22,7 +22,7 @@ def test_fitted_tiles_cover_with_same_count_and_overlap(length: int, align: int)
     assert all(b - a <= fitted - overlap for a, b in zip(starts, starts[1:]))  # neighbours overlap >= 32
     covered = np.zeros(length, bool)
     for s in starts:
-        covered[s:s + fitted] = True
+        covered[s : s + fitted] = True
     assert covered.all()
 
 

@@ -13,8 +13,13 @@ TRAIN = Path(sys.executable).parent / "advseg-train"
 
 
 def _train(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([str(TRAIN), *map(str, args)], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.run(
+        [str(TRAIN), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
 
 
 @pytest.mark.parametrize("existing", ["checkpoints/latest.pt", "generator.safetensors"])

@@ -56,9 +56,18 @@ def test_loader_drops_the_partial_batch_only_when_compiling(tmp_path, photo_path
         photo = np.array(Image.open(p).convert("RGB").resize((40, 36), Image.BICUBIC))
         Image.fromarray(np.concatenate([photo[:, ::-1], photo], axis=1)).save(tmp_path / f"{i}.png")
     for compile, batches in ((False, 3), (True, 2)):  # compiled networks see one batch shape
-        cfg = resolve_config(overrides=[
-            "model.kind=pix2pix", "data.mode=aligned", f"data.root={tmp_path}", "data.phase=.",
-            "data.load_size=36", "data.crop_size=32", "run.batch_size=2", f"run.compile={str(compile).lower()}"])
+        cfg = resolve_config(
+            overrides=[
+                "model.kind=pix2pix",
+                "data.mode=aligned",
+                f"data.root={tmp_path}",
+                "data.phase=.",
+                "data.load_size=36",
+                "data.crop_size=32",
+                "run.batch_size=2",
+                f"run.compile={str(compile).lower()}",
+            ]
+        )
         dataset = build_dataset(cfg.data, paired=True)
         loader, workers, drop_last = build_loader(cfg, dataset, ResumableSampler(dataset), torch.device("cpu"))
         assert workers == 0 and drop_last is compile
@@ -92,10 +101,20 @@ def test_vanilla_loss_on_saturated_logits_has_finite_grads_under_bf16_autocast()
 
 
 def test_vanilla_models_have_no_sigmoid_in_their_discriminators():
-    cfg = resolve_config(overrides=[
-        "model.kind=pix2pix", "model.netG=resnet_6blocks", "model.ngf=4", "model.ndf=4", "model.gan_mode=vanilla",
-        "data.mode=aligned", "data.root=x", "seg.variant=both", "seg.segmenter=tiny",
-        "seg.segmenter_kwargs={width: 4}"])
+    cfg = resolve_config(
+        overrides=[
+            "model.kind=pix2pix",
+            "model.netG=resnet_6blocks",
+            "model.ngf=4",
+            "model.ndf=4",
+            "model.gan_mode=vanilla",
+            "data.mode=aligned",
+            "data.root=x",
+            "seg.variant=both",
+            "seg.segmenter=tiny",
+            "seg.segmenter_kwargs={width: 4}",
+        ]
+    )
     model = build_model(cfg)
     for name in model.discriminator_names:
         assert not any(isinstance(m, nn.Sigmoid) for m in model.nets[name].modules()), name
@@ -150,9 +169,19 @@ def test_isnet_background_probability_survives_bf16_autocast(photo_paths):
 @pytest.mark.parametrize("kind, gens", [("cycle_gan", ["G_A", "G_B"]), ("pix2pix", ["G"])])
 def test_compile_wraps_generators_only_and_says_so(kind, gens):
     mode = "unaligned" if kind == "cycle_gan" else "aligned"
-    cfg = resolve_config(overrides=[
-        f"model.kind={kind}", "model.netG=resnet_6blocks", "model.ngf=4", "model.ndf=4", f"data.mode={mode}",
-        "data.root=x", "seg.variant=both", "seg.segmenter=tiny", "seg.segmenter_kwargs={width: 4}"])
+    cfg = resolve_config(
+        overrides=[
+            f"model.kind={kind}",
+            "model.netG=resnet_6blocks",
+            "model.ngf=4",
+            "model.ndf=4",
+            f"data.mode={mode}",
+            "data.root=x",
+            "seg.variant=both",
+            "seg.segmenter=tiny",
+            "seg.segmenter_kwargs={width: 4}",
+        ]
+    )
     model = build_model(cfg)
     model.wrap(compile=True)
     assert model.compiled == gens

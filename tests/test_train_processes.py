@@ -39,8 +39,15 @@ def aligned_root(tmp_path_factory, photo_paths) -> Path:
 
 
 TINY_YAML = {
-    "model": {"kind": "pix2pix", "netG": "resnet_6blocks", "ngf": 8, "ndf": 4, "norm": "batch",
-              "use_dropout": True, "gan_mode": "vanilla"},
+    "model": {
+        "kind": "pix2pix",
+        "netG": "resnet_6blocks",
+        "ngf": 8,
+        "ndf": 4,
+        "norm": "batch",
+        "use_dropout": True,
+        "gan_mode": "vanilla",
+    },
     "loss": {"pool_size": 0},
     "seg": {"variant": "both", "segmenter": "tiny", "segmenter_kwargs": {"width": 4}},
     "data": {"mode": "aligned", "load_size": 36, "crop_size": 32},
@@ -60,9 +67,28 @@ def test_cli_trains_from_yaml_with_overrides(tmp_path, aligned_root):
     cfg_file.write_text(yaml.safe_dump(TINY_YAML))
     run = tmp_path / "run"
     proc = subprocess.run(
-        [_cli(), "--config", str(cfg_file), "--set", "model.ngf=4", "--set", "run.progress=false",
-         "--data.root", str(aligned_root), "--out", str(run), "--max-steps", "3", "--seg-grad", "soft"],
-        capture_output=True, text=True, env=ENV, timeout=300)
+        [
+            _cli(),
+            "--config",
+            str(cfg_file),
+            "--set",
+            "model.ngf=4",
+            "--set",
+            "run.progress=false",
+            "--data.root",
+            str(aligned_root),
+            "--out",
+            str(run),
+            "--max-steps",
+            "3",
+            "--seg-grad",
+            "soft",
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "generator.safetensors" in proc.stdout
 
@@ -109,10 +135,31 @@ def test_sigkill_during_checkpoint_write_leaves_last_good_checkpoint(tmp_path, a
     run = tmp_path / "run"
     ckpts = run / "checkpoints"
     proc = subprocess.Popen(
-        [_cli(), "--config", str(cfg_file), "--data.root", str(aligned_root), "--out", str(run),
-         "--set", "model.ngf=4", "--set", "run.checkpoint_every=1", "--set", "run.sample_every=0",
-         "--set", "debug.save_sleep_s=1.5", "--set", "run.progress=false", "--max-steps", "40"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+        [
+            _cli(),
+            "--config",
+            str(cfg_file),
+            "--data.root",
+            str(aligned_root),
+            "--out",
+            str(run),
+            "--set",
+            "model.ngf=4",
+            "--set",
+            "run.checkpoint_every=1",
+            "--set",
+            "run.sample_every=0",
+            "--set",
+            "debug.save_sleep_s=1.5",
+            "--set",
+            "run.progress=false",
+            "--max-steps",
+            "40",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=ENV,
+    )
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:  # wait until a *second* write is half-way
@@ -134,9 +181,18 @@ def test_sigkill_during_checkpoint_write_leaves_last_good_checkpoint(tmp_path, a
     state = load_checkpoint(ckpts / "latest.pt")
     step = state["position"]["global_step"]
     assert 1 <= step < 40
-    cfg = resolve_config(cfg_file, overrides=[
-        f"data.root={aligned_root}", f"run.out={run}", "model.ngf=4", "run.progress=false",
-        "run.resume=true", "run.sample_every=0", f"run.max_steps={step + 2}"])
+    cfg = resolve_config(
+        cfg_file,
+        overrides=[
+            f"data.root={aligned_root}",
+            f"run.out={run}",
+            "model.ngf=4",
+            "run.progress=false",
+            "run.resume=true",
+            "run.sample_every=0",
+            f"run.max_steps={step + 2}",
+        ],
+    )
     result = train(cfg)
     assert result.resumed_from == step and result.global_step == step + 2
     assert not list(ckpts.glob(".latest.pt.*.part*"))  # stale temp files cleaned up
@@ -156,8 +212,10 @@ cfg = resolve_config(overrides=[
 res = train(cfg)
 rank = int(os.environ["RANK"])
 torch.save({n: dict(net.named_parameters()) for n, net in res.model.nets.items()}, f"{out}/params_rank{rank}.pt")
-syncs = {n: getattr(c, "forward_sync_buffers", getattr(c, "broadcast_buffers", None)) for n, c in res.model._call.items()}
-json.dump({"rank": rank, "step": res.global_step, "buffer_sync": syncs, "checkpoint": str(res.checkpoint) if res.checkpoint else None,
+syncs = {n: getattr(c, "forward_sync_buffers", getattr(c, "broadcast_buffers", None))
+         for n, c in res.model._call.items()}
+json.dump({"rank": rank, "step": res.global_step, "buffer_sync": syncs,
+           "checkpoint": str(res.checkpoint) if res.checkpoint else None,
            "generator": str(res.generator) if res.generator else None, "losses": res.history[-1]},
           open(f"{out}/result_rank{rank}.json", "w"))
 """
@@ -169,9 +227,22 @@ def test_ddp_two_cpu_processes_gloo(tmp_path, aligned_root):
     worker.write_text(WORKER)
     out = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(worker), str(out), str(aligned_root)],
-        capture_output=True, text=True, env=ENV, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(worker),
+            str(out),
+            str(aligned_root),
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     r0, r1 = (json.loads((out / f"result_rank{r}.json").read_text()) for r in (0, 1))
     assert r0["step"] == r1["step"] == 3  # BatchNorm D run twice before one backward: no in-place error

@@ -26,8 +26,11 @@ def datasets(tmp_path_factory, photo_paths) -> dict[str, Path]:
     for i, p in enumerate(photo_paths[:5]):
         photo = np.asarray(Image.open(p).convert("RGB").resize((48, 40), Image.BICUBIC))
         sketch = np.repeat(xdog(photo)[:, :, None], 3, axis=2)
-        for d, arr in (("unaligned/trainA", sketch), ("unaligned/trainB", photo),
-                       ("aligned/train", np.concatenate([sketch, photo], axis=1))):
+        for d, arr in (
+            ("unaligned/trainA", sketch),
+            ("unaligned/trainB", photo),
+            ("aligned/train", np.concatenate([sketch, photo], axis=1)),
+        ):
             (root / d).mkdir(parents=True, exist_ok=True)
             Image.fromarray(arr).save(root / d / f"{i}.png")
     return {"unaligned": root / "unaligned", "aligned": root / "aligned"}
@@ -35,12 +38,29 @@ def datasets(tmp_path_factory, photo_paths) -> dict[str, Path]:
 
 def tiny(out: Path, kind: str, data: dict[str, Path], *extra: str):
     mode = "unaligned" if kind == "cycle_gan" else "aligned"
-    return resolve_config(overrides=[
-        f"model.kind={kind}", "model.netG=resnet_6blocks", "model.ngf=4", "model.ndf=4",
-        f"data.mode={mode}", f"data.root={data[mode]}", "data.load_size=36", "data.crop_size=32",
-        "seg.segmenter=tiny", "seg.segmenter_kwargs={width: 4}", "optim.niter=1", "optim.niter_decay=2",
-        f"run.out={out}", "run.log_every=1", "run.sample_every=0", "run.checkpoint_every=0",
-        "run.progress=false", "run.threads=1", *extra])
+    return resolve_config(
+        overrides=[
+            f"model.kind={kind}",
+            "model.netG=resnet_6blocks",
+            "model.ngf=4",
+            "model.ndf=4",
+            f"data.mode={mode}",
+            f"data.root={data[mode]}",
+            "data.load_size=36",
+            "data.crop_size=32",
+            "seg.segmenter=tiny",
+            "seg.segmenter_kwargs={width: 4}",
+            "optim.niter=1",
+            "optim.niter_decay=2",
+            f"run.out={out}",
+            "run.log_every=1",
+            "run.sample_every=0",
+            "run.checkpoint_every=0",
+            "run.progress=false",
+            "run.threads=1",
+            *extra,
+        ]
+    )
 
 
 def _scramble_global_rng() -> None:
@@ -49,10 +69,13 @@ def _scramble_global_rng() -> None:
     random.seed(1234)
 
 
-@pytest.mark.parametrize("kind, extra", [
-    ("cycle_gan", ["seg.variant=both", "loss.pool_size=2", "model.use_dropout=true"]),
-    ("pix2pix", ["seg.variant=binary", "loss.pool_size=2", "model.norm=batch", "model.use_dropout=true"]),
-])
+@pytest.mark.parametrize(
+    "kind, extra",
+    [
+        ("cycle_gan", ["seg.variant=both", "loss.pool_size=2", "model.use_dropout=true"]),
+        ("pix2pix", ["seg.variant=binary", "loss.pool_size=2", "model.norm=batch", "model.use_dropout=true"]),
+    ],
+)
 def test_resume_continues_exactly(tmp_path, datasets, kind, extra):
     # 5 items per epoch, lr decays after epoch 1: 12 steps cross two epoch ends; 7 is mid-epoch
     straight = train(tiny(tmp_path / "a", kind, datasets, *extra, "run.max_steps=12"))
@@ -83,8 +106,15 @@ def test_resume_continues_exactly(tmp_path, datasets, kind, extra):
 
 
 def test_nan_loss_stops_with_message_and_last_good_checkpoint(tmp_path, datasets):
-    cfg = tiny(tmp_path / "run", "cycle_gan", datasets, "seg.variant=binary", "run.checkpoint_every=1",
-               "debug.inject_nan_step=3", "run.max_steps=6")
+    cfg = tiny(
+        tmp_path / "run",
+        "cycle_gan",
+        datasets,
+        "seg.variant=binary",
+        "run.checkpoint_every=1",
+        "debug.inject_nan_step=3",
+        "run.max_steps=6",
+    )
     with pytest.raises(TrainingDivergedError) as info:
         train(cfg)
     msg = str(info.value)
@@ -108,14 +138,34 @@ def test_nan_loss_stops_with_message_and_last_good_checkpoint(tmp_path, datasets
 @pytest.mark.real_assets
 def test_tiny_overfit_on_real_photos_with_hed_sketches(tmp_path):
     """Pix2Pix + AdvSegLoss (binary, soft) on 4 real photos with HED sketches made on the fly."""
-    cfg = resolve_config(overrides=[
-        "model.kind=pix2pix", "model.netG=resnet_6blocks", "model.ngf=8", "model.ndf=8",
-        "data.mode=photos", "data.max_items=4", "data.preprocess=resize", "data.crop_size=64",
-        "data.flip=false", f"data.sketch_cache={tmp_path / 'sketches'}",
-        "seg.variant=binary", "seg.segmenter=tiny", "seg.segmenter_kwargs={width: 4}", "seg.lambda_seg=1",
-        "loss.pool_size=0", "optim.lr=0.002", "optim.niter=25", "optim.niter_decay=0",
-        f"run.out={tmp_path / 'run'}", "run.log_every=1", "run.sample_every=0", "run.checkpoint_every=0",
-        "run.progress=false", "run.threads=1"])
+    cfg = resolve_config(
+        overrides=[
+            "model.kind=pix2pix",
+            "model.netG=resnet_6blocks",
+            "model.ngf=8",
+            "model.ndf=8",
+            "data.mode=photos",
+            "data.max_items=4",
+            "data.preprocess=resize",
+            "data.crop_size=64",
+            "data.flip=false",
+            f"data.sketch_cache={tmp_path / 'sketches'}",
+            "seg.variant=binary",
+            "seg.segmenter=tiny",
+            "seg.segmenter_kwargs={width: 4}",
+            "seg.lambda_seg=1",
+            "loss.pool_size=0",
+            "optim.lr=0.002",
+            "optim.niter=25",
+            "optim.niter_decay=0",
+            f"run.out={tmp_path / 'run'}",
+            "run.log_every=1",
+            "run.sample_every=0",
+            "run.checkpoint_every=0",
+            "run.progress=false",
+            "run.threads=1",
+        ]
+    )
     result = train(cfg)
     assert result.global_step == 100
     l1 = np.array([h["G_L1"] for h in result.history])

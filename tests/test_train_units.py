@@ -28,8 +28,13 @@ from advseg_train.models import build_model
 torch.set_num_threads(1)
 
 TINY = [
-    "model.netG=resnet_6blocks", "model.ngf=4", "model.ndf=4", "seg.segmenter=tiny",
-    "seg.segmenter_kwargs={width: 4}", "data.root=unused", "data.mode=aligned",
+    "model.netG=resnet_6blocks",
+    "model.ngf=4",
+    "model.ndf=4",
+    "seg.segmenter=tiny",
+    "seg.segmenter_kwargs={width: 4}",
+    "data.root=unused",
+    "data.mode=aligned",
 ]
 
 
@@ -39,17 +44,43 @@ TINY = [
 def test_official_presets_match_the_official_defaults():
     c = get_preset("official-cyclegan")
     assert (c.model.kind, c.model.netG, c.model.norm, c.model.use_dropout, c.model.netD) == (
-        "cycle_gan", "resnet_9blocks", "instance", False, "basic")
+        "cycle_gan",
+        "resnet_9blocks",
+        "instance",
+        False,
+        "basic",
+    )
     assert (c.model.gan_mode, c.loss.pool_size, c.loss.lambda_A, c.loss.lambda_B, c.loss.lambda_identity) == (
-        "lsgan", 50, 10.0, 10.0, 0.5)
+        "lsgan",
+        50,
+        10.0,
+        10.0,
+        0.5,
+    )
     assert (c.seg.variant, c.seg.lambda_seg, c.seg.wg, c.seg.wb, c.seg.wm) == ("both", 10.0, 1.0, 1.0, 1.0)
-    assert (c.optim.lr, c.optim.beta1, c.optim.beta2, c.optim.niter, c.optim.niter_decay) == (2e-4, 0.5, 0.999, 100, 100)
+    assert (c.optim.lr, c.optim.beta1, c.optim.beta2, c.optim.niter, c.optim.niter_decay) == (
+        2e-4,
+        0.5,
+        0.999,
+        100,
+        100,
+    )
     assert (c.data.mode, c.data.load_size, c.data.crop_size, c.data.flip, c.run.batch_size) == (
-        "unaligned", 286, 256, True, 1)
+        "unaligned",
+        286,
+        256,
+        True,
+        1,
+    )
     assert (c.model.ngf, c.model.ndf, c.model.init_type, c.model.init_gain) == (64, 64, "normal", 0.02)
     p = get_preset("official-pix2pix")
     assert (p.model.kind, p.model.netG, p.model.norm, p.model.use_dropout, p.model.gan_mode) == (
-        "pix2pix", "resnet_9blocks", "batch", True, "vanilla")
+        "pix2pix",
+        "resnet_9blocks",
+        "batch",
+        True,
+        "vanilla",
+    )
     assert (p.loss.pool_size, p.loss.lambda_L1, p.seg.lambda_seg, p.data.mode) == (0, 100.0, 100.0, "aligned")
     paper = get_preset("paper")
     assert (paper.seg.wg, paper.seg.wb, paper.seg.wm, paper.seg.lambda_seg, paper.seg.grad) == (1, 1, 1, 1, "soft")
@@ -110,7 +141,7 @@ def test_image_pool_history_and_checkpointable_rng():
 def test_gan_loss_matches_official_definitions():
     pred = torch.rand(2, 1, 5, 5) * 0.9 + 0.05
     assert torch.allclose(GANLoss("lsgan")(pred, True), ((pred - 1) ** 2).mean())
-    assert torch.allclose(GANLoss("lsgan")(pred, False), (pred ** 2).mean())
+    assert torch.allclose(GANLoss("lsgan")(pred, False), (pred**2).mean())
     # vanilla takes the discriminator's logits: the official sigmoid + BCE in one stable function
     logits = torch.logit(pred)
     assert torch.allclose(GANLoss("vanilla")(logits, True), -torch.log(pred).mean())
@@ -263,7 +294,13 @@ def test_resumable_sampler_skips_and_splits_ranks():
 def test_checkpoint_roundtrip_rng_and_refusals(tmp_path):
     import random
 
-    from advseg_train.checkpointing import CheckpointLoadError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+    from advseg_train.checkpointing import (
+        CheckpointLoadError,
+        load_checkpoint,
+        rng_state,
+        save_checkpoint,
+        set_rng_state,
+    )
 
     torch.manual_seed(3)
     np.random.seed(3)

@@ -43,9 +43,7 @@ class Segmenter(nn.Module):
     ) -> None:
         super().__init__()
         if len(class_names) != len(is_thing):
-            raise ValueError(
-                f"{name}: {len(class_names)} class names but {len(is_thing)} is_thing flags"
-            )
+            raise ValueError(f"{name}: {len(class_names)} class names but {len(is_thing)} is_thing flags")
         if len(class_names) < 2:
             raise ValueError(f"{name}: a segmenter needs at least 2 classes")
         self.name = name
@@ -119,8 +117,7 @@ def map_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.promote_types(x.dtype, torch.float32)
 
 
-def probabilities(logits: torch.Tensor, kind: str, dim: int = 1,
-                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def probabilities(logits: torch.Tensor, kind: str, dim: int = 1, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """``sigmoid`` or ``softmax`` of ``logits`` in ``dtype`` with autocast off: the network may
     run in bf16/fp16, its probabilities do not."""
     with torch.autocast(device_type=logits.device.type, enabled=False):
@@ -137,9 +134,7 @@ def check_image_batch(x: torch.Tensor, who: str) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{who}: expected a torch.Tensor, got {type(x).__name__}")
     if x.ndim != 4 or x.shape[1] != 3:
-        raise ValueError(
-            f"{who}: expected images of shape (B, 3, H, W) in [-1, 1], got {tuple(x.shape)}"
-        )
+        raise ValueError(f"{who}: expected images of shape (B, 3, H, W) in [-1, 1], got {tuple(x.shape)}")
     if not x.is_floating_point():
         raise ValueError(f"{who}: expected a floating-point image tensor, got {x.dtype}")
     if x.shape[2] < 1 or x.shape[3] < 1 or x.shape[0] < 1:

@@ -41,16 +41,50 @@ TFLITE_SHA256 = "350af47fd346ea6d74b58833a351f583ba860e9806ec5bd292ff8d8f1f24939
 TFLITE_INPUT_SIZE = 513
 
 VOC_CLASSES: tuple[str, ...] = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
-    "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor",
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 )
 #: VOC object class -> COCO-panoptic thing class, for the official 135-channel layout.
 VOC_TO_COCO: dict[str, str] = {
-    "aeroplane": "airplane", "bicycle": "bicycle", "bird": "bird", "boat": "boat", "bottle": "bottle",
-    "bus": "bus", "car": "car", "cat": "cat", "chair": "chair", "cow": "cow", "diningtable": "dining table",
-    "dog": "dog", "horse": "horse", "motorbike": "motorcycle", "person": "person",
-    "pottedplant": "potted plant", "sheep": "sheep", "sofa": "couch", "train": "train", "tvmonitor": "tv",
+    "aeroplane": "airplane",
+    "bicycle": "bicycle",
+    "bird": "bird",
+    "boat": "boat",
+    "bottle": "bottle",
+    "bus": "bus",
+    "car": "car",
+    "cat": "cat",
+    "chair": "chair",
+    "cow": "cow",
+    "diningtable": "dining table",
+    "dog": "dog",
+    "horse": "horse",
+    "motorbike": "motorcycle",
+    "person": "person",
+    "pottedplant": "potted plant",
+    "sheep": "sheep",
+    "sofa": "couch",
+    "train": "train",
+    "tvmonitor": "tv",
 }
 #: Channel of VOC "background" in the official layout: 81, the stuff slot no COCO class uses
 #: (detectron2's semantic label 0, "things", never emitted as stuff by the released code).
@@ -177,8 +211,14 @@ def read_tflite(path: str | os.PathLike) -> TFLiteGraph:
     for i in range(g.OperatorsLength()):
         op = g.Operators(i)
         kind = codes[op.OpcodeIndex()]
-        ops.append(TFLiteOp(kind, [int(v) for v in op.InputsAsNumpy()], [int(v) for v in op.OutputsAsNumpy()],
-                            _op_options(tfl, kind, op)))
+        ops.append(
+            TFLiteOp(
+                kind,
+                [int(v) for v in op.InputsAsNumpy()],
+                [int(v) for v in op.OutputsAsNumpy()],
+                _op_options(tfl, kind, op),
+            )
+        )
     return TFLiteGraph(path, tensors, ops, [int(v) for v in g.InputsAsNumpy()], [int(v) for v in g.OutputsAsNumpy()])
 
 
@@ -220,8 +260,16 @@ class _QuantMixin:
 class TFConv(_QuantMixin, nn.Module):
     """Convolution with folded BatchNorm (bias), TensorFlow ``SAME`` padding and an activation."""
 
-    def __init__(self, cin: int, cout: int, k: int = 1, stride: int = 1, dilation: int = 1,
-                 depthwise: bool = False, act: str | None = "relu6") -> None:
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        k: int = 1,
+        stride: int = 1,
+        dilation: int = 1,
+        depthwise: bool = False,
+        act: str | None = "relu6",
+    ) -> None:
         super().__init__()
         if act not in (None, "relu", "relu6"):
             raise ValueError(f"act must be None, 'relu' or 'relu6', got {act!r}")
@@ -264,11 +312,21 @@ class InvertedResidual(_QuantMixin, nn.Module):
 #: (expansion, output channels, stride, dilation) of the 17 blocks at output stride 16.
 MOBILENETV2_OS16 = (
     (1, 16, 1, 1),
-    (6, 24, 2, 1), (6, 24, 1, 1),
-    (6, 32, 2, 1), (6, 32, 1, 1), (6, 32, 1, 1),
-    (6, 64, 2, 1), (6, 64, 1, 1), (6, 64, 1, 1), (6, 64, 1, 1),
-    (6, 96, 1, 1), (6, 96, 1, 1), (6, 96, 1, 1),
-    (6, 160, 1, 1), (6, 160, 1, 2), (6, 160, 1, 2),
+    (6, 24, 2, 1),
+    (6, 24, 1, 1),
+    (6, 32, 2, 1),
+    (6, 32, 1, 1),
+    (6, 32, 1, 1),
+    (6, 64, 2, 1),
+    (6, 64, 1, 1),
+    (6, 64, 1, 1),
+    (6, 64, 1, 1),
+    (6, 96, 1, 1),
+    (6, 96, 1, 1),
+    (6, 96, 1, 1),
+    (6, 160, 1, 1),
+    (6, 160, 1, 2),
+    (6, 160, 1, 2),
     (6, 320, 1, 2),
 )
 
@@ -332,8 +390,12 @@ class DeepLabV3MobileNetV2(_QuantMixin, nn.Module):
             if block.expand is not None:
                 out.append((f"{scope}/expand", block.expand))
             out += [(f"{scope}/depthwise", block.depthwise), (f"{scope}/project", block.project)]
-        return out + [("aspp0", self.aspp0), ("image_pooling", self.image_pooling),
-                      ("concat_projection", self.concat_projection), ("logits/semantic", self.logits)]
+        return out + [
+            ("aspp0", self.aspp0),
+            ("image_pooling", self.image_pooling),
+            ("concat_projection", self.concat_projection),
+            ("logits/semantic", self.logits),
+        ]
 
 
 def _qparams(t: TFLiteTensor) -> QParams | None:
@@ -413,8 +475,13 @@ class DeepLabVOCSegmenter(Segmenter):
             interpreter does (for parity checks only: its gradient is zero almost everywhere).
     """
 
-    def __init__(self, net: DeepLabV3MobileNetV2, input_size: int | None = None, multi_layout: str = "voc",
-                 emulate_uint8: bool = False) -> None:
+    def __init__(
+        self,
+        net: DeepLabV3MobileNetV2,
+        input_size: int | None = None,
+        multi_layout: str = "voc",
+        emulate_uint8: bool = False,
+    ) -> None:
         if multi_layout not in MULTI_LAYOUTS:
             raise ValueError(f"multi_layout must be one of {MULTI_LAYOUTS}, got {multi_layout!r}")
         index = channels = None
@@ -422,8 +489,13 @@ class DeepLabVOCSegmenter(Segmenter):
             things = coco_panoptic.THING_CLASSES
             index = [OFFICIAL_BACKGROUND_CHANNEL] + [1 + things.index(VOC_TO_COCO[c]) for c in VOC_CLASSES[1:]]
             channels = coco_panoptic.OFFICIAL_MULTI_CHANNELS
-        super().__init__(name="deeplab-voc", class_names=VOC_CLASSES, is_thing=[c != "background" for c in VOC_CLASSES],
-                         multi_index=index, multi_channels=channels)
+        super().__init__(
+            name="deeplab-voc",
+            class_names=VOC_CLASSES,
+            is_thing=[c != "background" for c in VOC_CLASSES],
+            multi_index=index,
+            multi_channels=channels,
+        )
         if input_size is not None and int(input_size) < 16:
             raise ValueError(f"input_size must be at least 16 (the network's stride), got {input_size}")
         self.net = net
@@ -452,4 +524,3 @@ class DeepLabVOCSegmenter(Segmenter):
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", input_size={self.input_size}, multi_layout={self.multi_layout!r}"
-

@@ -129,11 +129,8 @@ def paste_soft_masks(masks: torch.Tensor, boxes: torch.Tensor, height: int, widt
     xs = torch.arange(width, device=masks.device, dtype=masks.dtype).view(1, -1) + 0.5
     gy = (ys - y0) / (y1 - y0).clamp(min=1e-6) * 2 - 1  # (N, H)
     gx = (xs - x0) / (x1 - x0).clamp(min=1e-6) * 2 - 1  # (N, W)
-    grid = torch.stack(
-        [gx[:, None, :].expand(n, height, width), gy[:, :, None].expand(n, height, width)], dim=3
-    )
-    return F.grid_sample(masks[:, None], grid, mode="bilinear", padding_mode="zeros",
-                         align_corners=False)[:, 0]
+    grid = torch.stack([gx[:, None, :].expand(n, height, width), gy[:, :, None].expand(n, height, width)], dim=3)
+    return F.grid_sample(masks[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[:, 0]
 
 
 def soft_class_mass(
@@ -220,10 +217,12 @@ class Detectron2PanopticSegmenter(Segmenter):
         cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = score_thresh
         cfg.MODEL.PANOPTIC_FPN.COMBINE.INSTANCES_CONFIDENCE_THRESH = score_thresh
         if cfg.MODEL.ROI_HEADS.NUM_CLASSES != coco_panoptic.NUM_THINGS:
-            raise ValueError(f"expected a COCO model with 80 thing classes, config has "
-                             f"{cfg.MODEL.ROI_HEADS.NUM_CLASSES}")
-        super().__init__(name="detectron2-panoptic", class_names=coco_panoptic.CLASS_NAMES,
-                         is_thing=coco_panoptic.IS_THING)
+            raise ValueError(
+                f"expected a COCO model with 80 thing classes, config has {cfg.MODEL.ROI_HEADS.NUM_CLASSES}"
+            )
+        super().__init__(
+            name="detectron2-panoptic", class_names=coco_panoptic.CLASS_NAMES, is_thing=coco_panoptic.IS_THING
+        )
         self.cfg = cfg
         self.void_eps = float(void_eps)
         self.model = build_model(cfg)
@@ -251,10 +250,8 @@ class Detectron2PanopticSegmenter(Segmenter):
         for det, sem_logits in zip(detections, sem):
             sem_logits = sem_seg_postprocess(sem_logits, (h, w), h, w)
             ih, iw = det.image_size
-            boxes = det.pred_boxes.tensor * torch.tensor([w / iw, h / ih, w / iw, h / ih],
-                                                         device=sem_logits.device)
-            mass = soft_class_mass(sem_logits, det.scores, det.pred_classes,
-                                   det.pred_masks[:, 0], boxes)
+            boxes = det.pred_boxes.tensor * torch.tensor([w / iw, h / ih, w / iw, h / ih], device=sem_logits.device)
+            mass = soft_class_mass(sem_logits, det.scores, det.pred_classes, det.pred_masks[:, 0], boxes)
             out.append(mass)
         probs = normalise_mass(torch.stack(out).float(), self.void_eps)
         return probs.to(x.device, map_dtype(x))

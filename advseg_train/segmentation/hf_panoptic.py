@@ -48,9 +48,7 @@ def _model_class(kind: str) -> Any:
     try:
         import transformers
     except ImportError as exc:
-        raise ImportError(
-            f"the {kind} segmenter needs the 'transformers' package: pip install 'advseg[hf]'"
-        ) from exc
+        raise ImportError(f"the {kind} segmenter needs the 'transformers' package: pip install 'advseg[hf]'") from exc
     if kind == "mask2former":
         return transformers.Mask2FormerForUniversalSegmentation
     return transformers.OneFormerForUniversalSegmentation
@@ -133,7 +131,10 @@ class HFPanopticSegmenter(Segmenter):
     # -------------------------------------------------------------- builders
     @classmethod
     def from_pretrained(
-        cls, checkpoint: str | os.PathLike | None = None, *, kind: str = "mask2former",
+        cls,
+        checkpoint: str | os.PathLike | None = None,
+        *,
+        kind: str = "mask2former",
         **kwargs: Any,
     ) -> HFPanopticSegmenter:
         """Load a local checkpoint directory (config + weights [+ preprocessor/tokenizer])."""
@@ -156,9 +157,7 @@ class HFPanopticSegmenter(Segmenter):
         return cls(model, kind, **kwargs)
 
     @classmethod
-    def from_config(
-        cls, config: Any, *, kind: str, seed: int = 0, **kwargs: Any
-    ) -> HFPanopticSegmenter:
+    def from_config(cls, config: Any, *, kind: str, seed: int = 0, **kwargs: Any) -> HFPanopticSegmenter:
         """Randomly initialised model of the real architecture (for tests), seeded; the global
         RNG is left untouched."""
         model_cls = _model_class(kind)
@@ -186,8 +185,9 @@ class HFPanopticSegmenter(Segmenter):
         out = self.model(**inputs)
         with torch.autocast(device_type=x.device.type, enabled=False):  # the masses in float32
             cls_p = torch.softmax(out.class_queries_logits.float(), dim=-1)[..., :-1]
-            masks = F.interpolate(out.masks_queries_logits.float(), size=(h, w), mode="bilinear",
-                                  align_corners=False).sigmoid()
+            masks = F.interpolate(
+                out.masks_queries_logits.float(), size=(h, w), mode="bilinear", align_corners=False
+            ).sigmoid()
             return torch.einsum("bqk,bqhw->bkhw", cls_p, masks)
 
     def _probs(self, x: torch.Tensor) -> torch.Tensor:

@@ -149,8 +149,7 @@ class ISNetDIS(nn.Module):
         feats = self.decoder_features(x)
         size = x.shape[-2:]
         return [
-            F.interpolate(getattr(self, f"side{i}")(f), size=size, mode="bilinear",
-                          align_corners=False)
+            F.interpolate(getattr(self, f"side{i}")(f), size=size, mode="bilinear", align_corners=False)
             for i, f in enumerate(feats, start=1)
         ]
 
@@ -186,10 +185,12 @@ def load_isnet_onnx_weights(net: ISNetDIS, onnx_path: str | os.PathLike) -> ISNe
         conv = modules.get(key)
         if not isinstance(conv, nn.Conv2d):
             raise ValueError(f"{path.name}: Conv node {node.name!r} has no module {key!r} in the port")
-        attrs = {a.name: list(onnx.helper.get_attribute_value(a)) for a in node.attribute
-                 if a.name in ("strides", "pads", "dilations")}
-        expect = {"strides": list(conv.stride), "pads": list(conv.padding) * 2,
-                  "dilations": list(conv.dilation)}
+        attrs = {
+            a.name: list(onnx.helper.get_attribute_value(a))
+            for a in node.attribute
+            if a.name in ("strides", "pads", "dilations")
+        }
+        expect = {"strides": list(conv.stride), "pads": list(conv.padding) * 2, "dilations": list(conv.dilation)}
         for name, value in attrs.items():
             if value != expect[name]:
                 raise ValueError(f"{path.name}: {node.name} {name}={value}, port has {expect[name]}")
@@ -221,8 +222,7 @@ class ISNetSegmenter(Segmenter):
     """
 
     def __init__(self, net: ISNetDIS, input_size: int | None = None, size_multiple: int = 32):
-        super().__init__(name="isnet", class_names=["foreground", "background"],
-                         is_thing=[True, False])
+        super().__init__(name="isnet", class_names=["foreground", "background"], is_thing=[True, False])
         if size_multiple < 1:
             raise ValueError(f"size_multiple must be >= 1, got {size_multiple}")
         self.net = net

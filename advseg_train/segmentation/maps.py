@@ -139,10 +139,7 @@ def _check_probs(probs: torch.Tensor, n_classes: int, who: str) -> torch.Tensor:
             "integer labels are only accepted in hard mode"
         )
     if probs.ndim != 4 or probs.shape[1] != n_classes:
-        raise ValueError(
-            f"{who}: expected probabilities of shape (B, {n_classes}, H, W), "
-            f"got {tuple(probs.shape)}"
-        )
+        raise ValueError(f"{who}: expected probabilities of shape (B, {n_classes}, H, W), got {tuple(probs.shape)}")
     return probs
 
 
