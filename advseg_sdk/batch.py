@@ -103,6 +103,30 @@ def cli_inputs(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike) 
     return found
 
 
+def cli_finish(
+    report: BatchReport, out_dir: Path, wrote: str, failed: str, summary: str | None = None, reasons: bool = True
+) -> None:
+    """Tell a command-line user what a batch did, and exit 1 if any input failed.
+
+    ``wrote`` names the outputs (``image(s)``), ``failed`` heads the list of failed inputs, listed
+    with their reasons unless ``reasons`` is off (they were printed as they happened).
+    """
+    import click
+
+    if report.skipped:
+        n = len(report.skipped)
+        click.echo(f"skipped {n} input(s) whose output exists in {out_dir} (use --overwrite)", err=True)
+    click.echo(f"wrote {len(report.written)} {wrote} to {out_dir}")
+    if summary:
+        click.echo(summary)
+    if report.failed:
+        click.echo(f"{len(report.failed)} input(s) {failed}", err=True)
+        for f, reason in report.failed:
+            line = (reason if str(f) in reason else f"{f}: {reason}") if reasons else str(f)
+            click.echo(f"  {line}", err=True)
+        sys.exit(1)
+
+
 def _key(p: Path) -> str:
     """Identity of a path on any disk, case-insensitive ones included."""
     return os.path.normcase(os.path.abspath(p)).casefold()

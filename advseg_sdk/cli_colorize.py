@@ -13,104 +13,44 @@ from typing import Any
 
 import click
 
-from .batch import BatchReport, cli_inputs
+from . import cli_options as opt
+from .batch import BatchReport, cli_finish, cli_inputs
 from .colorize_batch import PRECISION_CHOICES, ColorizeOptions, colorize_files
 
 __all__ = ["colorize_files", "bundle_summary", "colorize", "info"]
 
 
+_BUNDLE_HELP = "sketch2color bundle (.advseg dir or .zip); default: $ADVSEG_HOME/bundles/demo-sketch2color.advseg."
+_SKETCH_BUNDLE_HELP = "With --from-photo --sketch-method hed: the HED bundle (default $ADVSEG_HOME/bundles/hed.advseg)."
+_TILE_HELP = "Run in overlapping N x N tiles (bounded memory; fixed-size nets: each tile is resized to the net)."
+_PRECISION_HELP = "Bundle artefact: auto = matching TensorRT engine, else fp16 on CUDA / fp32 on CPU."
+_PROVIDERS_HELP = "Comma-separated ONNX Runtime providers in order, e.g. CUDAExecutionProvider,CPUExecutionProvider."
+_STRICT_HELP = "Refuse a TensorRT engine built for another GPU/TensorRT instead of falling back."
+_RAY_HELP = "Colour on Ray Data with a pool of actors, locally or on a cluster (pip install 'advseg[ray]')."
+_GPUS_HELP = "With --ray: GPUs per actor; a fraction lets actors share a GPU."
+_ACTORS_HELP = "With --ray: actors, each holding one model (default: one per CPU, or per GPU share)."
+
+
 @click.command("colorize")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "-o",
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for the <stem>.png colour images (created if missing).",
-)
-@click.option(
-    "--bundle",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="sketch2color bundle (.advseg dir or .zip); default: $ADVSEG_HOME/bundles/demo-sketch2color.advseg.",
-)
-@click.option("--from-photo", is_flag=True, help="Inputs are photos: sketch them first, then colour.")
-@click.option(
-    "--sketch-method",
-    type=click.Choice(["hed", "xdog", "canny"]),
-    default="hed",
-    show_default=True,
-    help="With --from-photo: how photos become sketches.",
-)
-@click.option(
-    "--sketch-bundle",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="With --from-photo --sketch-method hed: the HED bundle (default $ADVSEG_HOME/bundles/hed.advseg).",
-)
-@click.option("--save-sketch", is_flag=True, help="With --from-photo: also write <stem>.sketch.png.")
-@click.option(
-    "--tile",
-    type=click.IntRange(min=8),
-    default=None,
-    help="Run in overlapping N x N tiles (bounded memory; fixed-size nets: each tile is resized to the net).",
-)
-@click.option(
-    "--tile-overlap",
-    type=click.IntRange(min=0),
-    default=32,
-    show_default=True,
-    help="Minimum overlap of neighbouring tiles, in pixels.",
-)
-@click.option(
-    "--precision",
-    type=click.Choice(PRECISION_CHOICES),
-    default="auto",
-    show_default=True,
-    help="Bundle artefact: auto = matching TensorRT engine, else fp16 on CUDA / fp32 on CPU.",
-)
-@click.option(
-    "--providers",
-    default=None,
-    metavar="LIST",
-    help="Comma-separated ONNX Runtime providers in order, e.g. CUDAExecutionProvider,CPUExecutionProvider.",
-)
-@click.option(
-    "--strict", is_flag=True, help="Refuse a TensorRT engine built for another GPU/TensorRT instead of falling back."
-)
-@click.option("--overwrite", is_flag=True, help="Recompute inputs whose output already exists.")
-@click.option(
-    "--max-pixels",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Refuse images with more pixels than this (default 64 MP or $ADVSEG_MAX_PIXELS).",
-)
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-@click.option(
-    "--ray",
-    "use_ray",
-    is_flag=True,
-    help="Colour on Ray Data with a pool of actors, locally or on a cluster (pip install 'advseg[ray]').",
-)
-@click.option(
-    "--ray-address",
-    default=None,
-    metavar="ADDR",
-    help="With --ray: the cluster to join (default $RAY_ADDRESS, else a local Ray instance).",
-)
-@click.option(
-    "--actors",
-    type=click.IntRange(min=1),
-    default=None,
-    help="With --ray: actors, each holding one model (default: one per CPU, or per GPU share).",
-)
-@click.option(
-    "--gpus-per-actor",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    help="With --ray: GPUs per actor; a fraction lets actors share a GPU.",
-)
+@opt.input_paths()
+@opt.output_folder("Folder for the <stem>.png colour images (created if missing).")
+@opt.optional_path("--bundle", _BUNDLE_HELP)
+@opt.flag("--from-photo", "Inputs are photos: sketch them first, then colour.")
+@opt.choice("--sketch-method", opt.SKETCH_METHODS, "hed", "With --from-photo: how photos become sketches.")
+@opt.optional_path("--sketch-bundle", _SKETCH_BUNDLE_HELP)
+@opt.flag("--save-sketch", "With --from-photo: also write <stem>.sketch.png.")
+@opt.number("--tile", click.IntRange(min=8), None, _TILE_HELP)
+@opt.number("--tile-overlap", click.IntRange(min=0), 32, "Minimum overlap of neighbouring tiles, in pixels.")
+@opt.choice("--precision", PRECISION_CHOICES, "auto", _PRECISION_HELP)
+@opt.text("--providers", _PROVIDERS_HELP, metavar="LIST")
+@opt.flag("--strict", _STRICT_HELP)
+@opt.flag("--overwrite", "Recompute inputs whose output already exists.")
+@opt.max_pixels()
+@opt.flag(("-q", "--quiet"), "No progress bar.")
+@opt.flag(("--ray", "use_ray"), _RAY_HELP)
+@opt.text("--ray-address", "With --ray: the cluster to join (default $RAY_ADDRESS, else a local Ray instance).", "ADDR")
+@opt.number("--actors", click.IntRange(min=1), None, _ACTORS_HELP)
+@opt.number("--gpus-per-actor", click.FloatRange(min=0), 0.0, _GPUS_HELP, show_default=False)
 def colorize(**cli: Any) -> None:
     """Colour sketches (or, with --from-photo, photos) given as files or folders (recursive)."""
     inputs, out_dir = cli.pop("inputs"), cli.pop("out_dir")
@@ -144,18 +84,8 @@ def colorize(**cli: Any) -> None:
     except (OSError, ValueError, RuntimeError, ImportError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    if report.skipped:
-        click.echo(
-            f"skipped {len(report.skipped)} input(s) whose output exists in {out_dir} (use --overwrite)", err=True
-        )
-    click.echo(f"wrote {len(report.written)} image(s) to {out_dir}")
-    if isinstance(report, RayReport) and report.written:
-        click.echo(report.summary())
-    if report.failed:
-        click.echo(f"{len(report.failed)} input(s) failed:", err=True)
-        for f, reason in report.failed:
-            click.echo(f"  {reason}" if str(f) in reason else f"  {f}: {reason}", err=True)
-        sys.exit(1)
+    summary = report.summary() if isinstance(report, RayReport) and report.written else None
+    cli_finish(report, out_dir, "image(s)", "failed:", summary)
 
 
 # --------------------------------------------------------------------------- info

@@ -16,7 +16,8 @@ from typing import Any, TextIO, cast
 import click
 import numpy as np
 
-from .batch import BatchReport, cli_inputs, pending_jobs
+from . import cli_options as opt
+from .batch import BatchReport, cli_finish, cli_inputs, pending_jobs
 from .options import with_overrides
 
 __all__ = ["SketchOptions", "sketch_files", "sketch"]
@@ -87,42 +88,18 @@ def sketch_files(
     return report
 
 
+_METHOD_HELP = "hed: HED network (ONNX bundle) + official post-processing; xdog/canny: weight-free."
+_SIZE_HELP = "Work at long side N (faster on big photos, e.g. 1024); the output keeps the input size."
+
+
 @click.command("sketch")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "-o",
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for the <stem>.png sketches (created if missing).",
-)
-@click.option(
-    "--method",
-    type=click.Choice(["hed", "xdog", "canny"]),
-    default="hed",
-    show_default=True,
-    help="hed: HED network (ONNX bundle) + official post-processing; xdog/canny: weight-free.",
-)
-@click.option(
-    "--size",
-    type=click.IntRange(min=16),
-    default=None,
-    help="Work at long side N (faster on big photos, e.g. 1024); the output keeps the input size.",
-)
-@click.option("--overwrite", is_flag=True, help="Re-sketch inputs whose output already exists.")
-@click.option(
-    "--bundle",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="HED bundle (.advseg dir or .zip); default: the one in $ADVSEG_HOME/bundles.",
-)
-@click.option(
-    "--max-pixels",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Refuse images with more pixels than this (default 64 MP or $ADVSEG_MAX_PIXELS).",
-)
+@opt.input_paths()
+@opt.output_folder("Folder for the <stem>.png sketches (created if missing).")
+@opt.choice("--method", opt.SKETCH_METHODS, "hed", _METHOD_HELP)
+@opt.number("--size", click.IntRange(min=16), None, _SIZE_HELP)
+@opt.flag("--overwrite", "Re-sketch inputs whose output already exists.")
+@opt.optional_path("--bundle", "HED bundle (.advseg dir or .zip); default: the one in $ADVSEG_HOME/bundles.")
+@opt.max_pixels()
 def sketch(
     inputs: tuple[Path, ...],
     out_dir: Path,
@@ -145,13 +122,4 @@ def sketch(
     except (OSError, ValueError, RuntimeError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    if report.skipped:
-        click.echo(
-            f"skipped {len(report.skipped)} input(s) whose output exists in {out_dir} (use --overwrite)", err=True
-        )
-    click.echo(f"wrote {len(report.written)} sketch(es) to {out_dir}")
-    if report.failed:
-        click.echo(f"{len(report.failed)} input(s) failed (nothing written for them):", err=True)
-        for f, _reason in report.failed:
-            click.echo(f"  {f}", err=True)
-        sys.exit(1)
+    cli_finish(report, out_dir, "sketch(es)", "failed (nothing written for them):", reasons=False)

@@ -184,28 +184,36 @@ _ES_LAND = "usr/share/games/endless-sky/images/land/"
 _SCRATCH_BG = "usr/share/scratch/Media/Backgrounds/"
 _GC_RCC = "usr/share/gcompris-qt/rcc/"
 _GC_ACT = "gcompris/src/activities/"
+#: GCompris activities whose pictures are photos (animals, monuments, scenes), not drawings.
+_GC_PHOTO_ACTIVITIES = (
+    "explore_farm_animals",
+    "explore_world_animals",
+    "erase",
+    "categorization",
+    "details",
+    "explore_monuments",
+    "clickgame",
+)
 
-_ENDLESS_SKY: dict[str, Any] = dict(
-    kind="deb",
-    spec="endless-sky-data",
-    sha256="e45835e05a11e84bb1a890a0ded390246a53b8318f21a25925aa70fa54f80c13",
-    copyright_file="usr/share/doc/endless-sky-data/copyright",
-    copyright_prefix="usr/share/games/endless-sky/",
+
+def _deb(package: str, sha256: str, copyright_prefix: str) -> dict[str, Any]:
+    """Source fields of a pinned Debian package whose DEP-5 copyright file names each image's licence."""
+    return dict(
+        kind="deb",
+        spec=package,
+        sha256=sha256,
+        copyright_file=f"usr/share/doc/{package}/copyright",
+        copyright_prefix=copyright_prefix,
+    )
+
+
+_ENDLESS_SKY = _deb(
+    "endless-sky-data",
+    "e45835e05a11e84bb1a890a0ded390246a53b8318f21a25925aa70fa54f80c13",
+    "usr/share/games/endless-sky/",
 )
-_SCRATCH: dict[str, Any] = dict(
-    kind="deb",
-    spec="scratch",
-    sha256="36c582eb93110f64f06c4e685c41e933ccba2fa68db12f79b10bfe840b21fc10",
-    copyright_file="usr/share/doc/scratch/copyright",
-    copyright_prefix="usr/share/scratch/",
-)
-_GCOMPRIS: dict[str, Any] = dict(
-    kind="deb",
-    spec="gcompris-qt-data",
-    sha256="e9cf06ab2105529068df73085784e835d2ff03f870d2a8091f09125d40abac9f",
-    copyright_file="usr/share/doc/gcompris-qt-data/copyright",
-    copyright_prefix="gcompris/",
-)
+_SCRATCH = _deb("scratch", "36c582eb93110f64f06c4e685c41e933ccba2fa68db12f79b10bfe840b21fc10", "usr/share/scratch/")
+_GCOMPRIS = _deb("gcompris-qt-data", "e9cf06ab2105529068df73085784e835d2ff03f870d2a8091f09125d40abac9f", "gcompris/")
 
 
 def _under(
@@ -229,15 +237,7 @@ def _gcompris_photos(member: str) -> str | None:
         return None
     parts = member[len(_GC_ACT) :].split("/")
     activity = parts[0]
-    if activity not in (
-        "explore_farm_animals",
-        "explore_world_animals",
-        "erase",
-        "categorization",
-        "details",
-        "explore_monuments",
-        "clickgame",
-    ):
+    if activity not in _GC_PHOTO_ACTIVITIES:
         return None
     if activity == "categorization" and ("/alphabets/" in member or "/numbers/" in member):
         return None
@@ -272,18 +272,7 @@ DATASETS: dict[str, DatasetSpec] = {
             (
                 Source(
                     select=_gcompris_photos,
-                    rcc=tuple(
-                        f"{_GC_RCC}{a}.rcc"
-                        for a in (
-                            "explore_farm_animals",
-                            "explore_world_animals",
-                            "erase",
-                            "categorization",
-                            "details",
-                            "explore_monuments",
-                            "clickgame",
-                        )
-                    ),
+                    rcc=tuple(f"{_GC_RCC}{a}.rcc" for a in _GC_PHOTO_ACTIVITIES),
                     **_GCOMPRIS,
                 ),
                 _scratch("Outdoors"),
