@@ -66,6 +66,23 @@ def device_of(backend: str, env: dict[str, Any], want: str = "auto") -> str:
     return "cpu"
 
 
+_CUDA_EP = (
+    "CUDAExecutionProvider",
+    "the CUDA EP needs onnxruntime-gpu and an NVIDIA GPU",
+    "onnxruntime-gpu is installed but no NVIDIA GPU was found",
+)
+#: GPU ONNX Runtime backends: (execution provider, what it needs, message when no GPU is found).
+_GPU_EPS: dict[str, tuple[str, str, str]] = {
+    "ort-cuda": _CUDA_EP,
+    "ort-cuda-graph": _CUDA_EP,
+    "ort-trt": (
+        "TensorrtExecutionProvider",
+        "the TensorRT EP needs onnxruntime-gpu, TensorRT libraries and an NVIDIA GPU",
+        "the TensorRT EP is listed but no NVIDIA GPU was found",
+    ),
+}
+
+
 def backend_problem(backend: str, env: dict[str, Any], device: str = "auto") -> str | None:
     """Why ``backend`` cannot run on this machine (None when it can)."""
     if backend not in BACKENDS:
@@ -86,22 +103,11 @@ def backend_problem(backend: str, env: dict[str, Any], device: str = "auto") -> 
         return None if torch_cuda else f"no CUDA device for torch ({env.get('torch_cuda_reason')})"
     if backend == "ort-cpu":
         return None if "CPUExecutionProvider" in providers else "onnxruntime is not installed"
-    if backend in ("ort-cuda", "ort-cuda-graph"):
-        if "CUDAExecutionProvider" not in providers:
-            return (
-                "onnxruntime here offers "
-                + ", ".join(providers or ["nothing"])
-                + "; the CUDA EP needs onnxruntime-gpu and an NVIDIA GPU"
-            )
-        return None if env.get("gpu") else "onnxruntime-gpu is installed but no NVIDIA GPU was found"
-    if backend == "ort-trt":
-        if "TensorrtExecutionProvider" not in providers:
-            return (
-                "onnxruntime here offers "
-                + ", ".join(providers or ["nothing"])
-                + "; the TensorRT EP needs onnxruntime-gpu, TensorRT libraries and an NVIDIA GPU"
-            )
-        return None if env.get("gpu") else "the TensorRT EP is listed but no NVIDIA GPU was found"
+    if backend in _GPU_EPS:
+        ep, needs, no_gpu = _GPU_EPS[backend]
+        if ep not in providers:
+            return f"onnxruntime here offers {', '.join(providers or ['nothing'])}; {needs}"
+        return None if env.get("gpu") else no_gpu
     if backend == "tensorrt":
         if not env.get("tensorrt"):
             return f"TensorRT Python package is not installed ({env.get('tensorrt_error')})"

@@ -107,7 +107,16 @@ def _echo_written(paths: list[Path]) -> None:
         click.echo(f"wrote {p}")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _out_option(**attrs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``-o/--out DIR`` (the ``out_dir`` parameter)."""
+    return click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), **attrs)
+
+
+#: where ``run`` and ``scale`` write their documents
+_results_out = _out_option(default="advseg-bench-results")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 def main() -> None:
     """Latency and throughput of advseg models across backends, precisions, batches and sizes.
 
@@ -121,78 +130,62 @@ def main() -> None:
     "--model",
     "models",
     default="resnet_9blocks,unet_256,hed,pipeline",
-    show_default=True,
     help="Comma-separated: generator architectures (random init), hed, pipeline, checkpoint:PATH, bundle:PATH.",
 )
-@click.option(
-    "--ngf",
-    default=64,
-    show_default=True,
-    type=click.IntRange(1),
-    help="Generator width for random-init architectures.",
-)
-@click.option("--norm", default="instance", show_default=True, type=click.Choice(["instance", "batch", "none"]))
+@click.option("--ngf", default=64, type=click.IntRange(1), help="Generator width for random-init architectures.")
+@click.option("--norm", default="instance", type=click.Choice(["instance", "batch", "none"]))
 @click.option(
     "--backends",
     default="all",
-    show_default=True,
     callback=_choices(tuple(BACKENDS)),
     help=f"Comma-separated from: {', '.join(BACKENDS)}.",
 )
-@click.option("--precisions", default="all", show_default=True, callback=_choices(PRECISIONS))
-@click.option("--batch", "batches", default="1,8,32", show_default=True, callback=_ints)
-@click.option("--sizes", default="256,512,1024", show_default=True, callback=_ints, help="Square resolutions in px.")
-@click.option("--threads", default=None, type=click.IntRange(1), help="Threads per backend (default: all cores).")
+@click.option("--precisions", default="all", callback=_choices(PRECISIONS))
+@click.option("--batch", "batches", default="1,8,32", callback=_ints)
+@click.option("--sizes", default="256,512,1024", callback=_ints, help="Square resolutions in px.")
+@click.option("--threads", type=click.IntRange(1), help="Threads per backend (default: all cores).")
 @click.option(
     "--device",
     default="auto",
     type=click.Choice(["auto", "cpu"]),
-    show_default=True,
     help="Where torch backends run (auto: CUDA when present).",
 )
-@click.option("--warmup", default=2, show_default=True, type=click.IntRange(0))
-@click.option("--repeats", default=10, show_default=True, type=click.IntRange(1), help="Timed calls at least ...")
-@click.option("--min-time", default=1.0, show_default=True, type=float, help="... and at least this many seconds ...")
+@click.option("--warmup", default=2, type=click.IntRange(0))
+@click.option("--repeats", default=10, type=click.IntRange(1), help="Timed calls at least ...")
+@click.option("--min-time", default=1.0, type=float, help="... and at least this many seconds ...")
 @click.option(
     "--max-time",
     default=30.0,
-    show_default=True,
     type=float,
     help="... but stop after this many seconds once --min-repeats calls are done.",
 )
-@click.option("--min-repeats", default=3, show_default=True, type=click.IntRange(1))
+@click.option("--min-repeats", default=3, type=click.IntRange(1))
 @click.option(
     "--max-call-s",
     default=60.0,
-    show_default=True,
     type=float,
     help="Skip combinations whose one call would take longer, judged from FLOPs at the measured peak.",
 )
 @click.option(
     "--memory-budget-gb",
-    default=None,
     type=float,
     help="Skip combinations estimated above this (default: 80% of free RAM).",
 )
-@click.option("--combo-timeout-s", default=900.0, show_default=True, type=float)
+@click.option("--combo-timeout-s", default=900.0, type=float)
 @click.option(
     "--compile-mode",
     default="default",
-    show_default=True,
     type=click.Choice(["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]),
 )
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of random-init weights.")
+@click.option("--seed", default=0, type=int, help="Seed of random-init weights.")
 @click.option(
     "--peak-seconds",
     default=1.0,
-    show_default=True,
     type=click.FloatRange(0.05),
     help="Time spent measuring each dtype's matrix-product peak.",
 )
-@click.option(
-    "-o", "--out", "out_dir", default="advseg-bench-results", show_default=True, type=click.Path(file_okay=False)
-)
-@click.option("--name", default=None, help="File stem (default: <machine>-matrix-<time>).")
+@_results_out
+@click.option("--name", help="File stem (default: <machine>-matrix-<time>).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def run_cmd(**options: Any) -> None:
     """Measure the matrix and write JSON, markdown and PNG plots."""
@@ -231,14 +224,7 @@ def compare_cmd(a: str, b: str, as_json: bool) -> None:
 
 @main.command("report")
 @click.argument("results", type=click.Path())
-@click.option(
-    "-o",
-    "--out",
-    "out_dir",
-    default=None,
-    type=click.Path(file_okay=False),
-    help="Where to write (default: beside the JSON).",
-)
+@_out_option(help="Where to write (default: beside the JSON).")
 def report_cmd(results: str, out_dir: str | None) -> None:
     """Re-render the markdown and PNG plots of a results JSON."""
     try:
@@ -256,28 +242,23 @@ def report_cmd(results: str, out_dir: str | None) -> None:
     "--model",
     "model",
     default="resnet_9blocks",
-    show_default=True,
     help="A generator architecture (random init), checkpoint:PATH or bundle:PATH.",
 )
-@click.option("--ngf", default=64, show_default=True, type=click.IntRange(1))
-@click.option("--backend", default="ort-cpu", show_default=True, type=click.Choice(["ort-cpu", "ort-cuda", "ort-trt"]))
-@click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "fp16", "int8"]))
-@click.option("--sizes", default="256,512,1024,1536,2048", show_default=True, callback=_ints)
-@click.option(
-    "--tile-limit", default=1024, show_default=True, type=click.IntRange(8), help="Sizes above this run tiled."
-)
-@click.option("--tile", default=512, show_default=True, type=click.IntRange(8))
-@click.option("--overlap", default=32, show_default=True, type=click.IntRange(0))
+@click.option("--ngf", default=64, type=click.IntRange(1))
+@click.option("--backend", default="ort-cpu", type=click.Choice(["ort-cpu", "ort-cuda", "ort-trt"]))
+@click.option("--precision", default="fp32", type=click.Choice(["fp32", "fp16", "int8"]))
+@click.option("--sizes", default="256,512,1024,1536,2048", callback=_ints)
+@click.option("--tile-limit", default=1024, type=click.IntRange(8), help="Sizes above this run tiled.")
+@click.option("--tile", default=512, type=click.IntRange(8))
+@click.option("--overlap", default=32, type=click.IntRange(0))
 @click.option("--untiled-too", is_flag=True, help="Also run the tiled sizes whole (memory permitting).")
-@click.option("--threads", default=None, type=click.IntRange(1))
-@click.option("--warmup", default=1, show_default=True, type=click.IntRange(0))
-@click.option("--repeats", default=3, show_default=True, type=click.IntRange(1))
-@click.option("--max-time", default=60.0, show_default=True, type=float)
-@click.option("--timeout-s", default=1800.0, show_default=True, type=float)
-@click.option("--memory-budget-gb", default=None, type=float)
-@click.option(
-    "-o", "--out", "out_dir", default="advseg-bench-results", show_default=True, type=click.Path(file_okay=False)
-)
+@click.option("--threads", type=click.IntRange(1))
+@click.option("--warmup", default=1, type=click.IntRange(0))
+@click.option("--repeats", default=3, type=click.IntRange(1))
+@click.option("--max-time", default=60.0, type=float)
+@click.option("--timeout-s", default=1800.0, type=float)
+@click.option("--memory-budget-gb", type=float)
+@_results_out
 @click.option("--name", default=None)
 def scale_cmd(**options: Any) -> None:
     """Latency per megapixel from small to large images, tiled above --tile-limit."""

@@ -19,7 +19,7 @@ from typing import Any
 
 import psutil
 
-__all__ = ["machine_info", "software_versions", "machine_slug", "isa_tier", "LoadMonitor", "cpu_count"]
+__all__ = ["machine_info", "software_versions", "machine_slug", "isa_tier", "LoadMonitor", "cpu_count", "cli_fields"]
 
 _SIMD = (
     "avx",
@@ -49,6 +49,15 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+def cli_fields(options: dict[str, Any], *names: str) -> dict[str, Any]:
+    """The command-line ``options`` in ``names``, as the config fields of the same names;
+    an unset ``threads`` becomes :func:`cpu_count`."""
+    fields = {n: options[n] for n in names}
+    if "threads" in fields:
+        fields["threads"] = fields["threads"] or cpu_count()
+    return fields
+
+
 def _cpuinfo() -> tuple[str, list[str]]:
     model = platform.processor() or platform.machine()
     flags: list[str] = []
@@ -66,19 +75,22 @@ def _cpuinfo() -> tuple[str, list[str]]:
     return model, flags
 
 
-def _gpus() -> list[dict]:
+def _nvidia_smi(*args: str, check: bool = False) -> str | None:
+    """What ``nvidia-smi *args`` prints; None when there is no nvidia-smi or it fails."""
     exe = shutil.which("nvidia-smi")
     if not exe:
-        return []
+        return None
     try:
-        out = subprocess.run(
-            [exe, "--query-gpu=name,memory.total,driver_version,compute_cap", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=15,
-            check=True,
-        ).stdout
+        return subprocess.run([exe, *args], capture_output=True, text=True, timeout=15, check=check).stdout
     except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _gpus() -> list[dict]:
+    out = _nvidia_smi(
+        "--query-gpu=name,memory.total,driver_version,compute_cap", "--format=csv,noheader,nounits", check=True
+    )
+    if out is None:
         return []
     gpus = []
     for line in out.strip().splitlines():
@@ -163,14 +175,9 @@ def software_versions() -> dict[str, Any]:
         providers = list(ort.get_available_providers())
     except ImportError:
         providers = []
-    cuda = None
-    if shutil.which("nvidia-smi"):
-        try:
-            out = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=15).stdout
-            m = re.search(r"CUDA Version:\s*([\d.]+)", out)
-            cuda = m.group(1) if m else None
-        except (OSError, subprocess.SubprocessError):
-            pass
+    smi = _nvidia_smi()
+    m = re.search(r"CUDA Version:\s*([\d.]+)", smi) if smi is not None else None
+    cuda = m.group(1) if m else None
     return {
         "advseg": _version("advseg"),
         "torch": _version("torch"),

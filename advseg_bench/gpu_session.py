@@ -17,6 +17,7 @@ goals come from the targets file. ``--dry-run`` runs the same code on the CPU wi
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -91,63 +92,53 @@ class Profile:
     step_min_s: dict[str, float] = field(default_factory=dict)
 
 
+#: Profile field -> (GPU run, CPU dry run): the same steps, on the CPU with tiny networks and sizes.
+_PROFILES: dict[str, tuple[Any, Any]] = {
+    "device": ("cuda", "cpu"),
+    "smoke_ngf": (64, 4),
+    "smoke_size": (256, 32),
+    "smoke_steps": (3, 1),
+    "train_load": (286, 36),
+    "tp_ngf": (64, 4),
+    "tp_size": (256, 32),
+    "tp_fast_batch": (32, 4),
+    "tp_fast_workers": (12, 2),
+    "tp_official_workers": (4, 0),
+    "tp_warmup": (5, 1),
+    "tp_seconds": (15.0, 1.0),
+    "tp_fast_amp": ("bf16", "off"),
+    "tp_compile": (True, False),
+    "inf_ngf": (64, 4),
+    "inf_sizes": ((256, 512), (32,)),
+    "inf_batches": ((1, 8, 32, 64, 128, 256), (1, 2)),
+    "inf_policy": (
+        {"warmup": 5, "repeats": 30, "min_time_s": 0.3, "max_time_s": 1.5, "min_repeats": 5},
+        {"warmup": 1, "repeats": 2, "min_time_s": 0.0, "max_time_s": 0.5, "min_repeats": 1},
+    ),
+    "final_ngf": (32, 4),
+    "final_size": (256, 32),
+    "final_batch": (16, 2),
+    "final_min_s": (60.0, 2.0),
+    "final_max_s": (None, 2.0),
+    "replicate": (8, 2),
+    "step_min_s": (
+        {"environment": 1, "train_smoke": 20, "train_throughput": 30, "inference": 20, "final_training": 60},
+        {"environment": 0.5, "train_smoke": 1, "train_throughput": 1, "inference": 1, "final_training": 2},
+    ),
+}
+
+
+def _profile(column: int) -> Profile:
+    return Profile(**{name: copy.deepcopy(values[column]) for name, values in _PROFILES.items()})
+
+
 def gpu_profile() -> Profile:
-    return Profile(
-        device="cuda",
-        smoke_ngf=64,
-        smoke_size=256,
-        smoke_steps=3,
-        train_load=286,
-        tp_ngf=64,
-        tp_size=256,
-        tp_fast_batch=32,
-        tp_fast_workers=12,
-        tp_official_workers=4,
-        tp_warmup=5,
-        tp_seconds=15.0,
-        tp_fast_amp="bf16",
-        tp_compile=True,
-        inf_ngf=64,
-        inf_sizes=(256, 512),
-        inf_batches=(1, 8, 32, 64, 128, 256),
-        inf_policy={"warmup": 5, "repeats": 30, "min_time_s": 0.3, "max_time_s": 1.5, "min_repeats": 5},
-        final_ngf=32,
-        final_size=256,
-        final_batch=16,
-        final_min_s=60.0,
-        step_min_s={"environment": 1, "train_smoke": 20, "train_throughput": 30, "inference": 20, "final_training": 60},
-    )
+    return _profile(0)
 
 
 def dry_profile() -> Profile:
     """The same steps on the CPU with tiny networks and sizes."""
-    return Profile(
-        device="cpu",
-        smoke_ngf=4,
-        smoke_size=32,
-        smoke_steps=1,
-        train_load=36,
-        tp_ngf=4,
-        tp_size=32,
-        tp_fast_batch=4,
-        tp_fast_workers=2,
-        tp_official_workers=0,
-        tp_warmup=1,
-        tp_seconds=1.0,
-        tp_fast_amp="off",
-        tp_compile=False,
-        inf_ngf=4,
-        inf_sizes=(32,),
-        inf_batches=(1, 2),
-        inf_policy={"warmup": 1, "repeats": 2, "min_time_s": 0.0, "max_time_s": 0.5, "min_repeats": 1},
-        final_ngf=4,
-        final_size=32,
-        final_batch=2,
-        final_min_s=2.0,
-        final_max_s=2.0,
-        replicate=2,
-        step_min_s={"environment": 0.5, "train_smoke": 1, "train_throughput": 1, "inference": 1, "final_training": 2},
-    )
+    return _profile(1)
 
 
 # --------------------------------------------------------------------------- the driver
@@ -1150,6 +1141,11 @@ def _fmt(v: Any, nd: int = 3) -> str:
     return str(v)
 
 
+def _table_head(title: str, *columns: str) -> list[str]:
+    """A markdown section: a blank line, the heading, a blank line, a table's header row and rule."""
+    return ["", f"## {title}", "", f"| {' | '.join(columns)} |", "|---" * len(columns) + "|"]
+
+
 def render_markdown(doc: dict[str, Any]) -> str:
     env = doc.get("env") or {}
     L = [
@@ -1159,9 +1155,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
         f"- {env.get('gpu', env.get('device', 'CPU'))}, torch {env.get('torch')}, CUDA {env.get('cuda')}, "
         f"cuDNN {env.get('cudnn')}; {env.get('nvidia_smi', '')}",
         f"- segmenter: {env.get('segmenter_note', '')}",
-        "",
     ]
-    L += ["## Steps", "", "| step | status | seconds | note |", "|---|---|---|---|"]
+    L += _table_head("Steps", "step", "status", "seconds", "note")
     for name, _ in STEPS:
         s = doc["steps"].get(name)
         if s:
@@ -1171,13 +1166,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
         L.append(f"- **{k}**: " + ", ".join(f"{a}={_fmt(b)}" for a, b in g.items()))
     smoke = doc["steps"].get("train_smoke") or {}
     if smoke.get("combos"):
-        L += [
-            "",
-            "## Training smoke",
-            "",
-            "| kind | amp | variant | grad | finite | seg grad norm | property | s |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
+        L += _table_head("Training smoke", "kind", "amp", "variant", "grad", "finite", "seg grad norm", "property", "s")
         for c in smoke["combos"]:
             L.append(
                 f"| {c['kind']} | {c['amp']} | {c['variant']} | {c['grad']} | {c.get('finite')} | "
@@ -1190,13 +1179,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
             L.append(f"- skipped {s['kind']} {s['amp']} {s['variant']} {s['grad']}: {s['reason']}")
     tp = doc["steps"].get("train_throughput") or {}
     if tp.get("results"):
-        L += [
-            "",
-            f"## Training throughput: {tp.get('model')}",
-            "",
-            "| config | batch | images/s | note |",
-            "|---|---|---|---|",
-        ]
+        L += _table_head(f"Training throughput: {tp.get('model')}", "config", "batch", "images/s", "note")
         for k, r in tp["results"].items():
             L.append(
                 f"| {k} | {r.get('batch', '')} | {_fmt(r.get('images_per_s'), 1)} | "
@@ -1209,15 +1192,11 @@ def render_markdown(doc: dict[str, Any]) -> str:
         )
     inf = doc["steps"].get("inference") or {}
     if inf.get("results"):
-        L += [
-            "",
-            "## Inference (CUDA events; PSNR vs strict fp32)",
-            "",
-            "| model | size | batch | backend | precision | p50 ms | p90 ms | images/s | host ms | PSNR dB "
-            "| peak GPU MB "
-            "| TFLOP/s | % of peak |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
+        L += _table_head(
+            "Inference (CUDA events; PSNR vs strict fp32)",
+            *("model", "size", "batch", "backend", "precision", "p50 ms", "p90 ms", "images/s", "host ms"),
+            *("PSNR dB", "peak GPU MB", "TFLOP/s", "% of peak"),
+        )
         for r in inf["results"]:
             if r.get("status") != "ok":
                 L.append(

@@ -62,6 +62,19 @@ def load_targets(path: str | Path | None = None) -> dict[str, Any]:
     return json.loads(p.read_text())
 
 
+def _target_row(title: str, name: str, t: dict[str, Any], size: int, batch: int) -> dict[str, Any]:
+    """A target's row before it is judged: value and met stay None until both sides are measured."""
+    return {
+        "name": title,
+        "model": name,
+        "target": t["speedup"],
+        "value": None,
+        "met": None,
+        "size": size,
+        "batch": batch,
+    }
+
+
 def _speedup_row(base: dict | None, cand: dict | None, row: dict[str, Any]) -> None:
     if base and cand:
         row["value"] = round(base["latency_ms"]["p50"] / cand["latency_ms"]["p50"], 3)
@@ -84,15 +97,7 @@ def compute_targets(doc: dict[str, Any], spec: dict[str, Any] | None = None) -> 
         base = _find(results, name, "torch-eager", "fp32", batch, size)
         if t["kind"] == "ort_fp32":
             ort = _find(results, name, "ort-cpu", "fp32", batch, size)
-            row: dict[str, Any] = {
-                "name": f"{arch}: ONNX Runtime fp32 vs torch eager fp32",
-                "model": name,
-                "target": t["speedup"],
-                "value": None,
-                "met": None,
-                "size": size,
-                "batch": batch,
-            }
+            row = _target_row(f"{arch}: ONNX Runtime fp32 vs torch eager fp32", name, t, size, batch)
             _speedup_row(base, ort, row)
             if base and ort:
                 row["detail"] = (
@@ -116,15 +121,7 @@ def _best_cpu_row(
 ) -> dict[str, Any]:
     size, batch = at
     floor = float(t["min_psnr_db"])
-    row: dict[str, Any] = {
-        "name": f"{t['arch']}: best CPU path vs torch eager fp32 (PSNR >= {floor:g} dB)",
-        "model": name,
-        "target": t["speedup"],
-        "value": None,
-        "met": None,
-        "size": size,
-        "batch": batch,
-    }
+    row = _target_row(f"{t['arch']}: best CPU path vs torch eager fp32 (PSNR >= {floor:g} dB)", name, t, size, batch)
     cands = []
     for r in results:
         if (

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from . import schema
 from .bundles import cache_dir
-from .environment import LoadMonitor, cpu_count, machine_info, software_versions
+from .environment import LoadMonitor, cli_fields, cpu_count, machine_info, software_versions
 from .models import ModelSpec
 from .plan import Job, PlanRequest, make_plan
 from .process import WorkerProcess, collect_probe, run_worker
@@ -64,23 +64,15 @@ class RunConfig:
             max_time_s=o["max_time"],
             min_repeats=o["min_repeats"],
         )
+        same: tuple[str, ...] = ("backends", "precisions", "batches", "sizes", "threads", "device", "memory_budget_gb")
+        same += ("combo_timeout_s", "compile_mode", "seed", "peak_seconds")
         return cls(
             models=parse_models(o["models"], o["ngf"], o["norm"]),
-            backends=o["backends"],
-            precisions=o["precisions"],
-            batches=o["batches"],
-            sizes=o["sizes"],
-            threads=o["threads"] or cpu_count(),
-            device=o["device"],
             policy=policy,
-            memory_budget_gb=o["memory_budget_gb"],
             max_call_s=o["max_call_s"] or None,
-            combo_timeout_s=o["combo_timeout_s"],
-            compile_mode=o["compile_mode"],
-            seed=o["seed"],
-            peak_seconds=o["peak_seconds"],
             progress=not o["no_progress"],
             command=command,
+            **cli_fields(o, *same),
         )
 
     def settings(self) -> dict[str, Any]:

@@ -45,7 +45,7 @@ class ScaleConfig:
     @classmethod
     def from_cli(cls, options: dict[str, Any], command: list[str]) -> ScaleConfig:
         """From the options of ``advseg-bench scale`` (ValueError, with the reason, for what it cannot run)."""
-        from .environment import cpu_count
+        from .environment import cli_fields
         from .models import parse_models
 
         o = options
@@ -54,23 +54,9 @@ class ScaleConfig:
             raise ValueError("scale takes exactly one generator (an architecture, checkpoint:PATH or bundle:PATH)")
         if o["overlap"] >= o["tile"]:
             raise ValueError(f"--overlap ({o['overlap']}) must be smaller than --tile ({o['tile']})")
-        return cls(
-            model=specs[0],
-            backend=o["backend"],
-            precision=o["precision"],
-            sizes=o["sizes"],
-            tile_limit=o["tile_limit"],
-            tile=o["tile"],
-            overlap=o["overlap"],
-            untiled_too=o["untiled_too"],
-            threads=o["threads"] or cpu_count(),
-            warmup=o["warmup"],
-            repeats=o["repeats"],
-            max_time_s=o["max_time"],
-            timeout_s=o["timeout_s"],
-            memory_budget_gb=o["memory_budget_gb"],
-            command=command,
-        )
+        same: tuple[str, ...] = ("backend", "precision", "sizes", "tile_limit", "tile", "overlap")
+        same += ("untiled_too", "threads", "warmup", "repeats", "timeout_s", "memory_budget_gb")
+        return cls(model=specs[0], max_time_s=o["max_time"], command=command, **cli_fields(o, *same))
 
 
 # --------------------------------------------------------------------------- worker side

@@ -142,24 +142,19 @@ SCHEME_LABELS = {"pix2pix": "Pix2Pix (paired)", "cycle_gan": "CycleGAN (unpaired
 #: Segmenters with a multi-class map (the multi / both arms need one).
 MULTI_CLASS_SEGMENTERS = ("deeplab-voc", "detectron2-panoptic", "mask2former", "oneformer", "tiny")
 
-#: The paper's Table 1 (FID, lower is better; 256², 200 epochs). Columns: scheme -> arm variant.
+VARIANT_ORDER = ("none", "multi", "binary", "both")  # the paper's column order
+
+#: The paper's Table 1 (FID, lower is better; 256², 200 epochs): scheme -> FIDs in VARIANT_ORDER.
+_PAPER_FIDS: dict[str, dict[str, tuple[float, float, float, float]]] = {
+    "Bedroom": {"cycle_gan": (113.1, 111.7, 87.1, 93.2), "pix2pix": (100.5, 100.0, 95.1, 110.1)},
+    "Illustration": {"cycle_gan": (213.6, 206.9, 204.8, 189.4), "pix2pix": (180.0, 176.9, 178.0, 175.7)},
+    "Elephant": {"cycle_gan": (126.4, 103.9, 91.9, 116.9), "pix2pix": (83.5, 85.8, 78.8, 82.8)},
+    "Sheep": {"cycle_gan": (209.3, 207.2, 236.1, 196.8), "pix2pix": (157.0, 159.9, 162.0, 150.5)},
+}
+#: The same as dataset -> scheme -> arm variant -> FID.
 PAPER_TABLE1: dict[str, dict[str, dict[str, float]]] = {
-    "Bedroom": {
-        "cycle_gan": {"none": 113.1, "multi": 111.7, "binary": 87.1, "both": 93.2},
-        "pix2pix": {"none": 100.5, "multi": 100.0, "binary": 95.1, "both": 110.1},
-    },
-    "Illustration": {
-        "cycle_gan": {"none": 213.6, "multi": 206.9, "binary": 204.8, "both": 189.4},
-        "pix2pix": {"none": 180.0, "multi": 176.9, "binary": 178.0, "both": 175.7},
-    },
-    "Elephant": {
-        "cycle_gan": {"none": 126.4, "multi": 103.9, "binary": 91.9, "both": 116.9},
-        "pix2pix": {"none": 83.5, "multi": 85.8, "binary": 78.8, "both": 82.8},
-    },
-    "Sheep": {
-        "cycle_gan": {"none": 209.3, "multi": 207.2, "binary": 236.1, "both": 196.8},
-        "pix2pix": {"none": 157.0, "multi": 159.9, "binary": 162.0, "both": 150.5},
-    },
+    dataset: {scheme: dict(zip(VARIANT_ORDER, fids, strict=True)) for scheme, fids in row.items()}
+    for dataset, row in _PAPER_FIDS.items()
 }
 
 #: Our dataset -> the paper's dataset(s) it stands in for, and how closely.
@@ -172,7 +167,6 @@ PAPER_COUNTERPART: dict[str, tuple[tuple[str, ...], str]] = {
         "no direct counterpart: outdoor scenes, closest to the COCO elephant / sheep sets (grass, sky, mountains)",
     ),
 }
-VARIANT_ORDER = ("none", "multi", "binary", "both")  # the paper's column order
 
 
 @dataclass(frozen=True)
@@ -942,58 +936,51 @@ def run_table(
     return path, records
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.option(
     "--scale",
     type=click.Choice(list(SCALES)),
     default="cpu-small",
-    show_default=True,
     help="gpu: the paper's 256² recipe; cpu-small: fits one CPU core; tiny: tests only.",
 )
 @click.option(
     "--datasets",
     default="landscapes",
-    show_default=True,
     help="Comma-separated: landscapes, animals, interiors, illustrations.",
 )
-@click.option("--schemes", default="pix2pix", show_default=True, help="Comma-separated: pix2pix, cycle_gan.")
+@click.option("--schemes", default="pix2pix", help="Comma-separated: pix2pix, cycle_gan.")
 @click.option(
     "--arms",
     default="baseline,binary-soft,binary-hard",
-    show_default=True,
     help=f"Comma-separated: {', '.join(ARMS)}, or 'all'.",
 )
-@click.option("--seeds", default="0", show_default=True, help="Comma-separated integers.")
+@click.option("--seeds", default="0", help="Comma-separated integers.")
 @click.option(
     "--segmenter",
     default="deeplab-voc",
-    show_default=True,
     help="seg.segmenter of every segmentation arm (multi / both need a multi-class one).",
 )
-@click.option("--sketch", type=click.Choice(["hed", "xdog", "canny"]), default="hed", show_default=True)
-@click.option("--lambda-seg", type=float, default=None, help="seg.lambda_seg (default: the preset's).")
+@click.option("--sketch", type=click.Choice(["hed", "xdog", "canny"]), default="hed")
+@click.option("--lambda-seg", type=float, help="seg.lambda_seg (default: the preset's).")
 @click.option("--set", "extra", multiple=True, metavar="KEY=VALUE", help="Extra advseg-train override (repeatable).")
-@click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads in every step.")
-@click.option("--device", default=None, help="run.device for training (default: auto).")
-@click.option("--test-limit", type=click.IntRange(2), default=None, help="Score at most this many test photos.")
+@click.option("--threads", type=click.IntRange(1), help="torch CPU threads in every step.")
+@click.option("--device", help="run.device for training (default: auto).")
+@click.option("--test-limit", type=click.IntRange(2), help="Score at most this many test photos.")
 @click.option(
     "--root",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("runs/table"),
-    show_default=True,
     help="Results root: one run directory per cell.",
 )
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=Path("docs/results.md"),
-    show_default=True,
     help="Markdown report; contact sheets go to a folder of its name beside it.",
 )
 @click.option(
     "--notes",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
     help="Markdown to include as 'What the numbers support'.",
 )
 @click.option(

@@ -213,9 +213,24 @@ def _measure_one(session, job: dict[str, Any], combo: dict[str, Any], accuracy_d
     return res
 
 
-def run_measure(job: dict[str, Any]) -> None:
+def _error_result(job: dict[str, Any], combo: dict[str, Any], reason: str) -> dict[str, Any]:
+    """The ``error`` result of one (batch, size) combination of ``job``."""
     from .schema import empty_result
 
+    model = job["model"]
+    return empty_result(
+        model["name"],
+        model["kind"],
+        job["backend"],
+        job["precision"],
+        combo["batch"],
+        combo["size"],
+        status="error",
+        reason=reason,
+    )
+
+
+def run_measure(job: dict[str, Any]) -> None:
     threads = job["threads"]
     t0 = time.perf_counter()
     try:
@@ -224,17 +239,7 @@ def run_measure(job: dict[str, Any]) -> None:
         log(traceback.format_exc())
         reason = f"could not load: {type(exc).__name__}: {exc}"
         for c in job["combos"]:
-            r = empty_result(
-                job["model"]["name"],
-                job["model"]["kind"],
-                job["backend"],
-                job["precision"],
-                c["batch"],
-                c["size"],
-                status="error",
-                reason=reason,
-            )
-            emit("result", result=r)
+            emit("result", result=_error_result(job, c, reason))
         return
     load_s = time.perf_counter() - t0
     accuracy_done: set[int] = set()
@@ -245,15 +250,8 @@ def run_measure(job: dict[str, Any]) -> None:
             res["load_s"] = round(load_s, 3)
         except Exception as exc:
             log(traceback.format_exc())
-            res = empty_result(
-                job["model"]["name"],
-                job["model"]["kind"],
-                job["backend"],
-                job["precision"],
-                combo["batch"],
-                combo["size"],
-                status="error",
-                reason=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300],
+            res = _error_result(
+                job, combo, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
             )
         res["details"].setdefault("threads", threads)
         # the point of one process per backend: an ONNX Runtime worker never loads torch
