@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from advseg_sdk import quality
+from advseg_train.archs import GENERATOR_ARCHS, GENERATORS
 
 __all__ = [
     "ModelSpec",
@@ -35,8 +36,6 @@ __all__ = [
 ]
 
 MODEL_KINDS = ("generator", "hed", "pipeline")
-GENERATOR_ARCHS = ("resnet_9blocks", "resnet_6blocks", "unet_256", "unet_128")
-_UNET_SIZE = {"unet_256": 256, "unet_128": 128}
 
 
 @dataclass
@@ -65,7 +64,8 @@ class ModelSpec:
     @property
     def fixed_size(self) -> int | None:
         """U-Nets run at (a multiple of) 2**num_downs only; the others take any multiple of 4."""
-        return _UNET_SIZE.get(self.arch) if self.kind == "generator" else None
+        fixed = GENERATORS[self.arch].fixed_size if self.kind == "generator" and self.arch in GENERATORS else None
+        return fixed[0] if fixed else None
 
     @property
     def out_range(self) -> tuple[float, float]:
