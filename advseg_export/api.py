@@ -52,6 +52,8 @@ __all__ = [
     "GENERATOR_INT8",
     "UNET_INT8",
     "HED_INT8",
+    "HED_INPUT_SPEC",
+    "HED_OUTPUT_SPEC",
 ]
 
 EXPORT_PRECISIONS = ("fp32", "fp16", "int8")
@@ -64,6 +66,23 @@ GENERATOR_INT8 = Int8Options(calibrate_method="Percentile", percentile=99.99, ex
 #: U-Nets spend most of their time in ConvTranspose: quantise it as sub-pixel Convs instead
 UNET_INT8 = Int8Options(calibrate_method="Percentile", percentile=99.99, subpixel_conv_transpose=True)
 HED_INT8 = Int8Options(calibrate_method="MinMax")
+
+#: The ``input`` and ``output`` an HED bundle's manifest declares: RGB in [0, 1] at any size, edge probability out.
+HED_INPUT_SPEC: Mapping[str, Any] = {
+    "name": "input",
+    "layout": "NCHW",
+    "channels": 3,
+    "color": "RGB",
+    "range": [0, 1],
+    "size_multiple": 1,
+}
+HED_OUTPUT_SPEC: Mapping[str, Any] = {
+    "name": "output",
+    "layout": "NCHW",
+    "channels": 1,
+    "range": [0, 1],
+    "kind": "edge_probability",
+}
 
 
 class DegradedExportError(ExportError):
@@ -239,15 +258,8 @@ def export_hed(
                 "preprocessing": "inside the graph: RGB->BGR, x255, minus Caffe mean",
             },
         },
-        input_spec={
-            "name": "input",
-            "layout": "NCHW",
-            "channels": 3,
-            "color": "RGB",
-            "range": [0, 1],
-            "size_multiple": 1,
-        },
-        output_spec={"name": "output", "layout": "NCHW", "channels": 1, "range": [0, 1], "kind": "edge_probability"},
+        input_spec=dict(HED_INPUT_SPEC),
+        output_spec=dict(HED_OUTPUT_SPEC),
         size=(256, 256),
         dynamic_hw=True,
         name=name,

@@ -8,9 +8,10 @@ advseg-export CHECKPOINT -o out.advseg --fp16 --trt --max-shape 4x3x1024x1024 --
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     from .api import ExportOptions
 
 __all__ = ["main"]
+
+_FC = TypeVar("_FC", bound=Callable[..., Any])
 
 
 def _shape(ctx: click.Context, param: click.Parameter, value: str | None):
@@ -31,6 +34,11 @@ def _shape(ctx: click.Context, param: click.Parameter, value: str | None):
         return parse_shape(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+def _choice(name: str, choices: list[str], help: str) -> Callable[[_FC], _FC]:
+    """Option ``name`` taking one of ``choices``; the first is the default, shown in --help."""
+    return click.option(name, type=click.Choice(choices), default=choices[0], show_default=True, help=help)
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
@@ -94,19 +102,13 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     type=click.Choice(["percentile", "minmax", "entropy"]),
     help="How int8 activation ranges are chosen (default: percentile for generators, minmax for hed).",
 )
-@click.option(
-    "--sketch-method",
-    type=click.Choice(["xdog", "hed"]),
-    default="xdog",
-    show_default=True,
-    help="How parity/calibration sketches are made from the cached photos (generators).",
+@_choice(
+    "--sketch-method", ["xdog", "hed"], "How parity/calibration sketches are made from the cached photos (generators)."
 )
-@click.option(
+@_choice(
     "--instance-norm",
-    type=click.Choice(["decomposed", "fused"]),
-    default="decomposed",
-    show_default=True,
-    help="How InstanceNorm is written in the graph (decomposed: accurate on ONNX Runtime CPU).",
+    ["decomposed", "fused"],
+    "How InstanceNorm is written in the graph (decomposed: accurate on ONNX Runtime CPU).",
 )
 @click.option("--min-shape", callback=_shape, metavar="NxCxHxW", help="TensorRT profile minimum shape.")
 @click.option("--opt-shape", callback=_shape, metavar="NxCxHxW", help="TensorRT profile optimal shape.")

@@ -68,6 +68,7 @@ def build_hed_bundle(out_dir: Path) -> Path:
         return _BUNDLE_CACHE["hed"]
     import torch
 
+    from advseg_export.api import HED_INPUT_SPEC, HED_OUTPUT_SPEC
     from advseg_sdk.bundle import describe_artefact, write_manifest
     from advseg_train.hed import load_hed
 
@@ -82,15 +83,8 @@ def build_hed_bundle(out_dir: Path) -> Path:
         {
             "task": "photo2sketch",
             "architecture": {"name": "hed", "args": {"backbone": "vgg16"}},
-            "input": {
-                "name": "input",
-                "layout": "NCHW",
-                "channels": 3,
-                "color": "RGB",
-                "range": [0, 1],
-                "size_multiple": 1,
-            },
-            "output": {"name": "output", "layout": "NCHW", "channels": 1, "range": [0, 1], "kind": "edge_probability"},
+            "input": dict(HED_INPUT_SPEC),
+            "output": dict(HED_OUTPUT_SPEC),
             "artefacts": [describe_artefact(onnx_path, "fp32", opset=17, io_dtype="float32")],
         },
     )
