@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from advseg_sdk import cli_options as opt
 from advseg_train.archs import GENERATOR_ARCHS, NORMS
 
 if TYPE_CHECKING:
@@ -36,9 +37,8 @@ def _shape(ctx: click.Context, param: click.Parameter, value: str | None):
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
 
 
-def _choice(name: str, choices: list[str], help: str) -> Callable[[_FC], _FC]:
-    """Option ``name`` taking one of ``choices``; the first is the default, shown in --help."""
-    return click.option(name, type=click.Choice(choices), default=choices[0], show_default=True, help=help)
+_SKETCH_HELP = "How parity/calibration sketches are made from the cached photos (generators)."
+_NORM_HELP = "How InstanceNorm is written in the graph (decomposed: accurate on ONNX Runtime CPU)."
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
@@ -102,14 +102,8 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     type=click.Choice(["percentile", "minmax", "entropy"]),
     help="How int8 activation ranges are chosen (default: percentile for generators, minmax for hed).",
 )
-@_choice(
-    "--sketch-method", ["xdog", "hed"], "How parity/calibration sketches are made from the cached photos (generators)."
-)
-@_choice(
-    "--instance-norm",
-    ["decomposed", "fused"],
-    "How InstanceNorm is written in the graph (decomposed: accurate on ONNX Runtime CPU).",
-)
+@opt.choice("--sketch-method", ["xdog", "hed"], "xdog", _SKETCH_HELP)
+@opt.choice("--instance-norm", ["decomposed", "fused"], "decomposed", _NORM_HELP)
 @click.option("--min-shape", callback=_shape, metavar="NxCxHxW", help="TensorRT profile minimum shape.")
 @click.option("--opt-shape", callback=_shape, metavar="NxCxHxW", help="TensorRT profile optimal shape.")
 @click.option("--max-shape", callback=_shape, metavar="NxCxHxW", help="TensorRT profile maximum shape.")
