@@ -1,6 +1,6 @@
 """Markdown report of a results document, and the speed targets computed from it.
 
-The targets are data, not code: :data:`TARGETS_FILE` (``benchmarks/results/targets.json``) names
+The targets are data, not code: :data:`TARGETS_FILE` (``advseg_bench/data/targets.json``) names
 each one (architecture, kind, required speed-up over torch eager fp32, PSNR floor); without that
 file a run reports no targets.
 """
@@ -15,8 +15,8 @@ from typing import Any
 
 __all__ = ["TARGETS_FILE", "load_targets", "compute_targets", "render_markdown", "write_markdown", "result_psnr"]
 
-#: The speed targets a matrix run is checked against (in the source tree beside the committed results).
-TARGETS_FILE = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "targets.json"
+#: The speed targets a matrix run is checked against (package data, so an installed advseg-bench has them).
+TARGETS_FILE = Path(__file__).resolve().parent / "data" / "targets.json"
 
 CPU_BACKENDS = ("torch-eager", "torch-compile", "ort-cpu")
 
