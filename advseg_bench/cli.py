@@ -84,7 +84,7 @@ def _measure(
 
 def _write_documents(doc: dict[str, Any], out: Path, stem: str, with_json: bool) -> list[Path]:
     """The JSON (``with_json``), the markdown and the plots of a results document, in ``out``."""
-    from advseg_sdk.files import atomic_write_bytes
+    from advseg_sdk.files import atomic_write_text
 
     from .plots import write_plots
     from .report import write_markdown
@@ -94,7 +94,7 @@ def _write_documents(doc: dict[str, Any], out: Path, stem: str, with_json: bool)
     paths: list[Path | None] = [schema.write(out / f"{stem}.json", doc)] if with_json else []
     if doc["kind"] == "scale":
         paths += [
-            atomic_write_bytes(out / f"{stem}.md", render_scale_markdown(doc).encode("utf-8")),
+            atomic_write_text(out / f"{stem}.md", render_scale_markdown(doc)),
             write_scale_plot(doc, out / f"{stem}.png"),
         ]
     else:

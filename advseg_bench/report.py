@@ -303,6 +303,6 @@ def _basis(r: dict[str, Any], pf: float | None) -> str:
 
 
 def write_markdown(doc: dict[str, Any], path: str | Path) -> Path:
-    from advseg_sdk.files import atomic_write_bytes
+    from advseg_sdk.files import atomic_write_text
 
-    return atomic_write_bytes(path, render_markdown(doc).encode("utf-8"))
+    return atomic_write_text(path, render_markdown(doc))

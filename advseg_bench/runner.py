@@ -10,13 +10,14 @@ runs in a fresh worker once.
 
 from __future__ import annotations
 
-import datetime as _dt
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from tqdm import tqdm
+
+from advseg_sdk.files import utc_timestamp
 
 from . import schema
 from .bundles import cache_dir
@@ -217,7 +218,7 @@ def _run_job(job: Job, cfg: RunConfig, bar: tqdm, say: Log) -> list[dict]:
 def run_matrix(cfg: RunConfig, log: Log | None = None) -> dict[str, Any]:
     """Probe, plan and measure; returns the ``advseg-bench/1`` document (not yet written)."""
     say = log or (lambda m: tqdm.write(m, file=sys.stderr))
-    created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    created = utc_timestamp()
     with LoadMonitor() as load:
         probe = _probe(cfg, say)
         env = probe["env"]

@@ -10,13 +10,14 @@ peak RSS of the worker during the calls, and the number of tiles.
 
 from __future__ import annotations
 
-import datetime as _dt
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from advseg_sdk.files import utc_timestamp
 
 __all__ = ["ScaleConfig", "run_scale", "run_scale_worker", "render_scale_markdown", "write_scale_plot"]
 
@@ -154,7 +155,7 @@ def run_scale(cfg: ScaleConfig, log: Log | None = None) -> dict[str, Any]:
     from .process import collect_probe
 
     say = log or (lambda m: tqdm.write(m, file=sys.stderr))
-    created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    created = utc_timestamp()
     spec = cfg.model
     budget_mb = cfg.memory_budget_gb * 1024 if cfg.memory_budget_gb else 0.8 * psutil.virtual_memory().available / 2**20
     with LoadMonitor() as load:

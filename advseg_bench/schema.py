@@ -218,7 +218,7 @@ def dumps(doc: Mapping[str, Any]) -> str:
 
 def write(path: str | os.PathLike, doc: Mapping[str, Any]) -> Path:
     """Validate and write ``doc`` atomically (temporary file + rename)."""
-    from advseg_sdk.files import atomic_write_bytes
+    from advseg_sdk.files import atomic_write_text
 
     validate(doc, str(path))
-    return atomic_write_bytes(path, dumps(doc).encode("utf-8"))
+    return atomic_write_text(path, dumps(doc))

@@ -68,10 +68,10 @@ class EvalReport:
         return cls(metrics=metrics, **keep)
 
     def write_json(self, path: str | os.PathLike) -> Path:
-        from advseg_sdk.files import atomic_write_bytes
+        from advseg_sdk.files import atomic_write_text
 
         text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-        return atomic_write_bytes(path, text.encode())
+        return atomic_write_text(path, text)
 
     def summary(self) -> str:
         lines = [
@@ -194,14 +194,14 @@ def write_comparison(
     out_dir: str | os.PathLike, runs: Sequence[tuple[str, EvalReport | None]], grid: Image.Image
 ) -> dict[str, Path]:
     """Write ``metrics.md``, ``metrics.json`` and ``grid.png`` into ``out_dir`` (each atomically)."""
-    from advseg_sdk.files import atomic_path, atomic_write_bytes
+    from advseg_sdk.files import atomic_path, atomic_write_text
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / name for name in ("metrics.md", "metrics.json", "grid.png")}
-    atomic_write_bytes(paths["metrics.md"], markdown_table(runs).encode())
+    atomic_write_text(paths["metrics.md"], markdown_table(runs))
     payload = {name: (rep.to_dict() if rep is not None else None) for name, rep in runs}
-    atomic_write_bytes(paths["metrics.json"], (json.dumps(payload, indent=2, ensure_ascii=False) + "\n").encode())
+    atomic_write_text(paths["metrics.json"], json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
     with atomic_path(paths["grid.png"]) as tmp:
         grid.save(tmp, format="PNG")
     return paths

@@ -15,7 +15,6 @@ end, so a failed export leaves nothing behind.
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import errno
 import os
 import shutil
@@ -30,6 +29,7 @@ import onnx
 import torch
 from torch import nn
 
+from advseg_sdk.files import utc_timestamp
 from advseg_sdk.options import with_overrides
 
 from .calibration import ArrayCalibrationReader, InputSet, calibration_inputs, parity_inputs
@@ -745,7 +745,7 @@ def _tool_provenance(opset: int) -> dict[str, Any]:
 
     return {
         "package_version": v("advseg"),
-        "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "created": utc_timestamp(),
         "exporter": "advseg-export",
         "opset": int(opset),
         "versions": {
