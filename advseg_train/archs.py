@@ -18,6 +18,7 @@ __all__ = [
     "DISCRIMINATOR_ARCHS",
     "NORMS",
     "INIT_TYPES",
+    "HINT_CHANNEL_CHOICES",
     "generator_arch_for",
     "GeneratorConfig",
     "DiscriminatorConfig",
@@ -26,8 +27,10 @@ __all__ = [
 
 @dataclass(frozen=True)
 class GeneratorArch:
-    """One generator architecture: ``kind`` ``resnet`` (``depth`` residual blocks) or ``unet``
-    (``depth`` down-samplings)."""
+    """One generator architecture: ``kind`` ``resnet`` (``depth`` residual blocks), ``unet``
+    (``depth`` down-samplings, made for one size) or ``effnet_unet`` (a pretrained
+    EfficientNet-Lite0 encoder with ``depth`` stride-2 levels and a resize + convolution decoder,
+    fully convolutional)."""
 
     name: str
     kind: str
@@ -41,7 +44,12 @@ class GeneratorArch:
     @property
     def fixed_size(self) -> tuple[int, int] | None:
         """The input size a U-Net is made for (None: any multiple of ``size_multiple``)."""
-        return None if self.kind == "resnet" else (2**self.depth, 2**self.depth)
+        return (2**self.depth, 2**self.depth) if self.kind == "unet" else None
+
+    @property
+    def pretrained_encoder(self) -> str | None:
+        """The asset whose weights initialise the encoder (None: trained from scratch)."""
+        return "efficientnet-lite0" if self.kind == "effnet_unet" else None
 
 
 GENERATORS: dict[str, GeneratorArch] = {
@@ -51,12 +59,15 @@ GENERATORS: dict[str, GeneratorArch] = {
         GeneratorArch("resnet_6blocks", "resnet", 6),
         GeneratorArch("unet_128", "unet", 7),
         GeneratorArch("unet_256", "unet", 8),
+        GeneratorArch("effnet_unet", "effnet_unet", 5),
     )
 }
 GENERATOR_ARCHS = tuple(GENERATORS)
 DISCRIMINATOR_ARCHS = ("basic", "n_layers", "pixel")
 NORMS = ("instance", "batch", "none")
 INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal")
+#: colour-hint channels a generator may take: none, or hint RGB in [-1, 1] times the mask, then the mask
+HINT_CHANNEL_CHOICES = (0, 4)
 
 
 def generator_arch_for(kind: str, depth: int) -> str | None:
@@ -120,10 +131,25 @@ class GeneratorConfig(_ArchConfig):
     ngf: int = 64  # filters of the first conv
     norm: str = "instance"
     use_dropout: bool = False  # Dropout(0.5) in the residual blocks / inner U-Net levels
+    hint_nc: int = 0  # colour-hint channels after the sketch's (0: none; 4: hint RGB x mask, mask)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.hint_nc not in HINT_CHANNEL_CHOICES or isinstance(self.hint_nc, bool):
+            raise ValueError(f"hint_nc must be one of {list(HINT_CHANNEL_CHOICES)}, got {self.hint_nc!r}")
+
+    @property
+    def in_channels(self) -> int:
+        """Channels the first layer reads: the sketch's, then the hints'."""
+        return self.input_nc + self.hint_nc
+
+    @property
+    def kind(self) -> str:
+        return GENERATORS[self.arch].kind
 
     @property
     def is_resnet(self) -> bool:
-        return GENERATORS[self.arch].kind == "resnet"
+        return self.kind == "resnet"
 
     @property
     def n_blocks(self) -> int | None:
@@ -132,8 +158,8 @@ class GeneratorConfig(_ArchConfig):
 
     @property
     def num_downs(self) -> int | None:
-        """Down-samplings of a unet_* generator (None for ResNets)."""
-        return None if self.is_resnet else GENERATORS[self.arch].depth
+        """Down-samplings of a unet_* generator (None for the others)."""
+        return GENERATORS[self.arch].depth if self.kind == "unet" else None
 
     @property
     def size_multiple(self) -> int:

@@ -213,6 +213,7 @@ def detect_layout(sd: Mapping[str, torch.Tensor]) -> str:
                                   ``model_decode.j`` → ``model.(10+n+j)``, ``model_out.1`` →
                                   ``model.(17+n)``; ``model_fc*`` keys are dropped.
     ``unet``                      ``model.model.*`` (same in both codebases and ours).
+    ``effnet_unet``               ``encoder._conv_stem.weight``: our EfficientNet-Lite0 U-Net.
     ``nlayer_discriminator``      ``model.0.weight`` with a 4×4 kernel (PatchGAN).
     ``pixel_discriminator``       ``net.0.weight`` with a 1×1 kernel (PixelGAN).
     ============================  ==========================================================
@@ -222,6 +223,8 @@ def detect_layout(sd: Mapping[str, torch.Tensor]) -> str:
         return "advsegloss_resnet_split"
     if any(k.startswith("model.model.") for k in keys):
         return "unet"
+    if "encoder._conv_stem.weight" in sd:
+        return "effnet_unet"
     if any(re.match(r"model\.\d+\.conv_block\.", k) for k in keys):
         return "resnet_flat"
     w = sd.get("model.0.weight")
@@ -331,6 +334,24 @@ def _infer_unet(sd: StateDict, desc: str) -> dict[str, Any]:
     }
 
 
+def _infer_effnet_unet(sd: StateDict, desc: str) -> dict[str, Any]:
+    """effnet_unet: input channels from the stem (7 = a 3-channel sketch + 4 hint channels),
+    ngf from the stride-2 decoder conv, the decoder norm from its parameters (no norm parameters
+    reads as ``none``: that is what this architecture is trained with)."""
+    stem = _shape(sd, "encoder._conv_stem.weight", desc)
+    up2 = _shape(sd, "up2.convs.0.0.weight", desc)
+    head = _shape(sd, "head.weight", desc)
+    hint_nc = 4 if stem[1] in (5, 7) else 0
+    return {
+        "arch": "effnet_unet",
+        "input_nc": stem[1] - hint_nc,
+        "hint_nc": hint_nc,
+        "ngf": up2[0],
+        "output_nc": head[0],
+        "norm": "batch" if "up2.convs.0.1.weight" in sd else "none",
+    }
+
+
 def _infer_nlayer(sd: StateDict, desc: str) -> dict[str, Any]:
     convs = sorted(int(m.group(1)) for k in sd if (m := re.fullmatch(r"model\.(\d+)\.weight", k)) and sd[k].ndim == 4)
     n_layers = (convs[-1] - 2) // 3
@@ -359,7 +380,12 @@ _KINDS: dict[str, tuple[tuple[str, ...], str, type, dict[str, _Infer]]] = {
         GENERATOR_KEYS,
         GENERATOR_FORMAT,
         GeneratorConfig,
-        {"advsegloss_resnet_split": _infer_resnet, "resnet_flat": _infer_resnet, "unet": _infer_unet},
+        {
+            "advsegloss_resnet_split": _infer_resnet,
+            "resnet_flat": _infer_resnet,
+            "unet": _infer_unet,
+            "effnet_unet": _infer_effnet_unet,
+        },
     ),
     "discriminator": (
         DISCRIMINATOR_KEYS,

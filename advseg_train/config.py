@@ -23,7 +23,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from .archs import DISCRIMINATOR_ARCHS, GENERATOR_ARCHS, GENERATORS, INIT_TYPES, NORMS
+from .archs import DISCRIMINATOR_ARCHS, GENERATOR_ARCHS, GENERATORS, HINT_CHANNEL_CHOICES, INIT_TYPES, NORMS
 
 __all__ = [
     "ModelConfig",
@@ -70,6 +70,8 @@ class ModelConfig:
     init_gain: float = 0.02
     input_nc: int = 3
     output_nc: int = 3
+    hint_nc: int = 0  # Pix2Pix: 4 = G also takes colour hints drawn from the photo (0 hints = automatic)
+    pretrained_encoder: bool = True  # effnet_unet: start the encoder from ImageNet weights (asset)
 
 
 @dataclass
@@ -80,6 +82,8 @@ class LossConfig:
     lambda_B: float = 10.0  # CycleGAN cycle B->A->B
     lambda_identity: float = 0.5  # CycleGAN identity, relative to lambda_A / lambda_B
     lambda_L1: float = 100.0  # Pix2Pix
+    lambda_perceptual: float = 0.0  # Pix2Pix: frozen EfficientNet-Lite0 feature L1 (colour_losses)
+    lambda_chroma: float = 0.0  # Pix2Pix: chroma-weighted CIELAB a*b* L1 (colour_losses)
     pool_size: int = 50  # 0: pass-through (Pix2Pix)
 
 
@@ -112,6 +116,10 @@ class DataConfig:
     flip: bool = True
     serial_batches: bool = False  # unaligned: B index follows A instead of being random
     sketch_method: str = "hed"  # photos mode: "hed" | "xdog" | "canny"
+    # photos mode with sketch_method=hed: styles drawn per item from the HED lines (sketch_styles.py),
+    # e.g. "hed,hed_thick,hed_outline,hed_gaps,xdog"; None: the HED lines only
+    sketch_styles: str | None = None
+    hint_p_none: float = 0.5  # with model.hint_nc: share of items trained without any hint
     sketch_cache: str | None = None  # photos mode: None = <advseg_home>/sketch_cache
     max_items: int | None = None
     num_workers: int | None = None  # loader processes; None: 0 on CPU, up to 8 on CUDA
@@ -136,7 +144,7 @@ class RunConfig:
 
     out: str = "runs/advseg"
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
-    amp: str = "off"  # "off" | "bf16" | "fp16" (CUDA only; fp16 uses a GradScaler)
+    amp: str = "off"  # "off" | "bf16" (CUDA, or CPUs with bf16 units) | "fp16" (CUDA only; a GradScaler)
     channels_last: bool = False
     compile: bool = False  # torch.compile the generators (the discriminators stay eager)
     cudnn_benchmark: bool = True  # CUDA: cuDNN picks the fastest convolution algorithm per shape
@@ -241,6 +249,8 @@ def _validate(cfg: TrainConfig) -> None:
         "loss.lambda_B",
         "loss.lambda_identity",
         "loss.lambda_L1",
+        "loss.lambda_perceptual",
+        "loss.lambda_chroma",
     ]
     for key in nonneg:
         if _get(cfg, key) is not None and _get(cfg, key) < 0:
@@ -271,8 +281,31 @@ def _validate(cfg: TrainConfig) -> None:
             )
     if cfg.model.kind == "pix2pix" and d.mode == "unaligned":
         raise ConfigError("model.kind=pix2pix needs paired data: set data.mode=aligned or data.mode=photos")
+    _validate_colour_options(cfg)
     if cfg.run.max_steps is not None and cfg.run.max_steps < 0:
         raise ConfigError(f"run.max_steps must be >= 0, got {cfg.run.max_steps}")
+
+
+def _validate_colour_options(cfg: TrainConfig) -> None:
+    """Hints, sketch styles and colour losses: where each one applies."""
+    m, d, loss = cfg.model, cfg.data, cfg.loss
+    if m.hint_nc not in HINT_CHANNEL_CHOICES:
+        raise ConfigError(f"model.hint_nc={m.hint_nc!r} is not one of {', '.join(map(str, HINT_CHANNEL_CHOICES))}")
+    if m.hint_nc and m.kind != "pix2pix":
+        raise ConfigError("model.hint_nc needs model.kind=pix2pix (hints are drawn from the paired photo)")
+    if not 0.0 <= d.hint_p_none <= 1.0:
+        raise ConfigError(f"data.hint_p_none must be in [0, 1], got {d.hint_p_none}")
+    if (loss.lambda_perceptual or loss.lambda_chroma) and m.kind != "pix2pix":
+        raise ConfigError("loss.lambda_perceptual and loss.lambda_chroma are Pix2Pix terms: set model.kind=pix2pix")
+    if d.sketch_styles:
+        from .sketch_styles import parse_styles
+
+        try:
+            parse_styles(d.sketch_styles)
+        except ValueError as exc:
+            raise ConfigError(f"data.sketch_styles: {exc}") from exc
+        if d.mode != "photos" or d.sketch_method != "hed":
+            raise ConfigError("data.sketch_styles needs data.mode=photos and data.sketch_method=hed")
 
 
 # --------------------------------------------------------------------------- presets

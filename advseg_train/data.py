@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -34,6 +34,8 @@ from advseg_sdk import files
 from advseg_sdk.imageio import read_image, write_image
 
 from .config import DataConfig
+from .hints import HintSampler
+from .sketch_styles import parse_styles, stylise
 
 if TYPE_CHECKING:
     from .hed import HED
@@ -147,6 +149,12 @@ class _Base(Dataset):
     def __init__(self, augment: Augment, seed: int) -> None:
         self.augment = augment
         self.seed = int(seed)
+        self.hint_sampler: HintSampler | None = None  # paired data: item["H"] = hints drawn from B
+
+    def _with_hints(self, item: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+        if self.hint_sampler is not None:
+            item["H"] = self.hint_sampler(item["B"], rng)
+        return item
 
     def _pair(self, a: Image.Image, b: Image.Image, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
         if a.size != b.size:
@@ -248,8 +256,9 @@ class AlignedDataset(_Base):
             b_path = a_path
         else:
             a, b = _load_pil(a_path), _load_pil(b_path)
-        ta, tb = self._pair(a, b, _rng(self.seed, epoch, index))
-        return _item(ta, tb, a_path, b_path, index)
+        rng = _rng(self.seed, epoch, index)
+        ta, tb = self._pair(a, b, rng)
+        return self._with_hints(_item(ta, tb, a_path, b_path, index), rng)
 
 
 class SketchCache:
@@ -399,8 +408,10 @@ class PhotoSketchDataset(_Base):
         seed: int = 0,
         unpaired: bool = False,
         max_items: int | None = None,
+        styles: Sequence[str] = (),
     ) -> None:
         super().__init__(augment, seed)
+        self.styles = tuple(styles)  # sketch styles drawn per item (sketch_styles.py); () = cached lines
         if root is None:
             from advseg_sdk.assets import asset_path
 
@@ -418,20 +429,33 @@ class PhotoSketchDataset(_Base):
         rng = _rng(self.seed, epoch, index)
         a_path = self.paths[index]
         rgb, sketch_arr = self.cache.load(a_path, self.augment)
+        if self.styles:
+            style = self.styles[int(rng.integers(0, len(self.styles)))]
+            sketch_arr = stylise(style, sketch_arr, rgb, rng)
         sketch = Image.fromarray(sketch_arr).convert("RGB")
         if not self.unpaired:
             ta, tb = self._pair(sketch, Image.fromarray(rgb), rng)
-            return _item(ta, tb, a_path, a_path, index)
+            return self._with_hints(_item(ta, tb, a_path, a_path, index), rng)
         b_path = self.paths[int(rng.integers(0, len(self.paths)))]
         ta, tb = self._independent(sketch, Image.fromarray(self.cache.load(b_path, self.augment)[0]), rng)
         return _item(ta, tb, a_path, b_path, index)
 
 
+_D = TypeVar("_D", AlignedDataset, PhotoSketchDataset)
+
+
+def _hinted(dataset: _D, sampler: HintSampler | None) -> _D:
+    dataset.hint_sampler = sampler
+    return dataset
+
+
 def build_dataset(
-    cfg: DataConfig, *, paired: bool, seed: int = 0
+    cfg: DataConfig, *, paired: bool, seed: int = 0, hints: bool = False
 ) -> UnalignedDataset | AlignedDataset | PhotoSketchDataset:
-    """The dataset for ``cfg``; ``paired`` is True for Pix2Pix."""
+    """The dataset for ``cfg``; ``paired`` is True for Pix2Pix; ``hints``: items carry ``"H"``,
+    colour hints drawn from the photo (:class:`~advseg_train.hints.HintSampler`)."""
     augment = Augment.from_config(cfg)
+    hints_sampler = HintSampler(p_none=cfg.hint_p_none) if hints else None
     if cfg.mode == "unaligned":
         if cfg.root is None:
             raise DataError("data.root is required for data.mode=unaligned (folders trainA/ and trainB/)")
@@ -439,7 +463,7 @@ def build_dataset(
     if cfg.mode == "aligned":
         if cfg.root is None:
             raise DataError("data.root is required for data.mode=aligned")
-        return AlignedDataset(cfg.root, cfg.phase, augment, seed, cfg.max_items)
+        return _hinted(AlignedDataset(cfg.root, cfg.phase, augment, seed, cfg.max_items), hints_sampler)
     if cfg.mode == "photos":
         root: str | list[Path] | None = cfg.root
         if cfg.dataset:
@@ -452,14 +476,16 @@ def build_dataset(
             from advseg_sdk.assets import advseg_home
 
             cache_root = advseg_home() / "sketch_cache"
-        return PhotoSketchDataset(
+        dataset = PhotoSketchDataset(
             root,
             SketchCache(cache_root, cfg.sketch_method),
             augment,
             seed,
             unpaired=not paired,
             max_items=cfg.max_items,
+            styles=parse_styles(cfg.sketch_styles),
         )
+        return _hinted(dataset, hints_sampler)
     raise DataError(f"unknown data.mode {cfg.mode!r}")
 
 

@@ -23,10 +23,19 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from .archs import GENERATORS
+from .colour_losses import PerceptualLoss, chroma_loss
 from .config import TrainConfig
 from .image_pool import ImagePool
 from .losses import AdvSegLoss, GANLoss
-from .networks import DiscriminatorConfig, Generator, GeneratorConfig, build_discriminator, build_generator
+from .networks import (
+    DiscriminatorConfig,
+    Generator,
+    GeneratorConfig,
+    build_discriminator,
+    build_generator,
+    load_pretrained_encoder,
+)
 from .segmentation.base import Segmenter
 
 __all__ = ["NonFiniteLossError", "GANModel", "CycleGANModel", "Pix2PixModel", "build_model", "ddp_buffer_kwargs"]
@@ -127,14 +136,15 @@ class GANModel(nn.Module):
             name: torch.optim.lr_scheduler.LambdaLR(opt, self._lr_rule) for name, opt in self.optimizers.items()
         }
         amp = cfg.run.amp
-        if amp != "off" and self.device.type != "cuda":
-            raise ValueError(f"run.amp={amp} needs a CUDA device (got {self.device}); use run.amp=off on CPU")
+        if amp == "fp16" and self.device.type != "cuda":
+            raise ValueError(f"run.amp=fp16 needs a CUDA device (got {self.device}); use bf16 or off on CPU")
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
         self.pools = {
             name: ImagePool(self._pool_size(name), seed=cfg.run.seed * 1000 + i)
             for i, name in enumerate(self.pool_names)
         }
+        self._hints: torch.Tensor | None = None  # the current batch's colour hints (Pix2Pix with hint_nc)
         self._call: dict[str, Callable] = {}  # trained-network calls (maybe DDP/compiled)
         self._frozen_call: dict[str, Callable] = {}  # calls of frozen Ds in the G step
         self.wrap()
@@ -153,12 +163,24 @@ class GANModel(nn.Module):
     def _pool_size(self, name: str) -> int:
         return self.cfg.loss.pool_size
 
-    def _generator(self, input_nc: int, output_nc: int) -> nn.Module:
+    def _generator(self, input_nc: int, output_nc: int, hint_nc: int = 0) -> nn.Module:
         m = self.cfg.model
         gcfg = GeneratorConfig(
-            arch=m.netG, input_nc=input_nc, output_nc=output_nc, ngf=m.ngf, norm=m.norm, use_dropout=m.use_dropout
+            arch=m.netG,
+            input_nc=input_nc,
+            output_nc=output_nc,
+            ngf=m.ngf,
+            norm=m.norm,
+            use_dropout=m.use_dropout,
+            hint_nc=hint_nc,
         )
-        return build_generator(gcfg, init_type=m.init_type, init_gain=m.init_gain)
+        net = build_generator(gcfg, init_type=m.init_type, init_gain=m.init_gain)
+        asset = GENERATORS[m.netG].pretrained_encoder
+        if asset and m.pretrained_encoder:
+            from advseg_sdk.assets import asset_path
+
+            load_pretrained_encoder(net, asset_path(asset))
+        return net
 
     def _discriminator(self, input_nc: int) -> nn.Module:
         m = self.cfg.model
@@ -249,6 +271,15 @@ class GANModel(nn.Module):
         with torch.no_grad():
             return self.adv_seg.maps(pooled_fake, differentiable=False), pooled_cond
 
+    def _generator_input(self, real_A: torch.Tensor, hints: torch.Tensor | None) -> torch.Tensor:
+        """The sketch, followed by the hint channels if G takes hints (zeros: no hints)."""
+        hint_nc = self.generator.config.hint_nc
+        if not hint_nc:
+            return real_A
+        if hints is None:
+            hints = real_A.new_zeros(real_A.shape[0], hint_nc, *real_A.shape[2:])
+        return torch.cat([real_A, hints.to(real_A.dtype)], 1)
+
     def _backward_step(self, loss: torch.Tensor, names: Iterable[str]) -> None:
         opts = [self.optimizers[n] for n in names if n in self.optimizers]
         for opt in opts:
@@ -263,6 +294,7 @@ class GANModel(nn.Module):
         real_B = self._to_device(batch["B"])
         if inject_nan:  # debug hook: a real NaN through the real forward
             real_A = real_A * float("nan")
+        self._hints = self._to_device(batch["H"]) if "H" in batch else None
         terms = self._step(real_A, real_B)
         self.scaler.update()
         return {k: v.detach() for k, v in terms.items()}
@@ -307,7 +339,7 @@ class GANModel(nn.Module):
             g.eval()
             try:
                 with self.autocast():
-                    fake_B = g(real_A).float()
+                    fake_B = g(self._generator_input(real_A, None)).float()
             finally:
                 g.train(was_training)
             out = {"sketch": real_A.float(), "fake": fake_B, "real": real_B.float()}
@@ -477,14 +509,19 @@ class Pix2PixModel(GANModel):
         return self.cfg.model.output_nc
 
     def build_networks(self) -> None:
-        m = self.cfg.model
-        self.nets["G"] = self._generator(m.input_nc, m.output_nc)
+        m, loss = self.cfg.model, self.cfg.loss
+        self.nets["G"] = self._generator(m.input_nc, m.output_nc, m.hint_nc)
         self.nets["D"] = self._discriminator(m.input_nc + m.output_nc)
+        self.perceptual: PerceptualLoss | None = None
+        if loss.lambda_perceptual > 0:
+            from advseg_sdk.assets import asset_path
+
+            self.perceptual = PerceptualLoss(asset_path("efficientnet-lite0"))
 
     def forward(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, Any]:
-        """fake_B = G(A); maps of fake_B (with a graph in soft mode) and real_B."""
+        """fake_B = G(A [+ hints]); maps of fake_B (with a graph in soft mode) and real_B."""
         with self.autocast():
-            fake_B = self._call["G"](real_A)
+            fake_B = self._call["G"](self._generator_input(real_A, self._hints))
             fake_maps = self.adv_seg.maps(fake_B, differentiable=True)
             real_maps = self.adv_seg.maps(real_B, differentiable=False)
         return {"fake_B": fake_B, "fake_maps": fake_maps, "real_maps": real_maps}
@@ -524,13 +561,25 @@ class Pix2PixModel(GANModel):
                 fake_B = out["fake_B"]
                 t["G_GAN"] = self.gan_loss(f["D"](torch.cat([real_A, fake_B], 1)), True)
                 t["G_L1"] = F.l1_loss(fake_B.float(), real_B.float()) * self.cfg.loss.lambda_L1
-                t["G_baseline"] = t["G_GAN"] + t["G_L1"]
+                t["G_baseline"] = t["G_GAN"] + t["G_L1"] + self._colour_terms(t, fake_B, real_B)
                 seg_g = self.adv_seg.generator_losses(out["fake_maps"], self._seg_calls(frozen=True), cond=real_B)
                 t.update({f"G_seg_{h}": v for h, v in seg_g.items()})
                 t["G_total"] = self.cfg.seg.wg * t["G_baseline"] + self.adv_seg.weighted(seg_g)
         finally:
             set_requires_grad(d_nets, True)
         return t["G_total"], t
+
+    def _colour_terms(self, t: dict[str, torch.Tensor], fake_B: torch.Tensor, real_B: torch.Tensor) -> torch.Tensor:
+        """The optional perceptual and chroma terms (``colour_losses``), put into ``t``; their sum."""
+        loss = self.cfg.loss
+        total = fake_B.new_zeros((), dtype=torch.float32)
+        if self.perceptual is not None:
+            t["G_perceptual"] = self.perceptual(fake_B, real_B) * loss.lambda_perceptual
+            total = total + t["G_perceptual"]
+        if loss.lambda_chroma > 0:
+            t["G_chroma"] = chroma_loss(fake_B, real_B) * loss.lambda_chroma
+            total = total + t["G_chroma"]
+        return total
 
     def _step(self, real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.forward(real_A, real_B)

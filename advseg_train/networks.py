@@ -16,6 +16,7 @@ unless the norm is ``batch`` (the official rule). Architectures are named in
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -30,6 +31,8 @@ from .checkpoints import (
     save_discriminator,
     save_generator,
 )
+from .effnet_unet import EffnetUnetGenerator, load_lite0_weights
+from .norms import make_norm
 
 __all__ = [
     "GENERATOR_ARCHS",
@@ -53,6 +56,8 @@ __all__ = [
     "count_parameters",
     "set_dropout",
     "load_generator",
+    "load_pretrained_encoder",
+    "EffnetGenerator",
     "load_discriminator",
     "save_generator",
     "save_discriminator",
@@ -60,17 +65,6 @@ __all__ = [
 ]
 
 # --------------------------------------------------------------------------- building blocks
-
-
-def make_norm(norm: str, channels: int) -> nn.Module:
-    """The norm layer for ``norm`` in {"instance", "batch", "none"}."""
-    if norm == "instance":
-        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
-    if norm == "batch":
-        return nn.BatchNorm2d(channels, affine=True)
-    if norm == "none":
-        return nn.Identity()
-    raise ValueError(f"norm={norm!r} is not supported; choose one of {list(NORMS)}")
 
 
 def _conv_bias(norm: str) -> bool:
@@ -131,7 +125,7 @@ class ResnetGenerator(Generator):
 
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
-        input_nc, output_nc, ngf, norm = cfg.input_nc, cfg.output_nc, cfg.ngf, cfg.norm
+        input_nc, output_nc, ngf, norm = cfg.in_channels, cfg.output_nc, cfg.ngf, cfg.norm
         bias = _conv_bias(norm)
         layers = [*_padded_conv(input_nc, ngf, 7, norm), nn.ReLU(inplace=True)]
         channels = ngf
@@ -236,7 +230,7 @@ class UnetGenerator(Generator):
         block = UnetSkipBlock(ngf * 4, ngf * 8, norm, submodule=block)
         block = UnetSkipBlock(ngf * 2, ngf * 4, norm, submodule=block)
         block = UnetSkipBlock(ngf, ngf * 2, norm, submodule=block)
-        self.model = UnetSkipBlock(cfg.output_nc, ngf, norm, input_nc=cfg.input_nc, submodule=block, outermost=True)
+        self.model = UnetSkipBlock(cfg.output_nc, ngf, norm, input_nc=cfg.in_channels, submodule=block, outermost=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         multiple = 2**self.num_downs
@@ -246,6 +240,18 @@ class UnetGenerator(Generator):
                 f"are multiples of {multiple}, got {tuple(x.shape[-2:])}"
             )
         return self.model(x)
+
+
+class EffnetGenerator(EffnetUnetGenerator, Generator):
+    """The ``effnet_unet`` generator (:mod:`advseg_train.effnet_unet`). The official init draws
+    only its decoder; the encoder keeps PyTorch's defaults until :func:`load_pretrained_encoder`."""
+
+
+_GENERATOR_CLASSES: dict[str, type[Generator]] = {
+    "resnet": ResnetGenerator,
+    "unet": UnetGenerator,
+    "effnet_unet": EffnetGenerator,
+}
 
 
 class NLayerDiscriminator(Discriminator):
@@ -349,11 +355,20 @@ def build_generator(
     """Build the generator described by ``cfg`` and apply the official init
     (``init_type=None`` skips it, e.g. before loading weights). The module gets ``.config``."""
     config = _as_config(cfg, GeneratorConfig)
-    net: Generator = ResnetGenerator(config) if config.is_resnet else UnetGenerator(config)
+    net: Generator = _GENERATOR_CLASSES[config.kind](config)
     if init_type is not None:
-        init_weights(net, init_type, init_gain)
+        for part in net.decoder_modules() if isinstance(net, EffnetGenerator) else [net]:
+            init_weights(part, init_type, init_gain)
     net.config = config
     return net
+
+
+def load_pretrained_encoder(net: Generator, weights: str | Path) -> list[str]:
+    """Load the ImageNet weights of ``net``'s encoder (for architectures that have one: see
+    ``GeneratorArch.pretrained_encoder``); returns the file's unused keys."""
+    if not isinstance(net, EffnetGenerator):
+        raise ValueError(f"generator {net.config.arch!r} has no pretrained encoder")
+    return load_lite0_weights(net.encoder, weights)
 
 
 def build_discriminator(

@@ -319,7 +319,7 @@ def _train(cfg: TrainConfig, dd: _Dist, device: torch.device, run_dir: Path, ckp
             stale.unlink(missing_ok=True)
 
     # ---- data (first: a wrong folder fails fast, before any model is loaded)
-    dataset = build_dataset(cfg.data, paired=cfg.model.kind == "pix2pix", seed=r.seed)
+    dataset = build_dataset(cfg.data, paired=cfg.model.kind == "pix2pix", seed=r.seed, hints=cfg.model.hint_nc > 0)
     sampler = ResumableSampler(
         dataset, num_replicas=dd.world, rank=dd.rank, shuffle=not cfg.data.serial_batches, seed=r.seed
     )
