@@ -23,10 +23,20 @@ The pipeline (photo → HED sketch → colour) is the SDK's, so it runs on the O
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["BACKENDS", "PRECISIONS", "Backend", "backend_problem", "precision_problem", "device_of"]
+__all__ = [
+    "BACKENDS",
+    "FAMILIES",
+    "PRECISIONS",
+    "Backend",
+    "BenchSession",
+    "backend_problem",
+    "precision_problem",
+    "device_of",
+]
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
@@ -37,6 +47,37 @@ class Backend:
     family: str  # "torch" | "ort" | "tensorrt"
     gpu_only: bool
     description: str
+
+
+#: The backend families; each has one session class (``run_torch``, ``run_ort``, ``run_trt``),
+#: chosen by :func:`advseg_bench.worker._open_session` from ``Backend.family``.
+FAMILIES = ("torch", "ort", "tensorrt")
+
+
+class BenchSession(Protocol):
+    """What a worker needs of a backend's session (``TorchSession``, ``OrtSession``,
+    ``TensorRTSession``, ``PipelineSession``): bind inputs to a timed call, read the output back,
+    a reference output to compare with, GPU peak memory, and release."""
+
+    details: dict[str, Any]
+
+    def bind(self, x: Any) -> dict[str, Any]:
+        """``{"call": fn}`` plus optionally ``"timer"`` (device timing) and ``"host_call"``."""
+        ...
+
+    def output(self) -> Any: ...
+
+    def reference(self, x: Any) -> tuple[Any, str]: ...
+
+    def reset_gpu_peak(self) -> None: ...
+
+    def gpu_peak_mb(self) -> float | None: ...
+
+    def close(self) -> None: ...
+
+
+#: A function that opens the session of one family for a measure job (see ``worker``).
+SessionOpener = Callable[[dict[str, Any]], BenchSession]
 
 
 BACKENDS: dict[str, Backend] = {

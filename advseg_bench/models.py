@@ -16,7 +16,9 @@ photos, centre-cropped and resized to the benchmark size.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -99,12 +101,13 @@ def _fit_square(rgb: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(cv2.resize(crop, (size, size), interpolation=interp))
 
 
-def example_photos(count: int, size: int) -> list[np.ndarray]:
-    """``count`` real photos (cycling through the cached set) as uint8 RGB ``size``×``size``."""
+def example_photos(count: int, size: int, photos: Sequence[Path] | None = None) -> list[np.ndarray]:
+    """``count`` real photos (cycling through ``photos``, default the cached set) as uint8 RGB
+    ``size``×``size``."""
     from advseg_sdk import assets
     from advseg_sdk.imageio import read_image
 
-    paths = assets.photo_paths()
+    paths = list(photos) if photos is not None else assets.photo_paths()
     if not paths:
         raise assets.AssetMissingError("no cached photos; fetch them with: advseg assets fetch photos")
     cache: dict[int, np.ndarray] = {}
@@ -117,19 +120,19 @@ def example_photos(count: int, size: int) -> list[np.ndarray]:
     return out
 
 
-def generator_input(batch: int, size: int) -> np.ndarray:
+def generator_input(batch: int, size: int, photos: Sequence[Path] | None = None) -> np.ndarray:
     """(batch, 3, size, size) float32 in [-1, 1]: XDoG sketches of real photos (3-channel)."""
     from advseg_sdk.sketch import xdog
 
-    sketches = [xdog(p) for p in example_photos(batch, size)]
+    sketches = [xdog(p) for p in example_photos(batch, size, photos)]
     x = np.stack([np.repeat(s[None], 3, axis=0) for s in sketches]).astype(np.float32)
     return x * np.float32(2.0 / 255.0) - np.float32(1.0)
 
 
-def hed_input(batch: int, size: int) -> np.ndarray:
+def hed_input(batch: int, size: int, photos: Sequence[Path] | None = None) -> np.ndarray:
     """(batch, 3, size, size) float32 RGB in [0, 1] from real photos."""
-    photos = example_photos(batch, size)
-    return np.stack([p.transpose(2, 0, 1) for p in photos]).astype(np.float32) / np.float32(255.0)
+    images = example_photos(batch, size, photos)
+    return np.stack([p.transpose(2, 0, 1) for p in images]).astype(np.float32) / np.float32(255.0)
 
 
 def psnr(reference: np.ndarray, candidate: np.ndarray, value_range: tuple[float, float]) -> dict[str, float | None]:

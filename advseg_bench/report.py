@@ -186,6 +186,20 @@ def _same(rs: list[dict], r: dict) -> list[dict]:
 
 
 def render_markdown(doc: dict[str, Any]) -> str:
+    """The markdown page of one result document: machine and run, targets, one table per model,
+    errors, what was skipped and why, and how to read the figures."""
+    lines = _header_lines(doc)
+    lines += _target_lines(doc.get("targets") or [])
+    results = doc.get("results", [])
+    lines += _model_lines(results, doc.get("costs") or {})
+    lines += _error_lines(results)
+    lines += _skipped_lines(doc, results)
+    lines += _LEGEND
+    return "\n".join(lines)
+
+
+def _header_lines(doc: dict[str, Any]) -> list[str]:
+    """Title, machine, software, run settings, command, load and measured peaks."""
     m, sw, st, load = doc["machine"], doc["software"], doc["settings"], doc.get("load") or {}
     lines = [f"# advseg-bench results: {m['slug']}", ""]
     lines += [
@@ -212,8 +226,12 @@ def render_markdown(doc: dict[str, Any]) -> str:
         parts = [f"{dt} {_f(v.get('gflops'))} GFLOP/s" for dt, v in by.items() if isinstance(v, dict)]
         lines.append(f"- Measured peak ({dev}, large matrix product): " + ", ".join(parts))
     lines.append("")
+    return lines
 
-    targets = doc.get("targets") or []
+
+def _target_lines(targets: list[dict[str, Any]]) -> list[str]:
+    """The speed targets table (empty without targets)."""
+    lines: list[str] = []
     if targets:
         at = f"{targets[0]['size']}², batch {targets[0]['batch']}, " if "size" in targets[0] else ""
         lines += [
@@ -228,9 +246,12 @@ def render_markdown(doc: dict[str, Any]) -> str:
                 f"| {t['name']} | {_f(t.get('value'), 2)}× | ≥ {t['target']}× | {met} | {t.get('detail', '')} |"
             )
         lines.append("")
+    return lines
 
-    results = doc.get("results", [])
-    costs = doc.get("costs") or {}
+
+def _model_lines(results: list[dict[str, Any]], costs: dict[str, Any]) -> list[str]:
+    """One section per model with a result: its cost and a row per measured combination."""
+    lines: list[str] = []
     by_model: dict[str, list[dict]] = {}
     for r in results:
         by_model.setdefault(r["model"], []).append(r)
@@ -262,13 +283,23 @@ def render_markdown(doc: dict[str, Any]) -> str:
                 f"{r.get('iterations')} |"
             )
         lines.append("")
+    return lines
 
+
+def _error_lines(results: list[dict[str, Any]]) -> list[str]:
+    lines: list[str] = []
     errors = [r for r in results if r["status"] == "error"]
     if errors:
         lines += ["## Errors", ""]
         for r in errors:
             lines.append(f"- {r['model']} {r['backend']} {r['precision']} b{r['batch']} {r['size']}px: {r['reason']}")
         lines.append("")
+    return lines
+
+
+def _skipped_lines(doc: dict[str, Any], results: list[dict[str, Any]]) -> list[str]:
+    """Unavailable backends, then skipped combinations grouped by backend, precision and reason."""
+    lines: list[str] = []
     lines += ["## Skipped", ""]
     unavailable = {b["backend"]: b["reason"] for b in doc.get("backends", []) if not b["available"]}
     for b, why in unavailable.items():
@@ -282,18 +313,21 @@ def render_markdown(doc: dict[str, Any]) -> str:
     for (b, p, why), where in groups.items():
         shown = ", ".join(where[:6]) + (f" (+{len(where) - 6} more)" if len(where) > 6 else "")
         lines.append(f"- {b} {p} [{shown}]: {why}")
-    lines += [
-        "",
-        "Latency is per call (the whole batch); img/s = batch / mean latency. "
-        "'vs torch fp32' = torch eager fp32 median / this median (same model, batch and size, CPU). "
-        "Accuracy: PSNR vs torch fp32 (output range mapped to 0..255); 'parity' = the bundle's export "
-        "parity of the artefact, 'meas.' = measured here on the benchmark input against the same "
-        "runtime's fp32 path. % peak = achieved GFLOP/s over the measured matrix-product peak of the "
-        "same dtype; where that peak is another (on CUDA fp32 convolutions run in TF32, so their peak "
-        "is the TF32 one) it is named after the figure.",
-        "",
-    ]
-    return "\n".join(lines)
+    return lines
+
+
+#: How to read the figures (the end of every page).
+_LEGEND = [
+    "",
+    "Latency is per call (the whole batch); img/s = batch / mean latency. "
+    "'vs torch fp32' = torch eager fp32 median / this median (same model, batch and size, CPU). "
+    "Accuracy: PSNR vs torch fp32 (output range mapped to 0..255); 'parity' = the bundle's export "
+    "parity of the artefact, 'meas.' = measured here on the benchmark input against the same "
+    "runtime's fp32 path. % peak = achieved GFLOP/s over the measured matrix-product peak of the "
+    "same dtype; where that peak is another (on CUDA fp32 convolutions run in TF32, so their peak "
+    "is the TF32 one) it is named after the figure.",
+    "",
+]
 
 
 def _basis(r: dict[str, Any], pf: float | None) -> str:

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from advseg_sdk.files import utc_timestamp
 
 from . import schema
+from .backends import BACKENDS
 from .bundles import cache_dir
 from .environment import LoadMonitor, cli_fields, cpu_count, machine_info, software_versions
 from .models import ModelSpec
@@ -102,7 +103,7 @@ class RunConfig:
 
 
 def _probe(cfg: RunConfig, log: Log) -> dict[str, Any]:
-    need_bundles = any(not b.startswith("torch") for b in cfg.backends)
+    need_bundles = any(getattr(BACKENDS.get(b), "family", None) != "torch" for b in cfg.backends)
     export_precisions = ["fp32"] + [p for p in ("fp16", "int8") if p in cfg.precisions]
     job = {
         "models": [m.to_dict() for m in cfg.models],

@@ -19,9 +19,11 @@ import shutil
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .backends import BACKENDS, BenchSession
 from .process import MARK, emit, log
 
 __all__ = ["MARK", "emit", "probe_environment", "main"]
@@ -114,31 +116,47 @@ def run_probe(job: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- measure
 
 
-def _open_session(job: dict[str, Any]):
+def _open_torch(job: dict[str, Any], spec: Any) -> BenchSession:
+    from .run_torch import TorchSession
+
+    return TorchSession(
+        spec, job["backend"], job["precision"], job["device"], job["threads"], job.get("compile_mode", "default")
+    )
+
+
+def _open_ort(job: dict[str, Any], spec: Any) -> BenchSession:
+    from .run_ort import OrtSession
+
+    return OrtSession(spec, job["backend"], job["precision"], job["threads"], Path(job["cache"]))
+
+
+def _open_tensorrt(job: dict[str, Any], spec: Any) -> BenchSession:
+    from .run_trt import TensorRTSession
+
+    batches, sizes = [c["batch"] for c in job["combos"]], [c["size"] for c in job["combos"]]
+    return TensorRTSession(spec, job["precision"], Path(job["cache"]), batches, sizes)
+
+
+#: ``Backend.family`` -> the function that opens its session.
+_OPENERS: dict[str, Callable[[dict[str, Any], Any], BenchSession]] = {
+    "torch": _open_torch,
+    "ort": _open_ort,
+    "tensorrt": _open_tensorrt,
+}
+
+
+def _open_session(job: dict[str, Any]) -> BenchSession:
     from .models import ModelSpec
 
     spec = ModelSpec.from_dict(job["model"])
-    backend, precision, threads = job["backend"], job["precision"], job["threads"]
-    cache = Path(job["cache"])
+    backend = job["backend"]
     if spec.kind == "pipeline":
         from .run_pipeline import PipelineSession
 
-        return PipelineSession(spec, backend, precision, threads, cache)
-    if backend.startswith("torch"):
-        from .run_torch import TorchSession
-
-        return TorchSession(spec, backend, precision, job["device"], threads, job.get("compile_mode", "default"))
-    if backend.startswith("ort"):
-        from .run_ort import OrtSession
-
-        return OrtSession(spec, backend, precision, threads, cache)
-    if backend == "tensorrt":
-        from .run_trt import TensorRTSession
-
-        return TensorRTSession(
-            spec, precision, cache, [c["batch"] for c in job["combos"]], [c["size"] for c in job["combos"]]
-        )
-    raise ValueError(f"unknown backend {backend!r}")
+        return PipelineSession(spec, backend, job["precision"], job["threads"], Path(job["cache"]))
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}")
+    return _OPENERS[BACKENDS[backend].family](job, spec)
 
 
 def _inputs(kind: str, batch: int, size: int):

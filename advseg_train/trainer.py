@@ -44,7 +44,9 @@ if TYPE_CHECKING:
 __all__ = [
     "RunResult",
     "TrainingDivergedError",
+    "TrainingSetup",
     "train",
+    "setup",
     "write_sample_grid",
     "resolve_device",
     "resolve_num_workers",
@@ -309,16 +311,35 @@ class _Logger:
             self.writer.close()
 
 
-def _train(cfg: TrainConfig, dd: _Dist, device: torch.device, run_dir: Path, ckpt_dir: Path, log: _Logger) -> RunResult:
-    r, o = cfg.run, cfg.optim
-    latest = ckpt_dir / "latest.pt"
-    if dd.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(run_dir / "config.yaml", dump_yaml(cfg).encode())
-        for stale in ckpt_dir.glob(".*.part*"):  # temp files of a write that was killed
-            stale.unlink(missing_ok=True)
+@dataclass
+class TrainingSetup:
+    """What a training loop needs (:func:`setup`): device, dataset, resumable sampler, loader, steps
+    per epoch, and the model: seeded, in train mode, not yet wrapped (DDP / ``torch.compile``: a
+    loop loads a checkpoint first, then calls ``model.wrap``)."""
 
-    # ---- data (first: a wrong folder fails fast, before any model is loaded)
+    cfg: TrainConfig
+    device: torch.device
+    dataset: Any
+    sampler: ResumableSampler
+    loader: DataLoader
+    workers: int
+    steps_per_epoch: int
+    model: GANModel
+
+
+def setup(cfg: TrainConfig) -> TrainingSetup:
+    """Dataset, sampler, loader and model of ``cfg`` on its ``run.device``, in one process, seeded
+    exactly as :func:`train` seeds them (its set-up step; e.g. to time training steps)."""
+    cfg.validate()
+    device = resolve_device(cfg.run.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = bool(cfg.run.cudnn_benchmark)
+    return _setup(cfg, _Dist(), device)
+
+
+def _setup(cfg: TrainConfig, dd: _Dist, device: torch.device) -> TrainingSetup:
+    r = cfg.run
+    # data first: a wrong folder fails fast, before any model is loaded
     dataset = build_dataset(cfg.data, paired=cfg.model.kind == "pix2pix", seed=r.seed, hints=cfg.model.hint_nc > 0)
     sampler = ResumableSampler(
         dataset, num_replicas=dd.world, rank=dd.rank, shuffle=not cfg.data.serial_batches, seed=r.seed
@@ -327,24 +348,46 @@ def _train(cfg: TrainConfig, dd: _Dist, device: torch.device, run_dir: Path, ckp
     steps_per_epoch = (
         sampler.num_samples // r.batch_size if drop_last else math.ceil(sampler.num_samples / r.batch_size)
     )
-    first_epoch, last_epoch = o.epoch_count, o.niter + o.niter_decay
-
-    # ---- model (identical init on every rank), then per-rank randomness
+    # the model: identical init on every rank, then per-rank randomness
     _seed_all(r.seed)
     model = build_model(cfg, device=device)
     model.train()
     _seed_all(r.seed + dd.rank)
+    return TrainingSetup(cfg, device, dataset, sampler, loader, workers, steps_per_epoch, model)
 
-    # ---- resume
-    epoch, it, step, resumed_from, restored_rng = first_epoch, 0, 0, None, None
+
+@dataclass
+class _Position:
+    """Where the loop is: epoch, iteration within it, global step."""
+
+    epoch: int
+    it: int
+    step: int
+
+
+def _prepare_run_dir(cfg: TrainConfig, dd: _Dist, run_dir: Path, ckpt_dir: Path) -> None:
+    if dd.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(run_dir / "config.yaml", dump_yaml(cfg).encode())
+        for stale in ckpt_dir.glob(".*.part*"):  # temp files of a write that was killed
+            stale.unlink(missing_ok=True)
+
+
+def _resume(
+    cfg: TrainConfig, model: GANModel, latest: Path, log: _Logger
+) -> tuple[_Position, int | None, dict[str, Any] | None]:
+    """The start position, the step resumed from and the saved RNG state (``run.resume``), or
+    networks initialised from ``run.init_from``."""
+    r = cfg.run
+    pos, resumed_from, restored_rng = _Position(cfg.optim.epoch_count, 0, 0), None, None
     if r.resume:
         if latest.is_file():
             state = load_checkpoint(latest)
             model.load_train_state(state["model"])
-            pos = state["position"]
-            epoch, it, step = int(pos["epoch"]), int(pos["iter"]), int(pos["global_step"])
-            resumed_from, restored_rng = step, state["rng"]
-            log.message(f"resumed from {latest} at epoch {epoch}, iteration {it}, step {step}")
+            p = state["position"]
+            pos = _Position(int(p["epoch"]), int(p["iter"]), int(p["global_step"]))
+            resumed_from, restored_rng = pos.step, state["rng"]
+            log.message(f"resumed from {latest} at epoch {pos.epoch}, iteration {pos.it}, step {pos.step}")
         else:
             log.message(f"run.resume: no checkpoint at {latest}; starting a new run")
     if r.init_from and resumed_from is None:
@@ -353,14 +396,20 @@ def _train(cfg: TrainConfig, dd: _Dist, device: torch.device, run_dir: Path, ckp
             raise FileNotFoundError(f"run.init_from: checkpoint not found: {init_path}")
         loaded = model.load_networks(load_checkpoint(init_path)["model"])
         log.message(f"initialised networks {', '.join(loaded)} from {init_path}")
+    return pos, resumed_from, restored_rng
 
+
+def _wrap(cfg: TrainConfig, model: GANModel, dd: _Dist, device: torch.device, log: _Logger) -> None:
     model.wrap(
         ddp=dd.world > 1,
-        compile=r.compile,
+        compile=cfg.run.compile,
         device_ids=[device.index] if device.type == "cuda" and dd.world > 1 else None,
     )
-    if r.compile:
+    if cfg.run.compile:
         log.message(f"torch.compile: {model.compile_summary}")
+
+
+def _restore_rng(restored_rng: dict[str, Any] | None, dd: _Dist) -> None:
     if restored_rng is not None:
         ranks = restored_rng.get("ranks") or []
         if len(ranks) == dd.world:
@@ -370,124 +419,182 @@ def _train(cfg: TrainConfig, dd: _Dist, device: torch.device, run_dir: Path, ckp
             if dd.rank:
                 torch.manual_seed(int(torch.randint(0, 2**62, (1,))) + dd.rank)
 
-    # ---- logging, fixed sample batch
-    log.open(run_dir / "tb", purge_step=step + 1 if resumed_from is not None else None)
+
+def _announce(
+    s: TrainingSetup, dd: _Dist, run_dir: Path, pos: _Position, resumed_from: int | None, log: _Logger
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Open the logs, say what runs, start the progress bar; the fixed sample batch (rank 0)."""
+    cfg, device, dataset, r, o = s.cfg, s.device, s.dataset, s.cfg.run, s.cfg.optim
+    first_epoch, last_epoch = o.epoch_count, o.niter + o.niter_decay
+    log.open(run_dir / "tb", purge_step=pos.step + 1 if resumed_from is not None else None)
     sample_batch = None
     if dd.is_main:
         n = min(r.num_samples, len(dataset))
         items = [dataset[(0, i)] for i in range(n)]
         sample_batch = (torch.stack([x["A"] for x in items]), torch.stack([x["B"] for x in items]))
-    total = (last_epoch - first_epoch + 1) * steps_per_epoch
+    total = (last_epoch - first_epoch + 1) * s.steps_per_epoch
     if r.max_steps is not None:
         total = min(total, r.max_steps)
     log.message(
         f"advseg-train: {cfg.model.kind} {cfg.model.netG} seg={cfg.seg.variant}/{cfg.seg.grad} "
         f"({cfg.seg.segmenter if cfg.seg.variant != 'none' else '-'}) on {device}"
         f"{f' x{dd.world} ranks' if dd.world > 1 else ''}; {len(dataset)} items, "
-        f"{steps_per_epoch} steps/epoch, epochs {first_epoch}..{last_epoch}, run dir {run_dir}"
+        f"{s.steps_per_epoch} steps/epoch, epochs {first_epoch}..{last_epoch}, run dir {run_dir}"
         + (
-            f"; amp {r.amp}, cudnn.benchmark {torch.backends.cudnn.benchmark}, {workers} loader workers"
+            f"; amp {r.amp}, cudnn.benchmark {torch.backends.cudnn.benchmark}, {s.workers} loader workers"
             if device.type == "cuda"
             else ""
         )
     )
-
     if dd.is_main and r.progress:
         from tqdm import tqdm
 
-        log.bar = tqdm(total=total, initial=min(step, total), unit="it", dynamic_ncols=True, desc="train")
+        log.bar = tqdm(total=total, initial=min(pos.step, total), unit="it", dynamic_ncols=True, desc="train")
+    return sample_batch
 
-    def save_latest(e: int, i: int, s: int) -> None:
-        rng = _gather_rng(dd)  # collective: every rank calls save_latest at the same steps
-        if dd.is_main:
-            save_checkpoint(latest, _checkpoint_state(cfg, model, e, i, s, rng), sleep_s=cfg.debug.save_sleep_s)
 
-    def samples(s: int) -> None:
-        if dd.is_main and sample_batch is not None:
-            write_sample_grid(run_dir / "samples" / f"step_{s:07d}.png", model.sample(*sample_batch))
+def _diverged(
+    cfg: TrainConfig,
+    model: GANModel,
+    dd: _Dist,
+    ckpt_dir: Path,
+    pos: _Position,
+    snap_rng: dict[str, Any],
+    exc: NonFiniteLossError,
+) -> TrainingDivergedError:
+    """Non-finite recovery: the state before the failed step is saved to ``nonfinite.pt`` and the
+    error to raise says how to go on from it."""
+    path = ckpt_dir / "nonfinite.pt"
+    if dd.is_main:
+        save_checkpoint(path, _checkpoint_state(cfg, model, pos.epoch, pos.it, pos.step, rng=snap_rng))
+    if dd.world > 1:
+        dist.barrier()
+    latest = ckpt_dir / "latest.pt"
+    return TrainingDivergedError(
+        f"training stopped: {exc} at epoch {pos.epoch}, iteration {pos.it + 1}, global step {pos.step + 1}. "
+        f"The last good state (before this step) was saved to {path}; "
+        f"{latest} holds the last periodic checkpoint. Lower optim.lr or check the data, then "
+        f"resume from it (copy it to latest.pt and pass --resume).",
+        path if dd.is_main else None,
+        exc.terms,
+    )
 
-    history: list[dict[str, float]] = []
-    t0, steps_timed, images_per_s = time.perf_counter(), 0, 0.0
-    started = time.monotonic()
-    done = r.max_steps is not None and step >= r.max_steps
 
-    while epoch <= last_epoch and not done:
-        sampler.set_epoch(epoch, skip=it * r.batch_size)
-        for batch in loader:
-            if r.max_steps is not None and step >= r.max_steps:
-                done = True
-                break
-            if r.max_seconds is not None and _time_up(started, r.max_seconds, dd, device):
-                done = True
-                break
-            snap_rng, snap = rng_state(), model.snapshot_volatile()
-            try:
-                terms = model.train_step(batch, inject_nan=cfg.debug.inject_nan_step == step + 1)
-            except NonFiniteLossError as exc:
-                model.restore_volatile(snap)
-                set_rng_state(snap_rng)
-                path = ckpt_dir / "nonfinite.pt"
-                if dd.is_main:
-                    save_checkpoint(path, _checkpoint_state(cfg, model, epoch, it, step, rng=snap_rng))
-                if dd.world > 1:
-                    dist.barrier()
-                raise TrainingDivergedError(
-                    f"training stopped: {exc} at epoch {epoch}, iteration {it + 1}, global step {step + 1}. "
-                    f"The last good state (before this step) was saved to {path}; "
-                    f"{latest} holds the last periodic checkpoint. Lower optim.lr or check the data, then "
-                    f"resume from it (copy it to latest.pt and pass --resume).",
-                    path if dd.is_main else None,
-                    exc.terms,
-                ) from None
-            step += 1
-            it += 1
-            steps_timed += 1
+class _Loop:
+    """Epochs of steps from ``pos``: logging, periodic checkpoints and samples, the per-epoch
+    schedule, stops at ``run.max_steps`` / ``run.max_seconds``."""
+
+    def __init__(
+        self, s: TrainingSetup, dd: _Dist, run_dir: Path, ckpt_dir: Path, log: _Logger, sample_batch: Any
+    ) -> None:
+        self.s, self.dd, self.run_dir, self.ckpt_dir, self.log = s, dd, run_dir, ckpt_dir, log
+        self.sample_batch = sample_batch
+        self.latest = ckpt_dir / "latest.pt"
+        self.history: list[dict[str, float]] = []
+        self.images_per_s = 0.0
+
+    def save_latest(self, pos: _Position) -> None:
+        rng = _gather_rng(self.dd)  # collective: every rank calls save_latest at the same steps
+        if self.dd.is_main:
+            state = _checkpoint_state(self.s.cfg, self.s.model, pos.epoch, pos.it, pos.step, rng)
+            save_checkpoint(self.latest, state, sleep_s=self.s.cfg.debug.save_sleep_s)
+
+    def samples(self, step: int) -> None:
+        if self.dd.is_main and self.sample_batch is not None:
+            write_sample_grid(
+                self.run_dir / "samples" / f"step_{step:07d}.png", self.s.model.sample(*self.sample_batch)
+            )
+
+    def run(self, pos: _Position) -> _Position:
+        cfg, model, r = self.s.cfg, self.s.model, self.s.cfg.run
+        last_epoch = cfg.optim.niter + cfg.optim.niter_decay
+        self.t0, self.steps_timed = time.perf_counter(), 0
+        started = time.monotonic()
+        done = r.max_steps is not None and pos.step >= r.max_steps
+        while pos.epoch <= last_epoch and not done:
+            self.s.sampler.set_epoch(pos.epoch, skip=pos.it * r.batch_size)
+            for batch in self.s.loader:
+                if r.max_steps is not None and pos.step >= r.max_steps:
+                    done = True
+                    break
+                if r.max_seconds is not None and _time_up(started, r.max_seconds, self.dd, self.s.device):
+                    done = True
+                    break
+                snap_rng, snap = rng_state(), model.snapshot_volatile()
+                try:
+                    terms = model.train_step(batch, inject_nan=cfg.debug.inject_nan_step == pos.step + 1)
+                except NonFiniteLossError as exc:
+                    model.restore_volatile(snap)
+                    set_rng_state(snap_rng)
+                    raise _diverged(cfg, model, self.dd, self.ckpt_dir, pos, snap_rng, exc) from None
+                pos.step += 1
+                pos.it += 1
+                self.after_step(pos, terms)
+            else:
+                self.end_epoch(pos)
+                if r.max_steps is not None and pos.step >= r.max_steps:
+                    done = True
+        return pos
+
+    def after_step(self, pos: _Position, terms: dict[str, Any]) -> None:
+        r, dd, log = self.s.cfg.run, self.dd, self.log
+        self.steps_timed += 1
+        if log.bar is not None:
+            log.bar.update(1)
+        if r.log_every and pos.step % r.log_every == 0:
+            values = {k: float(v) for k, v in terms.items()}
+            dt = time.perf_counter() - self.t0
+            self.images_per_s = self.steps_timed * r.batch_size * dd.world / max(dt, 1e-9)
+            self.history.append({"step": pos.step, "epoch": pos.epoch, **values})
+            log.scalars({f"loss/{k}": v for k, v in values.items()}, pos.step)
+            log.scalars({"lr": self.s.model.lr, "images_per_s": self.images_per_s}, pos.step)
             if log.bar is not None:
-                log.bar.update(1)
-            if r.log_every and step % r.log_every == 0:
-                values = {k: float(v) for k, v in terms.items()}
-                dt = time.perf_counter() - t0
-                images_per_s = steps_timed * r.batch_size * dd.world / max(dt, 1e-9)
-                history.append({"step": step, "epoch": epoch, **values})
-                log.scalars({f"loss/{k}": v for k, v in values.items()}, step)
-                log.scalars({"lr": model.lr, "images_per_s": images_per_s}, step)
-                if log.bar is not None:
-                    log.bar.set_postfix({k: f"{values[k]:.3g}" for k in ("G_total", "D_A", "D") if k in values})
-                t0, steps_timed = time.perf_counter(), 0
-            if r.checkpoint_every and step % r.checkpoint_every == 0:
-                save_latest(epoch, it, step)
-            if r.sample_every and step % r.sample_every == 0:
-                samples(step)
-        else:
-            # the epoch finished: official per-epoch schedule step, checkpoints
-            lr = model.update_learning_rate()
-            log.scalars({"lr_epoch": lr}, epoch)
-            finished = epoch
-            epoch, it = epoch + 1, 0
-            save_latest(epoch, it, step)
-            if dd.is_main and r.save_epoch_freq and finished % r.save_epoch_freq == 0:
-                with atomic_path(ckpt_dir / f"epoch_{finished:04d}.pt") as tmp:
-                    shutil.copyfile(latest, tmp)
-            if r.max_steps is not None and step >= r.max_steps:
-                done = True
+                log.bar.set_postfix({k: f"{values[k]:.3g}" for k in ("G_total", "D_A", "D") if k in values})
+            self.t0, self.steps_timed = time.perf_counter(), 0
+        if r.checkpoint_every and pos.step % r.checkpoint_every == 0:
+            self.save_latest(pos)
+        if r.sample_every and pos.step % r.sample_every == 0:
+            self.samples(pos.step)
 
-    # ---- the end: final checkpoint, samples, generator
-    save_latest(epoch, it, step)
-    samples(step)
+    def end_epoch(self, pos: _Position) -> None:
+        """The epoch finished: the official per-epoch schedule step, checkpoints."""
+        r = self.s.cfg.run
+        lr = self.s.model.update_learning_rate()
+        self.log.scalars({"lr_epoch": lr}, pos.epoch)
+        finished = pos.epoch
+        pos.epoch, pos.it = pos.epoch + 1, 0
+        self.save_latest(pos)
+        if self.dd.is_main and r.save_epoch_freq and finished % r.save_epoch_freq == 0:
+            with atomic_path(self.ckpt_dir / f"epoch_{finished:04d}.pt") as tmp:
+                shutil.copyfile(self.latest, tmp)
+
+
+def _train(cfg: TrainConfig, dd: _Dist, device: torch.device, run_dir: Path, ckpt_dir: Path, log: _Logger) -> RunResult:
+    _prepare_run_dir(cfg, dd, run_dir, ckpt_dir)
+    s = _setup(cfg, dd, device)
+    latest = ckpt_dir / "latest.pt"
+    pos, resumed_from, restored_rng = _resume(cfg, s.model, latest, log)
+    _wrap(cfg, s.model, dd, device, log)
+    _restore_rng(restored_rng, dd)
+    loop = _Loop(s, dd, run_dir, ckpt_dir, log, _announce(s, dd, run_dir, pos, resumed_from, log))
+    pos = loop.run(pos)
+    # the end: final checkpoint, samples, generator
+    loop.save_latest(pos)
+    loop.samples(pos.step)
     gen_path = None
     if dd.is_main:
-        gen_path = _save_generator(model, run_dir / "generator.safetensors", cfg, step)
-        log.message(f"finished at step {step}: {latest}, {gen_path}")
+        gen_path = _save_generator(s.model, run_dir / "generator.safetensors", cfg, pos.step)
+        log.message(f"finished at step {pos.step}: {latest}, {gen_path}")
     if dd.world > 1:
         dist.barrier()
     return RunResult(
         run_dir=run_dir,
-        global_step=step,
-        epoch=epoch,
+        global_step=pos.step,
+        epoch=pos.epoch,
         checkpoint=latest if dd.is_main else None,
         generator=gen_path,
-        history=history,
-        images_per_s=images_per_s,
+        history=loop.history,
+        images_per_s=loop.images_per_s,
         resumed_from=resumed_from,
-        model=model,
+        model=s.model,
     )

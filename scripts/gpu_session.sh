@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check in one call on a GPU machine: install advseg over the machine's torch, then run
-# the time-boxed steps of advseg_bench.gpu_session (training smoke matrix, training throughput,
+# the time-boxed steps of scripts/gpu/session.py (training smoke matrix, training throughput,
 # inference latency/throughput, a final training run), writing JSON + markdown under $OUT.
 #
 # Prepare on the CPU side first (once; the pack is ignored by git and travels with the tree):
@@ -66,6 +66,6 @@ if [ -z "$DRY" ]; then
 fi
 
 left=$(( BUDGET - ($(date +%s) - start) ))
-PYTHONUNBUFFERED=1 "$PY" -m advseg_bench.gpu_session --pack "$PACK" --out "$DEST" --budget-s "$left" $DRY ${STEPS[@]+"${STEPS[@]}"} 2>&1 \
+PYTHONUNBUFFERED=1 "$PY" -m scripts.gpu.session --pack "$PACK" --out "$DEST" --budget-s "$left" $DRY ${STEPS[@]+"${STEPS[@]}"} 2>&1 \
   | tee "$DEST/gpu_session.log"
 exit "${PIPESTATUS[0]}"

@@ -13,8 +13,11 @@ left out and why). Then, on the GPU machine:
 """
 
 import sys
+from pathlib import Path
 
-from advseg_bench.gpu_pack import main
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: scripts.gpu is not installed
+
+from scripts.gpu.pack import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,7 +6,7 @@
 #   bash scripts/reproduce_table.sh --scale gpu --datasets landscapes,animals,interiors,illustrations \
 #        --schemes pix2pix,cycle_gan --arms all --seeds 0,1 --root runs/table-gpu   # the full grid on a GPU
 #
-# Arguments go to `python -m advseg_bench.table` (see --help); without any, the committed run.
+# Arguments go to `python -m experiments.table1` (see --help); without any, the committed run.
 set -euo pipefail
 source "$(dirname "$0")/_env.sh"
 cd "$REPO"
@@ -15,4 +15,4 @@ if [ "$#" -eq 0 ]; then
   set -- --scale cpu-small --datasets landscapes --schemes pix2pix --arms baseline,binary-soft,binary-hard \
          --seeds 0,1 --segmenter deeplab-voc --threads 1
 fi
-exec "$PY" -m advseg_bench.table "$@"
+exec "$PY" -m experiments.table1 "$@"  # from the repository root: experiments/ is not installed

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from advseg_bench.gpu_pack import build_pack, default_budget_mb, pack_size_mb, read_pack, travelling_tree_mb
-from advseg_bench.gpu_session import STEPS, dry_profile, inference_plan, run_session
+from scripts.gpu.pack import build_pack, default_budget_mb, pack_size_mb, read_pack, travelling_tree_mb
+from scripts.gpu.session import STEPS, dry_profile, inference_plan, run_session
 
 pytestmark = pytest.mark.real_assets
 
@@ -129,7 +129,7 @@ def test_inference_plan_puts_the_goals_first():
     plan = inference_plan(dry_profile())
     assert plan[0] == ("resnet_9blocks", 32, 1, "torch-cudagraph", "fp16")
     assert len(plan) == len(set(plan))
-    from advseg_bench.gpu_session import gpu_profile
+    from scripts.gpu.session import gpu_profile
 
     full = inference_plan(gpu_profile())
     assert full[0] == ("resnet_9blocks", 256, 1, "torch-cudagraph", "fp16")
@@ -148,7 +148,7 @@ def test_steps_subset_for_a_rerun(pack, tmp_path):
 
 
 def test_goals_and_report_from_gpu_shaped_results():
-    from advseg_bench.gpu_session import evaluate_goals, render_markdown
+    from scripts.gpu.session import evaluate_goals, render_markdown
 
     def row(size, batch, backend, precision, p50, **extra):
         return {

@@ -14,13 +14,14 @@ import pytest
 pytestmark = [pytest.mark.real_assets, pytest.mark.slow]
 
 ARMS = "baseline,binary-soft,binary-hard"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _table(tmp: Path, *extra: str) -> subprocess.CompletedProcess:
     cmd = [
         sys.executable,
         "-m",
-        "advseg_bench.table",
+        "experiments.table1",
         "--scale",
         "tiny",
         "--datasets",
@@ -48,7 +49,8 @@ def _table(tmp: Path, *extra: str) -> subprocess.CompletedProcess:
         *extra,
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    # experiments/ is not installed: it runs from the repository root (as scripts/reproduce_table.sh does)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, cwd=ROOT)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from typing import Any
 from . import maps
 from .base import Segmenter
 
-__all__ = ["Segmenter", "build_segmenter", "SEGMENTER_NAMES", "maps"]
+__all__ = ["Segmenter", "build_segmenter", "is_multi_class", "MULTI_CLASS", "SEGMENTER_NAMES", "maps"]
 
 
 def _tiny(**kw: Any) -> Segmenter:
@@ -68,13 +68,24 @@ _BUILDERS: dict[str, Callable[..., Segmenter]] = {
     "oneformer": _oneformer,
 }
 SEGMENTER_NAMES: tuple[str, ...] = tuple(_BUILDERS)
+#: Segmenters with a multi-class map (the ``multi`` / ``both`` variants need one); the others
+#: (``isnet``) give a foreground / background map only. Known without building one (no torch work).
+MULTI_CLASS: frozenset[str] = frozenset({"tiny", "deeplab-voc", "detectron2-panoptic", "mask2former", "oneformer"})
+
+
+def _key(name: str) -> str:
+    key = name.strip().lower().replace("_", "-")
+    return "detectron2-panoptic" if key == "detectron2" else key
+
+
+def is_multi_class(name: str) -> bool:
+    """Whether segmenter ``name`` (as :func:`build_segmenter` spells it) has a multi-class map."""
+    return _key(name) in MULTI_CLASS
 
 
 def build_segmenter(name: str, **kwargs: Any) -> Segmenter:
     """Build the frozen segmenter ``name`` (see the module docstring for names and kwargs)."""
-    key = name.strip().lower().replace("_", "-")
-    if key == "detectron2":
-        key = "detectron2-panoptic"
+    key = _key(name)
     if key not in _BUILDERS:
         raise ValueError(f"unknown segmenter {name!r}; choose one of {', '.join(SEGMENTER_NAMES)}")
     seg = _BUILDERS[key](**kwargs)

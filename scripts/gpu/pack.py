@@ -55,7 +55,8 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-#: What the device tool carries in one call: the working tree plus the carried folders.
+#: What the development tool's device call carries: the working tree plus the carried folders
+#: (a property of that tool, not of advseg, which is why it lives here and not in a package).
 CARRY_LIMIT_MB = 64.0
 
 
@@ -170,6 +171,143 @@ def _download_wheel(requirement: str, dest: Path) -> Path | None:
     return wheels[-1] if proc.returncode == 0 and wheels else None
 
 
+class _Pack:
+    """The pack being built in ``tmp``: what is in it (``items``), what was left out (``skipped``)."""
+
+    def __init__(self, tmp: Path, budget_mb: float) -> None:
+        self.tmp, self.budget_mb, self.budget = tmp, budget_mb, budget_mb * 2**20
+        self.items: list[dict[str, Any]] = []
+        self.skipped: list[dict[str, str]] = []
+
+    def used(self) -> int:
+        return sum(p.stat().st_size for p in self.tmp.rglob("*") if p.is_file())
+
+    def add(self, path: Path, what: str) -> None:
+        self.items.append(
+            {
+                "path": path.relative_to(self.tmp).as_posix(),
+                "bytes": path.stat().st_size,
+                "sha256": _sha256(path),
+                "what": what,
+            }
+        )
+
+
+def _add_photos(pack: _Pack, photos: int, photo_side: int, log: Log) -> list[dict[str, Any]]:
+    """Real photos + their HED sketches, made with the training pipeline's own function, while
+    they fit; the photos' records (licences) go to ``photos/photos.json``."""
+    import torch
+    from PIL import Image
+
+    from advseg_sdk import assets
+    from advseg_train.data import SketchCache
+
+    tmp = pack.tmp
+    records = {r["file"]: r for r in assets.photo_records()}
+    cache = SketchCache(tmp / ".sketch-cache", "hed")
+    kept: list[dict[str, Any]] = []
+    for src in assets.photo_paths()[:photos]:
+        rgb = _fit_short_side(np.asarray(Image.open(src).convert("RGB")), photo_side)
+        photo = tmp / "photos" / f"{src.stem}.jpg"
+        Image.fromarray(rgb).save(photo, quality=92)
+        with torch.no_grad():
+            sketch = cache.make(rgb)
+        sk = tmp / "sketches" / f"{src.stem}.png"
+        Image.fromarray(sketch).save(sk, optimize=True)
+        if pack.used() > pack.budget:
+            photo.unlink()
+            sk.unlink()
+            pack.skipped.append(
+                {"what": f"photo {src.name} and later ones", "reason": f"pack budget {pack.budget_mb} MB reached"}
+            )
+            break
+        pack.add(photo, f"real photo ({records[src.name].get('licence', '?')}), short side <= {photo_side}")
+        pack.add(sk, f"HED line drawing of photos/{photo.name} (SketchCache.make: HED + NMS, threshold, thinning)")
+        kept.append({**records[src.name], "file": photo.name, "source_file": src.name})
+        log(f"photo {src.name}: {rgb.shape[1]}x{rgb.shape[0]}")
+    shutil.rmtree(tmp / ".sketch-cache", ignore_errors=True)
+    (tmp / "photos" / "photos.json").write_text(json.dumps({"photos": kept}, indent=1))
+    return kept
+
+
+def _add_segmenters(pack: _Pack, segmenters: Sequence[str], wheels: bool, log: Log) -> list[dict[str, Any]]:
+    """Segmenters: code and weights in the working tree (deeplab-voc vendors its TFLite file, and
+    needs the tflite wheel); weights from the asset cache only where they fit (ISNet does not:
+    88 MB fp16)."""
+    from advseg_sdk import assets
+
+    tmp = pack.tmp
+    usable, seg_skipped = _segmenter_items(segmenters, log, (pack.budget - pack.used()) / 2**20)
+    pack.skipped += seg_skipped
+    chosen = []
+    for entry in usable:
+        if entry["name"] == "isnet":
+            src = assets.asset_path("isnet-fp16")
+            size = src.stat().st_size
+            if pack.used() + size > pack.budget:
+                pack.skipped.append(
+                    {
+                        "what": "segmenter isnet",
+                        "reason": f"weights {size / 2**20:.0f} MB (fp16 ONNX) exceed the pack budget of "
+                        f"{pack.budget_mb} MB",
+                    }
+                )
+                continue
+            dest = tmp / "weights" / src.name
+            shutil.copy2(src, dest)
+            pack.add(dest, "ISNet fp16 ONNX (asset isnet-fp16)")
+        if entry["name"] == "deeplab-voc":
+            try:
+                import tflite  # noqa: F401  (the reader deeplab-voc needs; not in the GPU image)
+            except ImportError:
+                pack.skipped.append(
+                    {"what": "segmenter deeplab-voc", "reason": "the tflite package is not installed here"}
+                )
+                continue
+            if wheels:
+                from importlib.metadata import version
+
+                whl = _download_wheel(f"tflite=={version('tflite')}", tmp / "wheels")
+                if whl is None:
+                    pack.skipped.append(
+                        {"what": "segmenter deeplab-voc", "reason": "pip could not download the tflite wheel"}
+                    )
+                    continue
+                pack.add(whl, "tflite (pure-Python TFLite reader) for deeplab-voc's vendored weights")
+                entry["wheels"] = [whl.relative_to(tmp).as_posix()]
+        chosen.append(entry)
+    return chosen
+
+
+def _add_hed(pack: _Pack, log: Log) -> str | None:
+    """HED weights (fp16 state dict) if they fit: only the inference benchmark's HED needs them
+    (without them it times a randomly initialised HED, and says so)."""
+    from safetensors.torch import save_file
+
+    from advseg_train.hed import load_hed
+
+    hed_sd = {k: v.detach().half().contiguous() for k, v in load_hed().state_dict().items()}
+    hed_mb = sum(v.numel() * 2 for v in hed_sd.values()) / 2**20
+    if pack.used() / 2**20 + hed_mb > pack.budget_mb:
+        pack.skipped.append(
+            {
+                "what": "HED weights",
+                "reason": f"{hed_mb:.0f} MB (fp16) do not fit in the "
+                f"{pack.budget_mb - pack.used() / 2**20:.0f} MB left of the pack budget",
+            }
+        )
+        return None
+    hed_path = pack.tmp / HED_FILE
+    save_file(
+        hed_sd,
+        str(hed_path),
+        metadata={"source": "advseg asset hed-bsds500 (Keras BSDS500 weights), stored as fp16"},
+    )
+    pack.add(hed_path, "HED BSDS500 weights, fp16 state dict of advseg_train.hed.HED")
+    log(f"HED weights: {hed_path.stat().st_size / 2**20:.1f} MB")
+    return HED_FILE
+
+
 def build_pack(
     out: str | Path = DEFAULT_PACK_DIR,
     *,
@@ -185,14 +323,6 @@ def build_pack(
     ``photos``: how many cached real photos (all 34 by default: the training steps sample them).
     ``photo_side``: their short side in px (512: enough for the 512² benchmarks).
     ``wheels``: fetch wheels a segmenter needs (``tflite`` for ``deeplab-voc``) with pip."""
-    import torch
-    from PIL import Image
-    from safetensors.torch import save_file
-
-    from advseg_sdk import assets
-    from advseg_train.data import SketchCache
-    from advseg_train.hed import load_hed
-
     t0 = time.perf_counter()
     out = Path(out)
     tmp = out.with_name(out.name + ".part")
@@ -200,132 +330,31 @@ def build_pack(
     (tmp / "photos").mkdir(parents=True)
     (tmp / "sketches").mkdir()
     (tmp / "weights").mkdir()
-    items: list[dict[str, Any]] = []
-    skipped: list[dict[str, str]] = []
-    budget = budget_mb * 2**20
-
-    def used() -> int:
-        return sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
-
-    def add(path: Path, what: str) -> None:
-        items.append(
-            {
-                "path": path.relative_to(tmp).as_posix(),
-                "bytes": path.stat().st_size,
-                "sha256": _sha256(path),
-                "what": what,
-            }
-        )
-
-    # 1. real photos + their HED sketches, made with the training pipeline's own function
-    records = {r["file"]: r for r in assets.photo_records()}
-    cache = SketchCache(tmp / ".sketch-cache", "hed")
-    kept: list[dict[str, Any]] = []
-    for src in assets.photo_paths()[:photos]:
-        rgb = _fit_short_side(np.asarray(Image.open(src).convert("RGB")), photo_side)
-        photo = tmp / "photos" / f"{src.stem}.jpg"
-        Image.fromarray(rgb).save(photo, quality=92)
-        with torch.no_grad():
-            sketch = cache.make(rgb)
-        sk = tmp / "sketches" / f"{src.stem}.png"
-        Image.fromarray(sketch).save(sk, optimize=True)
-        if used() > budget:
-            photo.unlink()
-            sk.unlink()
-            skipped.append(
-                {"what": f"photo {src.name} and later ones", "reason": f"pack budget {budget_mb} MB reached"}
-            )
-            break
-        add(photo, f"real photo ({records[src.name].get('licence', '?')}), short side <= {photo_side}")
-        add(sk, f"HED line drawing of photos/{photo.name} (SketchCache.make: HED + NMS, threshold, thinning)")
-        kept.append({**records[src.name], "file": photo.name, "source_file": src.name})
-        log(f"photo {src.name}: {rgb.shape[1]}x{rgb.shape[0]}")
-    shutil.rmtree(tmp / ".sketch-cache", ignore_errors=True)
-    (tmp / "photos" / "photos.json").write_text(json.dumps({"photos": kept}, indent=1))
-
-    # 2. segmenters: code and weights in the working tree (deeplab-voc vendors its TFLite file);
-    #    weights from the asset cache only where they fit (ISNet does not: 88 MB fp16)
-    usable, seg_skipped = _segmenter_items(segmenters, log, (budget - used()) / 2**20)
-    skipped += seg_skipped
-    chosen = []
-    for entry in usable:
-        if entry["name"] == "isnet":
-            src = assets.asset_path("isnet-fp16")
-            size = src.stat().st_size
-            if used() + size > budget:
-                skipped.append(
-                    {
-                        "what": "segmenter isnet",
-                        "reason": f"weights {size / 2**20:.0f} MB (fp16 ONNX) exceed the pack budget of {budget_mb} MB",
-                    }
-                )
-                continue
-            dest = tmp / "weights" / src.name
-            shutil.copy2(src, dest)
-            add(dest, "ISNet fp16 ONNX (asset isnet-fp16)")
-        if entry["name"] == "deeplab-voc":
-            try:
-                import tflite  # noqa: F401  (the reader deeplab-voc needs; not in the GPU image)
-            except ImportError:
-                skipped.append({"what": "segmenter deeplab-voc", "reason": "the tflite package is not installed here"})
-                continue
-            if wheels:
-                from importlib.metadata import version
-
-                whl = _download_wheel(f"tflite=={version('tflite')}", tmp / "wheels")
-                if whl is None:
-                    skipped.append(
-                        {"what": "segmenter deeplab-voc", "reason": "pip could not download the tflite wheel"}
-                    )
-                    continue
-                add(whl, "tflite (pure-Python TFLite reader) for deeplab-voc's vendored weights")
-                entry["wheels"] = [whl.relative_to(tmp).as_posix()]
-        chosen.append(entry)
-    # 3. HED weights (fp16 state dict) if they fit: only the inference benchmark's HED needs them
-    #    (without them it times a randomly initialised HED, and says so)
-    hed_sd = {k: v.detach().half().contiguous() for k, v in load_hed().state_dict().items()}
-    hed_mb = sum(v.numel() * 2 for v in hed_sd.values()) / 2**20
-    hed_file: str | None = None
-    if used() / 2**20 + hed_mb <= budget_mb:
-        hed_path = tmp / HED_FILE
-        save_file(
-            hed_sd,
-            str(hed_path),
-            metadata={"source": "advseg asset hed-bsds500 (Keras BSDS500 weights), stored as fp16"},
-        )
-        add(hed_path, "HED BSDS500 weights, fp16 state dict of advseg_train.hed.HED")
-        hed_file = HED_FILE
-        log(f"HED weights: {hed_path.stat().st_size / 2**20:.1f} MB")
-    else:
-        skipped.append(
-            {
-                "what": "HED weights",
-                "reason": f"{hed_mb:.0f} MB (fp16) do not fit in the "
-                f"{budget_mb - used() / 2**20:.0f} MB left of the pack budget",
-            }
-        )
-    if used() > budget:
-        raise RuntimeError(f"pack is {used() / 2**20:.1f} MB, over its budget of {budget_mb} MB")
-
+    pack = _Pack(tmp, budget_mb)
+    kept = _add_photos(pack, photos, photo_side, log)
+    chosen = _add_segmenters(pack, segmenters, wheels, log)
+    hed_file = _add_hed(pack, log)
+    if pack.used() > pack.budget:
+        raise RuntimeError(f"pack is {pack.used() / 2**20:.1f} MB, over its budget of {budget_mb} MB")
     manifest = {
         "version": PACK_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "budget_mb": budget_mb,
-        "size_mb": round(used() / 2**20, 2),
+        "size_mb": round(pack.used() / 2**20, 2),
         "photo_side": photo_side,
         "hed": hed_file,
         "photos": [k["file"] for k in kept],
         "segmenters": chosen,
-        "items": items,
-        "skipped": skipped,
+        "items": pack.items,
+        "skipped": pack.skipped,
         "build_s": round(time.perf_counter() - t0, 1),
     }
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
     shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    tmp.rename(out)  # the whole pack appears at once
     log(
         f"pack {out}: {manifest['size_mb']} MB, {len(kept)} photos, segmenters "
-        f"{', '.join(e['name'] for e in chosen) or 'none'}; skipped: {len(skipped)}"
+        f"{', '.join(e['name'] for e in chosen) or 'none'}; skipped: {len(pack.skipped)}"
     )
     return manifest
 
@@ -348,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--segmenters", default="deeplab-voc,isnet")
     ap.add_argument("--no-wheels", action="store_true")
     a = ap.parse_args(argv)
-    repo = Path(__file__).resolve().parents[1] if (Path(__file__).resolve().parents[1] / ".git").exists() else Path(".")
+    repo = Path(__file__).resolve().parents[2] if (Path(__file__).resolve().parents[2] / ".git").exists() else Path(".")
     budget = a.budget_mb if a.budget_mb is not None else default_budget_mb(repo)
     print(f"pack budget {budget:.1f} MB (working tree {travelling_tree_mb(repo):.1f} MB travels too)")
     build_pack(

@@ -1,4 +1,4 @@
-"""A time-boxed GPU check: ``python -m advseg_bench.gpu_session --pack DIR --out DIR``.
+"""A time-boxed GPU check: ``python -m scripts.gpu.session --pack DIR --out DIR``.
 
 ``scripts/gpu_session.sh`` installs advseg over the machine's torch and runs this driver, which
 spends a time budget on four steps, each skipped with the reason when the budget is spent:
@@ -17,7 +17,6 @@ goals come from the targets file. ``--dry-run`` runs the same code on the CPU wi
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
@@ -29,116 +28,30 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["SCHEMA", "Profile", "gpu_profile", "dry_profile", "run_session", "main"]
+from advseg_sdk.files import atomic_write_text
 
-SCHEMA = "advseg-gpu-session/1"
+from .profile import SCHEMA, STEPS, Profile, dry_profile, gpu_profile, inference_plan, inference_problem
+from .report import evaluate_goals, render_markdown
+from .smoke import SmokeCase, smoke_one
 
-
-def goals_targets() -> dict[str, float]:
-    """The GPU goals of the targets file (``gpu``; :data:`advseg_bench.report.TARGETS_FILE`), if any."""
-    from .report import load_targets
-
-    return {k: v for k, v in (load_targets().get("gpu") or {}).items() if isinstance(v, (int, float))}
-
-
-def _met(value: float, goal: float | None, at_most: bool = False) -> bool | None:
-    if goal is None:
-        return None
-    return value <= goal if at_most else value >= goal
-
-
-@dataclass(kw_only=True)
-class Profile:
-    """Sizes of everything the driver runs (the GPU run and the CPU dry run differ only here)."""
-
-    device: str
-    amps: tuple[str, ...] = ("off", "bf16", "fp16")
-    # smoke
-    smoke_ngf: int
-    smoke_size: int
-    smoke_steps: int
-    train_load: int
-    # throughput
-    tp_ngf: int
-    tp_size: int
-    tp_official_batch: int = 1
-    tp_fast_batch: int
-    tp_fast_workers: int
-    tp_official_workers: int
-    tp_warmup: int
-    tp_seconds: float
-    tp_fast_amp: str
-    tp_compile: bool
-    # inference
-    inf_ngf: int
-    inf_sizes: tuple[int, ...]
-    inf_batches: tuple[int, ...]
-    inf_precisions: tuple[str, ...] = ("fp32", "bf16", "fp16")
-    inf_backends: tuple[str, ...] = ("torch-cudagraph", "torch-eager", "torch-compile")
-    inf_policy: dict[str, Any]
-    # final training
-    final_ngf: int
-    final_size: int
-    final_batch: int
-    final_min_s: float
-    final_max_s: float | None = None
-    replicate: int = 8
-    step_min_s: dict[str, float] = field(default_factory=dict)
-
-
-#: Profile field -> (GPU run, CPU dry run): the same steps, on the CPU with tiny networks and sizes.
-_PROFILES: dict[str, tuple[Any, Any]] = {
-    "device": ("cuda", "cpu"),
-    "smoke_ngf": (64, 4),
-    "smoke_size": (256, 32),
-    "smoke_steps": (3, 1),
-    "train_load": (286, 36),
-    "tp_ngf": (64, 4),
-    "tp_size": (256, 32),
-    "tp_fast_batch": (32, 4),
-    "tp_fast_workers": (12, 2),
-    "tp_official_workers": (4, 0),
-    "tp_warmup": (5, 1),
-    "tp_seconds": (15.0, 1.0),
-    "tp_fast_amp": ("bf16", "off"),
-    "tp_compile": (True, False),
-    "inf_ngf": (64, 4),
-    "inf_sizes": ((256, 512), (32,)),
-    "inf_batches": ((1, 8, 32, 64, 128, 256), (1, 2)),
-    "inf_policy": (
-        {"warmup": 5, "repeats": 30, "min_time_s": 0.3, "max_time_s": 1.5, "min_repeats": 5},
-        {"warmup": 1, "repeats": 2, "min_time_s": 0.0, "max_time_s": 0.5, "min_repeats": 1},
-    ),
-    "final_ngf": (32, 4),
-    "final_size": (256, 32),
-    "final_batch": (16, 2),
-    "final_min_s": (60.0, 2.0),
-    "final_max_s": (None, 2.0),
-    "replicate": (8, 2),
-    "step_min_s": (
-        {"environment": 1, "train_smoke": 20, "train_throughput": 30, "inference": 20, "final_training": 60},
-        {"environment": 0.5, "train_smoke": 1, "train_throughput": 1, "inference": 1, "final_training": 2},
-    ),
-}
-
-
-def _profile(column: int) -> Profile:
-    return Profile(**{name: copy.deepcopy(values[column]) for name, values in _PROFILES.items()})
-
-
-def gpu_profile() -> Profile:
-    return _profile(0)
-
-
-def dry_profile() -> Profile:
-    """The same steps on the CPU with tiny networks and sizes."""
-    return _profile(1)
+__all__ = [
+    "SCHEMA",
+    "STEPS",
+    "Profile",
+    "gpu_profile",
+    "dry_profile",
+    "inference_plan",
+    "evaluate_goals",
+    "render_markdown",
+    "run_session",
+    "main",
+]
 
 
 # --------------------------------------------------------------------------- the driver
@@ -167,16 +80,6 @@ class Clock:
         return self.t0 + fraction * self.budget
 
 
-#: (step, fraction of the budget by which it must end)
-STEPS: tuple[tuple[str, float], ...] = (
-    ("environment", 0.03),
-    ("train_smoke", 0.24),
-    ("train_throughput", 0.48),
-    ("inference", 0.84),
-    ("final_training", 0.97),
-)
-
-
 class Session:
     def __init__(
         self,
@@ -188,7 +91,7 @@ class Session:
         log: Callable[[str], None] = print,
         only: set[str] | None = None,
     ) -> None:
-        from .gpu_pack import read_pack
+        from .pack import read_pack
 
         self.pack, self.out, self.profile, self.dry_run, self.log = pack, out, profile, dry_run, log
         self.only = only
@@ -206,21 +109,19 @@ class Session:
             "steps": {},
             "goals": {},
         }
-        self._home()
+        #: the pack's real photos: the inference inputs are made from them (not from ADVSEG_HOME)
+        self.photo_paths = [self.pack / "photos" / name for name in self.manifest["photos"]]
         self.segmenter_name, self.segmenter_kwargs, self.segmenter_note = self._pick_segmenter()
 
     # ------------------------------------------------------------------ set-up
-    def _home(self) -> None:
-        """A private ADVSEG_HOME whose photos are the pack's (the bench's inputs read them there)."""
-        home = self.work / "advseg_home"
-        self._prev_home = os.environ.get("ADVSEG_HOME")
-        (home / "weights").mkdir(parents=True)
-        (home / "photos").symlink_to((self.pack / "photos").resolve())
-        for item in self.manifest.get("items", []):
-            p = self.pack / item["path"]
-            if item["path"].startswith("weights/") and p.suffix == ".onnx":
-                (home / "weights" / p.name).symlink_to(p.resolve())
-        os.environ["ADVSEG_HOME"] = str(home)
+    def _pack_weights(self, name: str) -> dict[str, Any]:
+        """Keyword arguments pointing a segmenter at weights the pack carries (ISNet's ONNX file):
+        the pack is read in place, ADVSEG_HOME is left alone."""
+        if name != "isnet":
+            return {}
+        onnx = [i["path"] for i in self.manifest.get("items", []) if i["path"].startswith("weights/")]
+        onnx = [q for q in onnx if q.endswith(".onnx")]
+        return {"onnx_path": str((self.pack / onnx[0]).resolve())} if onnx else {}
 
     def _pick_segmenter(self) -> tuple[str, dict[str, Any], str]:
         """The first of the pack's real segmenters that builds here; else the random ``tiny``."""
@@ -228,9 +129,10 @@ class Session:
 
         tried = []
         for entry in self.manifest.get("segmenters", []):
+            kwargs = {**entry.get("kwargs", {}), **self._pack_weights(entry["name"])}
             try:
-                build_segmenter(entry["name"], **entry.get("kwargs", {}))
-                return entry["name"], dict(entry.get("kwargs", {})), f"real segmenter {entry['name']} from the pack"
+                build_segmenter(entry["name"], **kwargs)
+                return entry["name"], kwargs, f"real segmenter {entry['name']} from the pack"
             except Exception as exc:
                 tried.append(f"{entry['name']}: {type(exc).__name__}: {exc}")
         note = "no real segmenter could be built (" + ("; ".join(tried) or "none in the pack") + "): random 'tiny'"
@@ -336,25 +238,21 @@ class Session:
         return self.doc
 
     def close(self) -> None:
-        """Remove the work folder and give ADVSEG_HOME back."""
+        """Remove the work folder and the cached inputs."""
         shutil.rmtree(self.work, ignore_errors=True)
         _INPUT_CACHE.clear()
-        if self._prev_home is None:
-            os.environ.pop("ADVSEG_HOME", None)
-        else:
-            os.environ["ADVSEG_HOME"] = self._prev_home
 
     def write(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
         self.doc["elapsed_s"] = round(self.clock.elapsed(), 1)
-        (self.out / "gpu_session.json").write_text(json.dumps(self.doc, indent=1, default=str))
-        (self.out / "gpu_session.md").write_text(render_markdown(self.doc))
+        atomic_write_text(self.out / "gpu_session.json", json.dumps(self.doc, indent=1, default=str))
+        atomic_write_text(self.out / "gpu_session.md", render_markdown(self.doc))
 
     # ------------------------------------------------------------------ steps
     def step_environment(self, deadline: float) -> dict[str, Any]:
         import torch
 
-        from .probe import measure_peaks
+        from advseg_bench.probe import measure_peaks
 
         env: dict[str, Any] = {
             "python": platform.python_version(),
@@ -430,72 +328,37 @@ class Session:
             "combos": combos,
             "skipped": skipped,
             "trainer_runs": runs,
+            "gpu_tests": self._gpu_tests(deadline),
             "passed": passed,
             "failed": len(combos) - passed,
         }
 
-    def _smoke_cfg(self, kind: str, amp: str, variant: str, grad: str):
-        from advseg_train.config import resolve_config
-
-        p = self.profile
-        preset = "official-pix2pix" if kind == "pix2pix" else "official-cyclegan"
-        return resolve_config(
-            preset=preset,
-            overrides=[
-                f"model.ngf={p.smoke_ngf}",
-                f"model.ndf={p.smoke_ngf}",
-                "data.root=unused",
-                f"seg.variant={variant}",
-                f"seg.grad={grad}",
-                f"run.amp='{amp}'",
-                f"run.device={p.device}",
-                f"data.crop_size={p.smoke_size}",
-                f"data.load_size={p.train_load}",
-                *self.seg_overrides(),
-            ],
-        )
-
     def _smoke_one(self, kind: str, amp: str, variant: str, grad: str, seg, A, B) -> dict[str, Any]:
-        import torch
-
-        from advseg_train.models import build_model
-        from advseg_train.trainer import resolve_device
-
         p = self.profile
-        res: dict[str, Any] = {"kind": kind, "amp": amp, "variant": variant, "grad": grad}
-        t0 = time.monotonic()
+        case = SmokeCase(kind, amp, variant, grad, p.smoke_ngf, p.smoke_size, p.train_load, p.device, p.smoke_steps)
+        return smoke_one(case, seg, A, B, self.seg_overrides(), self.log)
+
+    def _gpu_tests(self, deadline: float) -> dict[str, Any]:
+        """The smoke matrix as the test suite has it (``pytest -m gpu tests/test_gpu_smoke.py``),
+        on the GPU only (without CUDA those tests skip)."""
+        repo = Path(__file__).resolve().parents[2]
+        left = deadline - time.monotonic()
+        if self.profile.device != "cuda":
+            return {"status": "skipped", "reason": "the gpu-marked tests need CUDA"}
+        if left < 30:
+            return {"status": "skipped", "reason": f"step budget spent ({left:.0f} s left)"}
+        import importlib.util
+
+        if importlib.util.find_spec("pytest") is None:
+            return {"status": "skipped", "reason": "pytest is not installed on this machine"}
+        cmd = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", "tests/test_gpu_smoke.py"]
         try:
-            cfg = self._smoke_cfg(kind, amp, variant, grad)
-            device = resolve_device(p.device)
-            torch.manual_seed(0)
-            model = build_model(cfg, segmenter=seg, device=device)
-            model.train()
-            losses: dict[str, float] = {}
-            finite = True
-            for i in range(p.smoke_steps):
-                j = i % A.shape[0]
-                terms = model.train_step({"A": A[j : j + 1], "B": B[j : j + 1]})
-                losses = {k: float(v) for k, v in terms.items()}
-                finite = finite and all(math.isfinite(v) for v in losses.values())
-            res["losses"] = {k: round(v, 5) for k, v in losses.items()}
-            res["finite"] = finite
-            if model.scaler.is_enabled():
-                res["grad_scale"] = float(model.scaler.get_scale())
-            res.update(_seg_gradient(model, A[:1], B[:1]))
-            ok_grad = (
-                (res["seg_grad_norm"] > 0 and res["seg_grad_finite"]) if grad == "soft" else res["seg_grad_norm"] == 0
-            )
-            res["gradient_property"] = "holds" if ok_grad else "VIOLATED"
-            res["passed"] = bool(finite and ok_grad)
-        except Exception as exc:
-            res.update(passed=False, error=f"{type(exc).__name__}: {exc}"[:400])
-            self.log(traceback.format_exc())
-        res["seconds"] = round(time.monotonic() - t0, 2)
-        self.log(
-            f"   smoke {kind} {amp} {variant} {grad}: {'ok' if res['passed'] else 'FAILED'} "
-            f"({res.get('error') or res.get('gradient_property')}) {res['seconds']} s"
-        )
-        return res
+            proc = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=left - 5)
+        except subprocess.TimeoutExpired:
+            return {"status": "error", "reason": f"pytest ran past the step's {left:.0f} s"}
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or [""]
+        self.log(f"   gpu tests: {tail[0]}")
+        return {"status": "ok" if proc.returncode == 0 else "failed", "returncode": proc.returncode, "summary": tail[0]}
 
     def _trainer_run(self, kind: str, amp: str, extra: list[str]) -> dict[str, Any]:
         """A few steps through ``advseg_train.trainer.train`` itself, with run.device=auto."""
@@ -620,9 +483,7 @@ class Session:
         c = {**c, "workers": _fit_workers(c["workers"], c["batch"], p.tp_size)}
 
         from advseg_train.config import resolve_config
-        from advseg_train.data import ResumableSampler, build_dataset
-        from advseg_train.models import build_model
-        from advseg_train.trainer import build_loader, resolve_device
+        from advseg_train.trainer import setup
 
         data = self.datasets(p.train_load)
         cfg = resolve_config(
@@ -646,16 +507,10 @@ class Session:
                 f"run.device={p.device}",
             ],
         )
-        device = resolve_device(cfg.run.device)
-        cuda = device.type == "cuda"
-        if cuda:
-            torch.backends.cudnn.benchmark = cfg.run.cudnn_benchmark
-        dataset = build_dataset(cfg.data, paired=True, seed=0)
-        sampler = ResumableSampler(dataset, shuffle=True, seed=0)
-        loader, workers, _ = build_loader(cfg, dataset, sampler, device)
-        torch.manual_seed(0)
-        model = build_model(cfg, segmenter=self.segmenter(), device=device)
-        model.train()
+        # the training loop's own set-up (dataset, sampler, loader, seeded model; cudnn.benchmark)
+        ts = setup(cfg)
+        sampler, loader, workers, model = ts.sampler, ts.loader, ts.workers, ts.model
+        cuda = ts.device.type == "cuda"
         model.wrap(compile=cfg.run.compile)
         sync = torch.cuda.synchronize if cuda else (lambda: None)
 
@@ -698,7 +553,7 @@ class Session:
             res["compiled"] = model.compile_summary
         if cuda:
             res["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
-        del model, loader, it
+        del model, loader, it, ts
         if cuda:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
@@ -709,10 +564,10 @@ class Session:
     def step_inference(self, deadline: float) -> dict[str, Any]:
         import torch
 
-        from .models import generator_spec
-        from .plan import peak_basis
-        from .probe import model_cost
-        from .run_torch import TorchSession
+        from advseg_bench.models import generator_spec
+        from advseg_bench.plan import peak_basis
+        from advseg_bench.probe import model_cost
+        from advseg_bench.run_torch import TorchSession
 
         p = self.profile
         cuda = p.device == "cuda"
@@ -730,7 +585,7 @@ class Session:
         for model, size, batch, backend, precision in inference_plan(p):
             what = {"model": model, "size": size, "batch": batch, "backend": backend, "precision": precision}
             spec = specs[model]
-            why = _inference_problem(spec, size, batch, backend, precision, cuda, self.dry_run)
+            why = inference_problem(spec, size, batch, backend, precision, cuda, self.dry_run)
             if why is None and time.monotonic() > deadline - (45 if backend == "torch-compile" else 1):
                 why = "step budget spent" + (" (compiling needs ~45 s)" if backend == "torch-compile" else "")
             if why is None and cuda:
@@ -778,12 +633,12 @@ class Session:
         }
 
     def _infer_one(self, sess, spec, what: dict[str, Any], accuracy_done: set) -> dict[str, Any]:
-        from .models import psnr
-        from .timing import TimingPolicy, measure
+        from advseg_bench.models import psnr
+        from advseg_bench.timing import TimingPolicy, measure
 
         p = self.profile
         size, batch = what["size"], what["batch"]
-        x = _inputs(spec.kind, batch, size)
+        x = _inputs(spec.kind, batch, size, self.photo_paths)
         bound = sess.bind(x)
         timing = measure(
             bound["call"], TimingPolicy(**p.inf_policy), bound.get("timer"), after_warmup=sess.reset_gpu_peak
@@ -941,7 +796,7 @@ def _random_checkpoint(spec, work: Path) -> None:
 def _hed_spec(pack: Path, hed_file: str | None, work: Path):
     """HED with the pack's real weights, or randomly initialised ones (timing is the same; the
     PSNR is then of a random network) where the pack had no room for them."""
-    from .models import ModelSpec
+    from advseg_bench.models import ModelSpec
 
     if hed_file:
         return ModelSpec(
@@ -972,267 +827,17 @@ def _hed_spec(pack: Path, hed_file: str | None, work: Path):
 _INPUT_CACHE: dict[tuple[str, int], np.ndarray] = {}
 
 
-def _inputs(kind: str, batch: int, size: int) -> np.ndarray:
-    """Real inputs (sketches of the pack's photos for generators, the photos for HED): up to 8
+def _inputs(kind: str, batch: int, size: int, photos: list[Path]) -> np.ndarray:
+    """Real inputs (sketches of the pack's ``photos`` for generators, the photos for HED): up to 8
     distinct images, repeated to ``batch``."""
-    from .models import generator_input, hed_input
+    from advseg_bench.models import generator_input, hed_input
 
     key = (kind, size)
     if key not in _INPUT_CACHE:
-        _INPUT_CACHE[key] = hed_input(8, size) if kind == "hed" else generator_input(8, size)
+        _INPUT_CACHE[key] = hed_input(8, size, photos) if kind == "hed" else generator_input(8, size, photos)
     base = _INPUT_CACHE[key]
     reps = -(-batch // base.shape[0])
     return np.ascontiguousarray(np.concatenate([base] * reps)[:batch])
-
-
-def inference_plan(p: Profile) -> list[tuple[str, int, int, str, str]]:
-    """(model, size, batch, backend, precision) in priority order: the goals first (resnet_9blocks
-    256² batch 1 latency, half-precision throughput), then U-Net and HED, then 512², then compile."""
-    graph, eager, comp = "torch-cudagraph", "torch-eager", "torch-compile"
-    half = [q for q in ("bf16", "fp16") if q in p.inf_precisions]
-    precs = [q for q in ("fp16", "bf16", "fp32") if q in p.inf_precisions]
-    s0 = p.inf_sizes[0]
-    s1 = p.inf_sizes[1] if len(p.inf_sizes) > 1 else None
-    b1, bmax = p.inf_batches[0], p.inf_batches[-1]
-    plan: list[tuple[str, int, int, str, str]] = []
-    add = plan.append
-    for be in (graph, eager):
-        for q in precs:
-            add(("resnet_9blocks", s0, b1, be, q))
-    for q in half:
-        for b in p.inf_batches[1:]:
-            add(("resnet_9blocks", s0, b, graph, q))
-    for q in half:
-        add(("resnet_9blocks", s0, bmax, eager, q))
-    add(("resnet_9blocks", s0, p.inf_batches[min(3, len(p.inf_batches) - 1)], graph, "fp32"))
-    for model in ("unet_256", "hed"):
-        for be in (graph, eager):
-            for q in precs:
-                add((model, s0, b1, be, q))
-        for q in half:
-            for b in p.inf_batches[2::2] or p.inf_batches[1:]:
-                add((model, s0, b, graph, q))
-    if s1 is not None:
-        for model in ("resnet_9blocks", "hed", "unet_256"):
-            for q in precs:
-                add((model, s1, b1, graph, q))
-            for q in half:
-                add((model, s1, p.inf_batches[min(3, len(p.inf_batches) - 1)], graph, q))
-    for q in half[:1]:
-        add(("resnet_9blocks", s0, b1, comp, q))
-        add(("resnet_9blocks", s0, p.inf_batches[min(4, len(p.inf_batches) - 1)], comp, q))
-    return list(dict.fromkeys(plan))
-
-
-def _inference_problem(
-    spec, size: int, batch: int, backend: str, precision: str, cuda: bool, dry_run: bool
-) -> str | None:
-    from .models import size_problem
-
-    why = size_problem(spec, size)
-    if why:
-        return why
-    if backend == "torch-cudagraph" and not cuda:
-        return "CUDA graphs need CUDA"
-    if precision == "fp16" and not cuda:
-        return "fp16 autocast is for CUDA (the CPU runs bf16)"
-    if backend == "torch-compile" and dry_run:
-        return "torch.compile takes minutes on a CPU: not tried in the dry run"
-    return None
-
-
-def _seg_gradient(model, A, B) -> dict[str, Any]:
-    """Norm of the gradient the weighted segmentation term alone sends to the generator(s).
-
-    Soft maps: finite and non-zero. Hard maps: exactly none (the term does not depend on G at
-    all; this holds bit-exactly whatever the kernels' determinism). Scaled like the fp16
-    GradScaler so half-precision gradients do not underflow."""
-    import torch
-
-    real_A, real_B = model._to_device(A), model._to_device(B)
-    out = model.forward(real_A, real_B)
-    _, t = model.generator_losses(real_A, real_B, out)
-    heads = model.adv_seg.heads
-    seg = model.adv_seg.weighted({h: t[f"G_seg_{h}"] for h in heads})
-    gens = [n for n in ("G_A", "G_B", "G") if n in model.nets]
-    params = [q for n in gens for q in model.nets[n].parameters()]
-    if not isinstance(seg, torch.Tensor) or not seg.requires_grad:
-        return {"seg_loss": float(seg), "seg_grad_norm": 0.0, "seg_grad_finite": True}
-    scale = float(model.scaler.get_scale()) if model.scaler.is_enabled() else 1.0
-    grads = torch.autograd.grad(seg * scale, params, allow_unused=True)
-    sq = sum(float(g.float().pow(2).sum()) for g in grads if g is not None)
-    norm = math.sqrt(sq) / scale if math.isfinite(sq) else float("inf")
-    return {"seg_loss": round(float(seg.detach()), 5), "seg_grad_norm": norm, "seg_grad_finite": math.isfinite(norm)}
-
-
-# --------------------------------------------------------------------------- goals, report
-
-
-def _best(rows: list[dict[str, Any]], key: Callable[[dict[str, Any]], float], pred) -> dict[str, Any] | None:
-    ok = [r for r in rows if r.get("status") == "ok" and pred(r)]
-    return min(ok, key=key) if ok else None
-
-
-def evaluate_goals(doc: dict[str, Any]) -> dict[str, Any]:
-    """Each goal of the GPU kit as met / missed / not measured, with the figure behind it."""
-    goals: dict[str, Any] = {}
-    want = goals_targets()
-    inf = (doc["steps"].get("inference") or {}).get("results") or []
-    r9 = [r for r in inf if r["model"] == "resnet_9blocks" and r["size"] == 256]
-    lat = _best(r9, lambda r: r["latency_ms"]["p50"], lambda r: r["batch"] == 1)
-    goal = want.get("latency_ms_resnet9_256_b1")
-    goals["resnet_9blocks_256_b1_latency"] = (
-        {
-            "goal_ms": goal,
-            "best_ms": lat["latency_ms"]["p50"],
-            "met": _met(lat["latency_ms"]["p50"], goal, at_most=True),
-            "with": f"{lat['backend']} {lat['precision']}",
-        }
-        if lat
-        else {"met": None, "reason": "not measured"}
-    )
-    thr = _best(r9, lambda r: -r["images_per_s"], lambda r: r["precision"] in ("fp16", "bf16"))
-    goal = want.get("throughput_ips_half")
-    goals["half_precision_throughput"] = (
-        {
-            "goal_ips": goal,
-            "best_ips": thr["images_per_s"],
-            "met": _met(thr["images_per_s"], goal),
-            "with": f"{thr['backend']} {thr['precision']} batch {thr['batch']}",
-        }
-        if thr
-        else {"met": None, "reason": "not measured"}
-    )
-    anchor = _best(
-        r9,
-        lambda r: r["latency_ms"]["p50"],
-        lambda r: r["batch"] == 1 and r["backend"] == "torch-eager" and r["precision"] == "fp32",
-    )
-    goals["anchor_eager_fp32_b1"] = (
-        {
-            "a100_published_ms": want.get("anchor_a100_eager_fp32_b1_ms"),
-            "measured_ms": anchor["latency_ms"]["p50"],
-            "fp32_math": anchor.get("fp32_math"),
-        }
-        if anchor
-        else {"reason": "not measured"}
-    )
-    tp = doc["steps"].get("train_throughput") or {}
-    sp = tp.get("speedup")
-    goal = want.get("train_speedup")
-    goals["training_speedup"] = (
-        {"goal": goal, "speedup": sp, "met": _met(sp, goal)} if sp else {"met": None, "reason": "not measured"}
-    )
-    smoke = doc["steps"].get("train_smoke") or {}
-    if smoke.get("combos") is not None:
-        goals["training_smoke"] = {
-            "passed": smoke.get("passed"),
-            "failed": smoke.get("failed"),
-            "met": smoke.get("failed") == 0 and bool(smoke.get("combos")),
-        }
-    return goals
-
-
-def _fmt(v: Any, nd: int = 3) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float):
-        return f"{v:.{nd}f}" if abs(v) < 1000 else f"{v:.0f}"
-    return str(v)
-
-
-def _table_head(title: str, *columns: str) -> list[str]:
-    """A markdown section: a blank line, the heading, a blank line, a table's header row and rule."""
-    return ["", f"## {title}", "", f"| {' | '.join(columns)} |", "|---" * len(columns) + "|"]
-
-
-def render_markdown(doc: dict[str, Any]) -> str:
-    env = doc.get("env") or {}
-    L = [
-        f"# advseg GPU check{' (dry run, CPU)' if doc.get('dry_run') else ''}",
-        "",
-        f"- created {doc['created']}, budget {doc['budget_s']:.0f} s, elapsed {doc.get('elapsed_s')} s",
-        f"- {env.get('gpu', env.get('device', 'CPU'))}, torch {env.get('torch')}, CUDA {env.get('cuda')}, "
-        f"cuDNN {env.get('cudnn')}; {env.get('nvidia_smi', '')}",
-        f"- segmenter: {env.get('segmenter_note', '')}",
-    ]
-    L += _table_head("Steps", "step", "status", "seconds", "note")
-    for name, _ in STEPS:
-        s = doc["steps"].get(name)
-        if s:
-            L.append(f"| {name} | {s['status']} | {_fmt(s.get('seconds'), 1)} | {s.get('reason', '')} |")
-    L += ["", "## Goals", ""]
-    for k, g in (doc.get("goals") or {}).items():
-        L.append(f"- **{k}**: " + ", ".join(f"{a}={_fmt(b)}" for a, b in g.items()))
-    smoke = doc["steps"].get("train_smoke") or {}
-    if smoke.get("combos"):
-        L += _table_head("Training smoke", "kind", "amp", "variant", "grad", "finite", "seg grad norm", "property", "s")
-        for c in smoke["combos"]:
-            L.append(
-                f"| {c['kind']} | {c['amp']} | {c['variant']} | {c['grad']} | {c.get('finite')} | "
-                f"{_fmt(c.get('seg_grad_norm'), 6)} | {c.get('gradient_property', c.get('error', ''))} | "
-                f"{c.get('seconds')} |"
-            )
-        for r in smoke.get("trainer_runs", []):
-            L.append(f"- train() {r['kind']} amp {r.get('amp', '')}: {r['status']} {r.get('reason', '')}")
-        for s in smoke.get("skipped", []):
-            L.append(f"- skipped {s['kind']} {s['amp']} {s['variant']} {s['grad']}: {s['reason']}")
-    tp = doc["steps"].get("train_throughput") or {}
-    if tp.get("results"):
-        L += _table_head(f"Training throughput: {tp.get('model')}", "config", "batch", "images/s", "note")
-        for k, r in tp["results"].items():
-            L.append(
-                f"| {k} | {r.get('batch', '')} | {_fmt(r.get('images_per_s'), 1)} | "
-                f"{r.get('reason', r.get('compiled', ''))} |"
-            )
-        goal = goals_targets().get("train_speedup")
-        L.append(
-            f"\nSpeed-up fast / official: {_fmt(tp.get('speedup'), 2)}"
-            + (f" (goal ≥ {goal:.0f}×)" if goal is not None else "")
-        )
-    inf = doc["steps"].get("inference") or {}
-    if inf.get("results"):
-        L += _table_head(
-            "Inference (CUDA events; PSNR vs strict fp32)",
-            *("model", "size", "batch", "backend", "precision", "p50 ms", "p90 ms", "images/s", "host ms"),
-            *("PSNR dB", "peak GPU MB", "TFLOP/s", "% of peak"),
-        )
-        for r in inf["results"]:
-            if r.get("status") != "ok":
-                L.append(
-                    f"| {r['model']} | {r['size']} | {r['batch']} | {r['backend']} | {r['precision']} | "
-                    f"error: {r.get('reason', '')} |||||||"
-                )
-                continue
-            prec = r["precision"] + (" (TF32)" if r.get("fp32_math") else "")
-            L.append(
-                f"| {r['model']} | {r['size']} | {r['batch']} | {r['backend']} | {prec} | "
-                f"{_fmt(r['latency_ms']['p50'])} | {_fmt(r['latency_ms']['p90'])} | "
-                f"{_fmt(r['images_per_s'], 1)} | "
-                f"{_fmt(r.get('host_latency_ms'))} | {_fmt((r.get('accuracy') or {}).get('psnr_db'), 1)} | "
-                f"{_fmt(r.get('peak_gpu_mb'), 0)} | {_fmt(r.get('achieved_tflops'), 1)} | "
-                f"{_fmt(r['peak_fraction'] * 100 if r.get('peak_fraction') else None, 1)}"
-                f"{' (' + r['peak_basis'] + ')' if r.get('peak_basis') not in (None, r['precision']) else ''} |"
-            )
-        if inf.get("skipped"):
-            L.append(
-                f"\n{len(inf['skipped'])} combinations skipped, e.g. "
-                + "; ".join(
-                    f"{s['model']} {s['size']}² b{s['batch']} {s['backend']} {s['precision']}: {s['reason']}"
-                    for s in inf["skipped"][:5]
-                )
-            )
-    fin = doc["steps"].get("final_training") or {}
-    if fin.get("steps") is not None:
-        L += [
-            "",
-            "## Final training",
-            "",
-            f"{fin.get('steps')} steps at {fin.get('images_per_s')} images/s, "
-            f"config {fin.get('config')}; generator {fin.get('generator', 'not kept')} "
-            f"({fin.get('generator_mb')} MB); last losses {fin.get('last_losses')}",
-        ]
-    return "\n".join(L) + "\n"
 
 
 # --------------------------------------------------------------------------- entry point

@@ -1,0 +1,1 @@
+"""Experiments of the paper run with advseg (not installed; run from the repository root)."""

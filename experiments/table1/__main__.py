@@ -1,0 +1,5 @@
+"""``python -m experiments.table1``."""
+
+from .cli import main
+
+main()
