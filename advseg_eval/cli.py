@@ -184,6 +184,10 @@ _BUNDLES_HELP = (
     "Default: the default bundle advseg colorize uses."
 )
 _COLOUR_OUT_HELP = "Output folder: report.md, summary.json, per_image.csv, contact_sheet.png, index.html."
+_HINTS_HELP = (
+    "Colour hints per photo (seeded by its name; colour = its 5x5 mean at the working scale), given to "
+    "bundles that take hints; others are scored unhinted. 0: none."
+)
 _HED_HELP = "HED bundle (default: $ADVSEG_HOME/bundles/hed.advseg, exported from the real weights if missing)."
 
 
@@ -198,6 +202,7 @@ _HED_HELP = "HED bundle (default: $ADVSEG_HOME/bundles/hed.advseg, exported from
 @opt.number("--eval-size", click.IntRange(64), 512, "Photos are scored with their long side at most this many pixels.")
 @opt.number("--limit", click.IntRange(1), None, "At most this many photos per source.")
 @opt.number("--rows", click.IntRange(1), 12, "Contact sheet rows.")
+@opt.number("--hints", click.IntRange(0), 0, _HINTS_HELP)
 @opt.number("--threads", click.IntRange(1), None, "torch CPU threads.")
 def colour_cmd(**cli: Any) -> None:
     """How well photo -> sketch -> colour restores the photos' colours, beside two baselines
@@ -209,7 +214,7 @@ def colour_cmd(**cli: Any) -> None:
     from advseg_sdk.colorizer import Pipeline
     from advseg_sdk.datasets import dataset_paths
 
-    from .colour import evaluate_colour
+    from .colour import HintedPipeline, evaluate_colour
     from .stats import list_images as list_eval_images
 
     if cli["threads"]:
@@ -234,6 +239,7 @@ def colour_cmd(**cli: Any) -> None:
                 click.echo(f"exporting the real HED network to {hed_bundle}", err=True)
                 export_hed(hed_bundle)
         pipelines: dict[str, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]] = {}
+        n_hints = cli["hints"]
         for spec in bundles or ("default",):
             label, _, path = spec.rpartition("=") if "=" in spec else (None, None, spec)
             pipe = Pipeline(
@@ -244,7 +250,7 @@ def colour_cmd(**cli: Any) -> None:
             label = label or (
                 pipe.colorizer.bundle.name if path == "default" else Path(path).name.removesuffix(".advseg")
             )
-            pipelines[label] = functools.partial(_sketch_and_colour, pipe)
+            pipelines[label] = HintedPipeline(pipe, n_hints) if n_hints else functools.partial(_sketch_and_colour, pipe)
         what = ", ".join([f"{d} ({split})" for d in datasets] + [str(p) for p in photo_dirs])
         result = evaluate_colour(
             photos,
@@ -256,6 +262,46 @@ def colour_cmd(**cli: Any) -> None:
             progress=sys.stderr.isatty(),
         )
     except (AssetError, BundleError, *_USER_ERRORS) as exc:  # type: ignore[misc]  # mypy: starred tuple
+        _fail(exc)
+    click.echo(result.files["report"].read_text(), nl=False)
+    click.echo("wrote " + ", ".join(str(p) for p in result.files.values()))
+
+
+@main.command("lineart")
+@click.argument("drawings", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@opt.repeated(("--bundle", "bundles"), _BUNDLES_HELP)
+@opt.output_folder("Output folder: report.md, summary.json, contact_sheet.png.", "--out")
+@click.option(
+    "--long-side",
+    type=click.IntRange(min=64),
+    default=512,
+    show_default=True,
+    help="Drawings are coloured with their long side at most this many pixels.",
+)
+@click.option("--rows", type=click.IntRange(min=1), default=16, show_default=True, help="Contact sheet rows.")
+def lineart_cmd(drawings: tuple[Path, ...], bundles: tuple[str, ...], out_dir: Path, long_side: int, rows: int) -> None:
+    """How each model fills real line drawings (files or folders): the share of each enclosed
+    region that gets colour, its chroma and how many distinct colours the regions get, with a
+    contact sheet (drawing | one column per model)."""
+    from advseg_sdk.bundle import BundleError
+    from advseg_sdk.colorizer import Colorizer
+
+    from .lineart import evaluate_lineart
+    from .stats import list_images as list_eval_images
+
+    if out_dir.exists() and any(out_dir.iterdir()):
+        _fail(ValueError(f"output folder {out_dir} is not empty; choose a new --out (earlier results are kept)"))
+    try:
+        files = [p for d in drawings for p in (list_eval_images(d) if d.is_dir() else [d])]
+        colorizers: dict[str, Colorizer] = {}
+        for spec in bundles or ("default",):
+            label, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
+            colorizer = Colorizer(None if path == "default" else path)
+            colorizers[
+                label or (colorizer.bundle.name if path == "default" else Path(path).name.removesuffix(".advseg"))
+            ] = colorizer
+        result = evaluate_lineart(files, colorizers, out_dir, long_side=long_side, rows=rows)
+    except (BundleError, *_USER_ERRORS) as exc:  # type: ignore[misc]  # mypy: starred tuple
         _fail(exc)
     click.echo(result.files["report"].read_text(), nl=False)
     click.echo("wrote " + ", ".join(str(p) for p in result.files.values()))

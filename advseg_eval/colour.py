@@ -19,11 +19,18 @@ Per image, at the evaluation size (long side ``eval_size``):
 Over the set: KID (and FID where the set is large enough) of each method's images against the
 photos. Outputs: ``per_image.csv``, ``summary.json``, ``report.md``, ``contact_sheet.png`` and
 ``index.html`` with the images under ``images/``.
+
+Colour hints: a pipeline wrapped in :class:`HintedPipeline` gets ``count`` hint points per photo
+(:func:`sample_hints`: positions drawn at random, seeded by the photo's file name; colour the
+photo's mean over the 5x5 patch at the pipeline's working scale). A model whose bundle takes no
+hints is scored unhinted and the report says so; ``hints_sheet.png`` shows the hints (sketch |
+hints | colour per model | photo).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import html
 import json
 import os
@@ -44,6 +51,8 @@ from advseg_sdk.imageio import read_image, write_image
 __all__ = [
     "GOALS",
     "ColourEvalResult",
+    "HintedPipeline",
+    "sample_hints",
     "colour_metrics",
     "evaluate_colour",
     "flat_baseline",
@@ -142,6 +151,57 @@ class _Features:
         return np.stack(feats).astype(np.float64)
 
 
+def sample_hints(photo: np.ndarray, count: int, name: str, work_hw: tuple[int, int] | None = None) -> list[Any]:
+    """``count`` hint points for ``photo`` (uint8 RGB), in its pixels: positions uniformly at random
+    (seeded by ``name``, so every run and every model gets the same ones), colour the photo's mean
+    over the 5x5 patch around the point at the working size ``work_hw`` (default: its own)."""
+    from advseg_sdk.hints import Hint
+
+    h, w = photo.shape[:2]
+    wh, ww = work_hw or (h, w)
+    work = photo
+    if (wh, ww) != (h, w):
+        shrink = wh * ww < h * w
+        work = cv2.resize(photo, (ww, wh), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+    seed = int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "little")
+    rng = np.random.default_rng(seed)
+    xs, ys = rng.integers(0, w, count), rng.integers(0, h, count)
+    hints = []
+    for x, y in zip(xs.tolist(), ys.tolist()):
+        cx = min(max(int(np.floor((x + 0.5) * ww / w)), 0), ww - 1)
+        cy = min(max(int(np.floor((y + 0.5) * wh / h)), 0), wh - 1)
+        patch = work[max(cy - 2, 0) : cy + 3, max(cx - 2, 0) : cx + 3].reshape(-1, 3).astype(np.float64)
+        r, g, b = (int(v) for v in np.clip(np.rint(patch.mean(0)), 0, 255))
+        hints.append(Hint(x, y, (r, g, b)))
+    return hints
+
+
+@dataclass(frozen=True)
+class HintedPipeline:
+    """A :class:`~advseg_sdk.colorizer.Pipeline` evaluated with ``count`` sampled hints per photo
+    (unhinted when its bundle takes none: ``takes_hints`` is then False)."""
+
+    pipeline: Any
+    count: int
+
+    @property
+    def takes_hints(self) -> bool:
+        return bool(self.count) and bool(getattr(self.pipeline.colorizer, "accepts_hints", False))
+
+    def run(self, photo: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray, list[Any] | None]:
+        """(sketch, colour, the hints given or None) for one photo."""
+        if not self.takes_hints:
+            sketch, colour = self.pipeline.run(photo)
+            return sketch, colour, None
+        hints = sample_hints(photo, self.count, name, self.pipeline.work_size(photo.shape[:2]))
+        sketch, colour = self.pipeline.run(photo, hints=hints)
+        return sketch, colour, hints
+
+    def __call__(self, photo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        sketch, colour, _ = self.run(photo, "")
+        return sketch, colour
+
+
 def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
 
@@ -158,6 +218,7 @@ class ColourEvalResult:
     feature_network: str
     out_dir: Path
     files: dict[str, Path] = field(default_factory=dict)
+    hints: dict[str, Any] | None = None  # with HintedPipelines: per_photo, hinted, unhinted models
 
 
 def _goals(summary: dict[str, dict[str, float]], method: str) -> dict[str, Any]:
@@ -190,8 +251,9 @@ def evaluate_colour(
     title: str = "colour quality",
     progress: bool = True,
 ) -> ColourEvalResult:
-    """Run each pipeline (photo uint8 RGB -> (sketch uint8 (H, W), colour uint8 RGB)) on every
-    photo and score it and the baselines. The first pipeline's sketches make the baselines."""
+    """Run each pipeline (photo uint8 RGB -> (sketch uint8 (H, W), colour uint8 RGB), or a
+    :class:`HintedPipeline`) on every photo and score it and the baselines. The first pipeline's
+    sketches make the baselines."""
     if not photos:
         raise ValueError("no photos to evaluate")
     if not pipelines:
@@ -207,13 +269,22 @@ def evaluate_colour(
     sketches: list[np.ndarray] = []
     outputs: dict[str, list[np.ndarray]] = {n: [] for n in names}
     stems: list[str] = []
+    hinted = {n: p for n, p in pipelines.items() if isinstance(p, HintedPipeline)}
+    given: list[list[Any] | None] = []  # per photo: the first hinted model's hints
     for path in tqdm(list(photos), desc="colour", unit="img", disable=not progress):
         path = Path(path)
         rgb = _fit_long_side(read_image(path), eval_size)
         photo_arrays.append(rgb)
         stems.append(path.stem)
+        given.append(None)
         for i, n in enumerate(names):
-            sketch, colour = pipelines[n](rgb)
+            pipe = pipelines[n]
+            if isinstance(pipe, HintedPipeline):
+                sketch, colour, hints = pipe.run(rgb, path.name)
+                if given[-1] is None:
+                    given[-1] = hints
+            else:
+                sketch, colour = pipe(rgb)
             if colour.shape != rgb.shape:
                 raise ValueError(f"pipeline {n!r} returned {colour.shape} for a photo of {rgb.shape}")
             outputs[n].append(colour)
@@ -257,6 +328,12 @@ def evaluate_colour(
         feature_network=feats.network,
         out_dir=out,
     )
+    if hinted and any(p.count for p in hinted.values()):
+        result.hints = {
+            "per_photo": max(p.count for p in hinted.values()),
+            "hinted": [n for n, p in hinted.items() if p.takes_hints],
+            "unhinted": [n for n in names if n not in hinted or not hinted[n].takes_hints],
+        }
     result.files["per_image"] = _write_csv(out / "per_image.csv", rows)
     result.files["summary"] = _write_text(
         out / "summary.json",
@@ -272,6 +349,7 @@ def evaluate_colour(
                 "set_scores": set_scores,
                 "goals": goals,
                 "fid_note": f"FID only with >= {FID_MIN_IMAGES} images; KID otherwise",
+                **({"hints": result.hints} if result.hints else {}),
             },
             indent=1,
         ),
@@ -280,6 +358,10 @@ def evaluate_colour(
     result.files["contact_sheet"] = _contact_sheet(
         out / "contact_sheet.png", photo_arrays, sketches, [outputs[n] for n in names], sheet_rows
     )
+    if result.hints and result.hints["hinted"]:
+        shown = [_draw_points(s, g) for s, g in zip(sketches, given)]
+        columns = [sketches, shown, *(outputs[n] for n in names), photo_arrays]
+        result.files["hints_sheet"] = _sheet(out / "hints_sheet.png", columns, sheet_rows)
     result.files["html"] = _write_text(out / "index.html", _html(result, title, stems, names))
     return result
 
@@ -318,6 +400,20 @@ def _markdown(r: ColourEvalResult, title: str, n: int, eval_size: int) -> str:
             f"| {m} | {s['feature_cosine']:.3f} | {s['ssim_l']:.3f} | {s['ciede2000']:.2f} | "
             f"{s['chroma_ratio']:.2f} | {'' if kid_v is None else f'{kid_v:.4f}'} |"
         )
+    if r.hints:
+        h = r.hints
+        lines += [
+            "",
+            f"Colour hints: {h['per_photo']} points per photo (positions at random, seeded by the photo's "
+            "name; colour the photo's mean over the 5x5 patch at the working scale)"
+            + (f", given to {', '.join(h['hinted'])}" if h["hinted"] else "")
+            + "."
+            + (
+                f" {', '.join(h['unhinted'])}: takes no hints (its bundle has no hint input), scored unhinted."
+                if h["unhinted"]
+                else ""
+            ),
+        ]
     lines += ["", "Goals against the flat baseline:", ""]
     for name, g in r.goals.items():
         parts = [f"{k} {v['value']:.3f} (goal {v['goal']}: {'met' if v['met'] else 'missed'})" for k, v in g.items()]
@@ -334,6 +430,19 @@ def _contact_sheet(
     cell: int = 256,
 ) -> Path:
     """Rows of photo | sketch | colour (one column per pipeline), each image ``cell`` px wide."""
+    return _sheet(path, [photos, sketches, *outputs], rows, cell)
+
+
+def _draw_points(sketch: np.ndarray, hints: list[Any] | None) -> np.ndarray:
+    from advseg_sdk.hints import HintSet, draw_hints
+
+    if not hints:
+        return lines_baseline(sketch) if sketch.ndim == 2 else sketch
+    return draw_hints(sketch, HintSet(sketch.shape[:2], tuple(hints)))
+
+
+def _sheet(path: Path, columns: list[list[np.ndarray]], rows: int, cell: int = 256) -> Path:
+    """Rows of one image per column, each ``cell`` px wide; ``rows`` picked evenly."""
 
     def fit(img: np.ndarray) -> np.ndarray:
         if img.ndim == 2:
@@ -346,10 +455,11 @@ def _contact_sheet(
         out[: img.shape[0]] = img
         return out
 
-    picks = np.linspace(0, len(photos) - 1, min(rows, len(photos))).round().astype(int)
+    n = len(columns[0])
+    picks = np.linspace(0, n - 1, min(rows, n)).round().astype(int)
     grid = []
     for i in picks:
-        cells = [fit(photos[i]), fit(sketches[i])] + [fit(o[i]) for o in outputs]
+        cells = [fit(col[i]) for col in columns]
         height = max(c.shape[0] for c in cells) + 4  # a white gap between rows
         grid.append(np.concatenate([pad(c, height) for c in cells], 1))
     write_image(path, np.concatenate(grid, 0))

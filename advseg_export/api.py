@@ -32,7 +32,7 @@ from torch import nn
 from advseg_sdk.files import utc_timestamp
 from advseg_sdk.options import with_overrides
 
-from .calibration import ArrayCalibrationReader, InputSet, calibration_inputs, parity_inputs
+from .calibration import ArrayCalibrationReader, InputSet, calibration_inputs, parity_inputs, with_hint_channels
 from .onnx_export import MIN_OPSET, ExportError, export_onnx
 from .parity import DEFAULT_THRESHOLDS, PARITY_CONVENTION, ParityResult, Threshold, compare
 from .precision import Int8Options, convert_fp16, norm_nodes, op_block_summary, quantize_int8
@@ -109,7 +109,18 @@ class ExportTarget:
 
     @property
     def channels(self) -> int:
+        """The image's channels (the sketch's, or the photo's)."""
         return int(self.input_spec.get("channels", 3))
+
+    @property
+    def hint_channels(self) -> int:
+        """Colour-hint channels after the image's (``input.hints``; 0 without)."""
+        return int((self.input_spec.get("hints") or {}).get("channels", 0))
+
+    @property
+    def graph_channels(self) -> int:
+        """Channels of the graph's input tensor."""
+        return self.channels + self.hint_channels
 
     @property
     def in_range(self) -> tuple[float, float]:
@@ -208,6 +219,10 @@ def export_generator(
     short_side = _training_short_side(provenance.get("training_config"))
     if short_side is not None and fixed is None:
         input_spec["photo_short_side"] = short_side  # the scale the SDK sketches photos at
+    if cfg.hint_nc:
+        from advseg_sdk.hints import DEFAULT_POINT_RADIUS, HINT_ENCODING
+
+        input_spec["hints"] = {"channels": cfg.hint_nc, "encoding": HINT_ENCODING, "point_radius": DEFAULT_POINT_RADIUS}
     target = ExportTarget(
         module=net,
         task="sketch2color",
@@ -285,7 +300,7 @@ def export_module(
         fixed = target.input_spec.get("fixed_size")
         profile = _resolve_profile(opts.trt_profile, target)
         profile.check_for(
-            tuple(fixed) if fixed else None, int(target.input_spec.get("size_multiple", 1)), target.channels
+            tuple(fixed) if fixed else None, int(target.input_spec.get("size_multiple", 1)), target.graph_channels
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     # The parent folder's lock serialises the short steps that touch ``out`` (clean-up, the
@@ -339,7 +354,7 @@ def _build(
         return export_onnx(
             module,
             path,
-            (1, target.channels, h, w),
+            (1, target.graph_channels, h, w),
             opset=opset,
             dynamic_hw=target.dynamic_hw,
             instance_norm=opts.instance_norm,
@@ -349,6 +364,8 @@ def _build(
 
     say(f"preparing parity inputs ({target.task}, {h}x{w})")
     pin = parity_inputs(target.task, (h, w), target.in_range, sketch_method=opts.sketch_method)
+    if target.hint_channels:
+        pin = with_hint_channels(pin, target.hint_channels, seed=0)
     reference = _torch_forward(target.module, pin.array)
 
     artefacts: list[dict[str, Any]] = []
@@ -366,6 +383,7 @@ def _build(
             "passed": not bad,
             "inputs": pin.names,
             "input_shape": list(pin.array.shape),
+            **({"hints": pin.describe_hints()} if pin.hinted is not None else {}),
         }
         if bad:
             failures[name] = bad
@@ -402,6 +420,8 @@ def _build(
             count=opts.calib_count,
             sketch_method=opts.sketch_method,
         )
+        if target.hint_channels:
+            cin = with_hint_channels(cin, target.hint_channels, seed=1)
         path = tmp / ARTEFACT_FILES["int8"]
         source = fp32_path
         if int8_options.subpixel_conv_transpose:
@@ -496,7 +516,10 @@ def _resolve_profile(profile: ShapeProfile | Mapping[str, Any] | None, target: E
         return profile
     fixed = target.input_spec.get("fixed_size")
     default = ShapeProfile.default(
-        target.channels, tuple(fixed) if fixed else None, int(target.input_spec.get("size_multiple", 1)), input="input"
+        target.graph_channels,
+        tuple(fixed) if fixed else None,
+        int(target.input_spec.get("size_multiple", 1)),
+        input="input",
     )
     given = dict(profile or {})
     unknown = set(given) - {"min", "opt", "max"}
@@ -683,7 +706,10 @@ def _calib_info(cin: InputSet, calib, task: str, sketch_method: str) -> dict[str
         src = f"cached real photos (asset 'photos') turned into {sketch_method} sketches"
     else:
         src = "cached real photos (asset 'photos')"
-    return {"source": src, "count": len(cin), "images": cin.names, "size": list(cin.array.shape[2:])}
+    info: dict[str, Any] = {"source": src, "count": len(cin), "images": cin.names, "size": list(cin.array.shape[2:])}
+    if cin.hinted is not None:
+        info["hints"] = cin.describe_hints()
+    return info
 
 
 def _source_provenance(source: Any, layout: str | None) -> dict[str, Any]:

@@ -8,7 +8,9 @@
   ONNX Runtime's quantiser through :class:`ArrayCalibrationReader`.
 
 Arrays are float32 NCHW in the network's input range: ``[-1, 1]`` for generators, ``[0, 1]``
-for HED.
+for HED. Generators that take colour hints get the hint channels appended by
+:func:`with_hint_channels`: zero (no hints) for every third image, a few random hint squares for
+the others, so parity and calibration see both the automatic and the hinted case.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ __all__ = [
     "list_images",
     "parity_inputs",
     "calibration_inputs",
+    "with_hint_channels",
     "ArrayCalibrationReader",
 ]
 
@@ -49,9 +52,17 @@ class CalibrationError(ValueError):
 class InputSet:
     """A batch of network inputs (float32 NCHW) and the names of the images they came from."""
 
-    def __init__(self, array: np.ndarray, names: Sequence[str]):
+    def __init__(self, array: np.ndarray, names: Sequence[str], hinted: Sequence[bool] | None = None):
         self.array = np.ascontiguousarray(array, dtype=np.float32)
         self.names = list(names)
+        self.hinted = None if hinted is None else list(hinted)  # per image: random hints in its hint channels
+
+    def describe_hints(self) -> str | None:
+        """Which images carry random hints (None: the inputs have no hint channels)."""
+        if self.hinted is None:
+            return None
+        n = sum(self.hinted)
+        return f"{n} of {len(self)} with 1-8 random hint squares (side 3-7 px), the rest with zero hints"
 
     def __len__(self) -> int:
         return self.array.shape[0]
@@ -207,6 +218,25 @@ def calibration_inputs(
     others = [p for p in paths if p.name not in PARITY_PHOTOS]
     chosen = (others if len(others) >= count else paths)[:count]
     return _prepare(chosen, size, task, value_range, sketch_method, False)
+
+
+def with_hint_channels(inputs: InputSet, channels: int = 4, seed: int = 0) -> InputSet:
+    """``inputs`` with ``channels`` colour-hint channels appended (``rgb-mask``: hint RGB in
+    [-1, 1] times the mask, then the mask): all zero for every third image (the automatic case),
+    1-8 random squares of side 3-7 px in random colours for the others. Deterministic in ``seed``."""
+    if channels != 4:
+        raise ValueError(f"only the 4-channel rgb-mask hint encoding is supported, got {channels} channels")
+    rng = np.random.default_rng(seed)
+    n, _, h, w = inputs.array.shape
+    planes = np.zeros((n, channels, h, w), np.float32)
+    hinted = [i % 3 != 0 for i in range(n)]
+    for i in np.flatnonzero(hinted):
+        for _ in range(int(rng.integers(1, 9))):
+            side = int(rng.integers(3, 8))
+            y, x = int(rng.integers(0, max(1, h - side + 1))), int(rng.integers(0, max(1, w - side + 1)))
+            planes[i, :3, y : y + side, x : x + side] = rng.uniform(-1.0, 1.0, 3).astype(np.float32)[:, None, None]
+            planes[i, 3, y : y + side, x : x + side] = 1.0
+    return InputSet(np.concatenate([inputs.array, planes], axis=1), inputs.names, hinted)
 
 
 class ArrayCalibrationReader(CalibrationDataReader):

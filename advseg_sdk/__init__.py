@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from .lazy import lazy_exports
 
-__all__ = ["Colorizer", "Pipeline", "SketchExtractor", "load_bundle", "BundleError"]
+__all__ = ["Colorizer", "Pipeline", "SketchExtractor", "load_bundle", "BundleError", "Hint", "HintError"]
 
 _EXPORTS = {
     "Colorizer": "advseg_sdk.colorizer",
@@ -22,11 +22,14 @@ _EXPORTS = {
     "SketchExtractor": "advseg_sdk.sketcher",
     "load_bundle": "advseg_sdk.bundle",
     "BundleError": "advseg_sdk.bundle",
+    "Hint": "advseg_sdk.hints",
+    "HintError": "advseg_sdk.hints",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from .bundle import BundleError, load_bundle
     from .colorizer import Colorizer, Pipeline
+    from .hints import Hint, HintError
     from .sketcher import SketchExtractor
 
 

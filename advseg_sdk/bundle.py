@@ -15,7 +15,10 @@ Manifest schema, format version ``advseg-bundle/1``::
                  "layout": "NCHW", "channels": 3, "color": "RGB",
                  "range": [-1, 1],                   # values the graph expects
                  "size_multiple": 4,                 # fully convolutional: H, W multiple of this
-                 "min_size": 8},                     # optional: smallest H, W the graph runs at
+                 "min_size": 8,                      # optional: smallest H, W the graph runs at
+                 "hints": {"channels": 4,            # optional: colour-hint channels after the
+                           "encoding": "rgb-mask",   # sketch's (graph input 3 + 4 channels)
+                           "point_radius": 2}},
                 # or  "fixed_size": [256, 256]      # [H, W]: the graph only runs at this size
       "output": {"name": "output", "layout": "NCHW", "channels": 3, "range": [-1, 1]},
       "artefacts": [
@@ -48,7 +51,7 @@ add fields within a format version; a breaking change bumps the version.
 
 Public API: :func:`write_manifest` (atomic), :func:`describe_artefact` (sha256 + size entry),
 :func:`load_bundle` (directory or zip, verifies versions and hashes), :class:`Bundle`,
-:class:`Artefact`, :class:`InputSpec`, :class:`BundleError`, :func:`default_bundle_dir`,
+:class:`Artefact`, :class:`InputSpec`, :class:`HintSpec`, :class:`BundleError`, :func:`default_bundle_dir`,
 :func:`default_bundle_path`, :func:`pack_bundle` (zip a bundle directory).
 """
 
@@ -80,6 +83,7 @@ __all__ = [
     "Artefact",
     "EngineInfo",
     "InputSpec",
+    "HintSpec",
     "Bundle",
     "write_manifest",
     "describe_artefact",
@@ -199,8 +203,34 @@ class Artefact:
 
 
 @dataclass(frozen=True)
+class HintSpec:
+    """The colour-hint input of a generator that takes hints (``input.hints``): ``channels``
+    graph channels after the sketch's, in ``encoding`` ``rgb-mask`` (hint RGB in [-1, 1] times
+    the mask, then the mask; see :mod:`advseg_sdk.hints`); a point hint is a square of side
+    ``2 * point_radius + 1`` at the network's resolution."""
+
+    channels: int = 4
+    encoding: str = "rgb-mask"
+    point_radius: int = 2
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> HintSpec:
+        return cls(
+            channels=int(d.get("channels", 4)),
+            encoding=str(d.get("encoding", "rgb-mask")),
+            point_radius=int(d.get("point_radius", 2)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"channels": self.channels, "encoding": self.encoding, "point_radius": self.point_radius}
+
+
+@dataclass(frozen=True)
 class InputSpec:
-    """What the graph expects: layout, channels, value range and spatial constraints."""
+    """What the graph expects: layout, channels, value range and spatial constraints.
+
+    ``channels`` are the sketch's; a generator that takes colour hints reads ``hints.channels``
+    more (:attr:`graph_channels` in all); ``hints`` is None when it takes none."""
 
     name: str | None = None
     layout: str = "NCHW"
@@ -210,11 +240,18 @@ class InputSpec:
     size_multiple: int = 1
     fixed_size: tuple[int, int] | None = None  # (H, W)
     min_size: int = 1  # smallest H and W the graph accepts (after padding)
+    hints: HintSpec | None = None  # the colour-hint channels after the sketch's, if any
+
+    @property
+    def graph_channels(self) -> int:
+        """Channels of the graph's input tensor: the sketch's, then the hints'."""
+        return self.channels + (self.hints.channels if self.hints is not None else 0)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> InputSpec:
         fixed = d.get("fixed_size")
         rng = d.get("range", (-1.0, 1.0))
+        hints = d.get("hints")
         return cls(
             name=d.get("name"),
             layout=str(d.get("layout", "NCHW")),
@@ -224,6 +261,7 @@ class InputSpec:
             size_multiple=int(d.get("size_multiple", 1) or 1),
             fixed_size=None if fixed is None else (int(fixed[0]), int(fixed[1])),
             min_size=int(d.get("min_size", 1) or 1),
+            hints=HintSpec.from_dict(hints) if hints else None,
         )
 
 

@@ -29,6 +29,8 @@ _STRICT_HELP = "Refuse a TensorRT engine built for another GPU/TensorRT instead 
 _RAY_HELP = "Colour on Ray Data with a pool of actors, locally or on a cluster (pip install 'advseg[ray]')."
 _GPUS_HELP = "With --ray: GPUs per actor; a fraction lets actors share a GPU."
 _ACTORS_HELP = "With --ray: actors, each holding one model (default: one per CPU, or per GPU share)."
+_HINTS_HELP = "Colour hints for a single input: an RGBA PNG of its size (alpha > 127 = hinted pixel, RGB its colour)."
+_HINT_HELP = "A colour hint at pixel X,Y of a single input, e.g. 120,40,#3366ff (repeatable)."
 
 
 @click.command("colorize")
@@ -39,6 +41,8 @@ _ACTORS_HELP = "With --ray: actors, each holding one model (default: one per CPU
 @opt.choice("--sketch-method", opt.SKETCH_METHODS, "hed", "With --from-photo: how photos become sketches.")
 @opt.optional_path("--sketch-bundle", _SKETCH_BUNDLE_HELP)
 @opt.flag("--save-sketch", "With --from-photo: also write <stem>.sketch.png.")
+@opt.optional_path("--hints", _HINTS_HELP, exists=True, dir_okay=False)
+@opt.repeated("--hint", _HINT_HELP, opt.HintPoint())
 @opt.number("--tile", click.IntRange(min=8), None, _TILE_HELP)
 @opt.number("--tile-overlap", click.IntRange(min=0), 32, "Minimum overlap of neighbouring tiles, in pixels.")
 @opt.choice("--precision", PRECISION_CHOICES, "auto", _PRECISION_HELP)
@@ -63,9 +67,11 @@ def colorize(**cli: Any) -> None:
     if cli["tile"] is not None and cli["tile_overlap"] >= cli["tile"]:
         raise click.UsageError(f"--tile-overlap ({cli['tile_overlap']}) must be smaller than --tile ({cli['tile']})")
     providers = cli.pop("providers")
+    hints = _hints(inputs, cli.pop("hints"), cli.pop("hint"), use_ray)
     options = ColorizeOptions(
         providers=[p.strip() for p in providers.split(",") if p.strip()] if providers else None,
         progress=not cli.pop("quiet"),
+        hints=hints,
         **cli,
     )
     cli_inputs(inputs, out_dir)
@@ -86,6 +92,42 @@ def colorize(**cli: Any) -> None:
         sys.exit(1)
     summary = report.summary() if isinstance(report, RayReport) and report.written else None
     cli_finish(report, out_dir, "image(s)", "failed:", summary)
+
+
+def _hints(inputs: tuple[Path, ...], scribble: Path | None, points: tuple[Any, ...], use_ray: bool) -> Any:
+    """``--hints`` / ``--hint`` checked against the single input image: the scribble's path or the
+    points (None without hints); usage errors name the option."""
+    if scribble is None and not points:
+        return None
+    if len(inputs) != 1 or inputs[0].is_dir() or use_ray:
+        raise click.UsageError("--hint and --hints need a single input image (not a folder, several inputs or --ray)")
+    if scribble is not None and points:
+        raise click.UsageError("give --hint or --hints, not both (draw the points into the scribble)")
+    from .hints import HintError, read_scribble
+    from .imageio import ImageReadError, read_image
+
+    try:
+        h, w = read_image(inputs[0]).shape[:2]
+    except ImageReadError:
+        return scribble or list(points)  # the batch reports the unreadable input
+    if scribble is not None:
+        try:
+            arr = read_scribble(scribble, where=str(scribble))
+        except HintError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--hints'") from None
+        if arr.shape[:2] != (h, w):
+            raise click.BadParameter(
+                f"{scribble} is {arr.shape[1]}x{arr.shape[0]}, the input image is {w}x{h}; draw it at the image's size",
+                param_hint="'--hints'",
+            )
+        return scribble
+    for p in points:
+        if not (0 <= p.x < w and 0 <= p.y < h):
+            raise click.BadParameter(
+                f"{p.x:g},{p.y:g} is outside the {w}x{h} input image (0 <= X < {w}, 0 <= Y < {h})",
+                param_hint="'--hint'",
+            )
+    return list(points)
 
 
 # --------------------------------------------------------------------------- info
@@ -125,6 +167,11 @@ def bundle_summary(bundle: Any) -> str:
         f"input      {spec.name or '-'}: {spec.layout} {spec.channels}ch {spec.color} "
         f"range [{_fmt(spec.range[0])}, {_fmt(spec.range[1])}], {size}"
     )
+    if spec.hints is not None:
+        lines.append(
+            f"hints      {spec.hints.channels}ch {spec.hints.encoding} after the sketch's, "
+            f"point radius {spec.hints.point_radius}"
+        )
     out = b.output_spec
     if out:
         lines.append("output     " + ", ".join(f"{k}={_fmt(v)}" for k, v in out.items()))

@@ -14,6 +14,7 @@ import click
 
 __all__ = [
     "SKETCH_METHODS",
+    "HintPoint",
     "choice",
     "flag",
     "input_paths",
@@ -29,6 +30,22 @@ __all__ = [
 SKETCH_METHODS = ("hed", "xdog", "canny")
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+class HintPoint(click.ParamType):
+    """``X,Y,#RRGGBB``: one colour hint at pixel (X, Y); a malformed one is a usage error naming the option."""
+
+    name = "X,Y,#RRGGBB"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from .hints import Hint, HintError, parse_hint_text
+
+        if isinstance(value, Hint):
+            return value
+        try:
+            return parse_hint_text(value)
+        except HintError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 def input_paths() -> Decorator:

@@ -34,7 +34,11 @@ SKETCH_SUFFIX = ".sketch.png"  # save_sketch: <stem>.sketch.png beside <stem>.pn
 @dataclass(frozen=True)
 class ColorizeOptions:
     """What to run and how: the model (bundle, photos or sketches, tiling, precision, providers)
-    and the batch (sidecar sketches, overwriting, the pixel limit, progress)."""
+    and the batch (sidecar sketches, overwriting, the pixel limit, progress).
+
+    ``hints``: colour hints for a single input (in its pixels; a bundle that takes hints only): a
+    sequence of points ``(x, y, colour)`` / :class:`~advseg_sdk.hints.Hint`, or the path of an
+    RGBA scribble PNG. One process only (not with Ray)."""
 
     bundle: str | os.PathLike | None = None
     from_photo: bool = False  # inputs are photos: sketch them first
@@ -49,6 +53,7 @@ class ColorizeOptions:
     overwrite: bool = False
     max_pixels: int | None = None
     progress: bool = True
+    hints: str | os.PathLike | Sequence[Any] | None = None
 
     def model_kwargs(self, absolute_paths: bool = False) -> dict[str, Any]:
         """Keyword arguments of the model (:class:`Colorizer` or :class:`Pipeline`); bundle paths
@@ -140,12 +145,14 @@ def colorize_files(
     if not todo:
         return report
     model = open_model(from_photo=opts.from_photo, **opts.model_kwargs())
+    if opts.hints is not None:
+        getattr(model, "colorizer", model).require_hints()  # the whole batch is wrong: raise
     read_kw = {} if opts.max_pixels is None else {"max_pixels": opts.max_pixels}
     bar = tqdm(todo, desc="colorize", unit="img", disable=not opts.progress, file=err)
     for f, t in bar:
         try:
             rgb = read_image(f, **read_kw)
-            result = model.run(rgb) if opts.from_photo else model.colorize(rgb)
+            result = model.run(rgb, hints=opts.hints) if opts.from_photo else model.colorize(rgb, hints=opts.hints)
             save_result(t, result, save_sketch=opts.save_sketch)
             report.written.append(t)
         except Exception as exc:  # one bad input must not stop the batch

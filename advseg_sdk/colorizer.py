@@ -13,6 +13,11 @@ unet_256) are resized to that size and back, or tiled when ``tile`` is given. Im
 ``max_pixels`` (or any image when ``tile`` is given) run in overlapping tiles with feathered
 blending (:mod:`advseg_sdk.tiling`), so the network never sees more than one tile at a time.
 Inputs of the same network shape are batched, up to ``max_batch``.
+
+Bundles whose generator takes colour hints (``Colorizer.accepts_hints``) also take ``hints=``:
+points ``(x, y, "#RRGGBB")`` or an RGBA scribble in the sketch's pixels (:mod:`advseg_sdk.hints`);
+they are rendered at the network's resolution and padded, resized and tiled with the sketch
+(padding adds no hint). Without hints such a bundle colours automatically (zero hint channels).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import cv2
 import numpy as np
 
 from .bundle import Bundle, BundleError, default_bundle_path, load_bundle
+from .hints import HintError, HintSet, parse_hints
 from .imageio import ImageReadError, to_rgb_uint8
 from .runtime import ProviderSpec, Runner, open_runner
 from .tiling import Tile, TileBlender, iter_chunks, tile_grid
@@ -148,25 +154,37 @@ class Colorizer:
         return f"Colorizer({str(self.bundle.source)!r}, runner={self.runner.label!r})"
 
     # ------------------------------------------------------------------ public
-    def colorize(self, x: Any, bgr: bool = False) -> np.ndarray | list[np.ndarray]:
-        """Colour one sketch (or a list): returns uint8 RGB (H, W, 3) at each input's size."""
+    @property
+    def accepts_hints(self) -> bool:
+        """Whether the bundle's generator takes colour hints (``input.hints`` in its manifest)."""
+        return self.spec.hints is not None
+
+    def colorize(self, x: Any, bgr: bool = False, hints: Any = None) -> np.ndarray | list[np.ndarray]:
+        """Colour one sketch (or a list): returns uint8 RGB (H, W, 3) at each input's size.
+
+        ``hints`` (bundles with ``accepts_hints`` only): for one sketch, a list of points
+        ``(x, y, colour)`` / :class:`~advseg_sdk.hints.Hint` in its pixels, or an RGBA scribble
+        (uint8 array of its size, or a PNG path); for a list of sketches, None or one such entry
+        (or None) per sketch. Raises :class:`~advseg_sdk.hints.HintError` for bad hints."""
         if isinstance(x, (list, tuple)):
             imgs = [self._load(item, bgr, f"input {i}") for i, item in enumerate(x)]
-            return self.colorize_arrays(imgs)
-        return self.colorize_arrays([self._load(x, bgr, None)])[0]
+            return self.colorize_arrays(imgs, self._per_image(hints, len(imgs)))
+        return self.colorize_arrays([self._load(x, bgr, None)], None if hints is None else [hints])[0]
 
     __call__ = colorize
 
-    def colorize_arrays(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Colour uint8 RGB (H, W, 3) arrays; same-shape work is batched."""
+    def colorize_arrays(self, images: Sequence[np.ndarray], hints: Sequence[Any] | None = None) -> list[np.ndarray]:
+        """Colour uint8 RGB (H, W, 3) arrays (``hints``: None or one entry per image, as for
+        :meth:`colorize`); same-shape work is batched."""
+        sets = self.hint_sets(images, hints)
         results: list[np.ndarray | None] = [None] * len(images)
         groups: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}
         for i, img in enumerate(images):
             tiles = self.tile_plan(img.shape[0], img.shape[1])
             if tiles:
-                results[i] = self._run_tiled(img, tiles)
+                results[i] = self._run_tiled(img, tiles, sets[i])
             else:
-                net_in = self._fit(img)
+                net_in = self._fit(img, sets[i])
                 groups.setdefault(net_in.shape[:2], []).append((i, net_in))
         for items in groups.values():
             for chunk in iter_chunks(items, self._batch_limit()):
@@ -174,6 +192,48 @@ class Colorizer:
                 for (i, _), out in zip(chunk, outs):
                     results[i] = self._to_uint8(self._restore(out, images[i].shape[:2]))
         return results  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ hints
+    @staticmethod
+    def _per_image(hints: Any, n: int) -> list[Any] | None:
+        if hints is None:
+            return None
+        if not isinstance(hints, (list, tuple)) or len(hints) != n:
+            raise HintError(f"for a list of {n} images, hints must be None or a list with one entry per image")
+        return list(hints)
+
+    def require_hints(self) -> None:
+        """Raise :class:`~advseg_sdk.hints.HintError` unless the bundle takes colour hints."""
+        if not self.accepts_hints:
+            raise HintError(
+                f"bundle {self.bundle.name!r} ({self.bundle.source}) takes no colour hints (its manifest has no "
+                "input.hints); colour without hints, or export a generator trained with hints (model.hint_nc=4)"
+            )
+
+    def hint_sets(self, images: Sequence[np.ndarray], hints: Sequence[Any] | None) -> list[HintSet | None]:
+        """Check ``hints`` (None, or one entry per image) against the bundle and the images' sizes."""
+        if hints is None:
+            return [None] * len(images)
+        if len(hints) != len(images):
+            raise HintError(f"{len(hints)} hint entries for {len(images)} images; give one per image (or None)")
+        if any(h is not None for h in hints):
+            self.require_hints()
+        many = len(images) > 1
+        return [
+            parse_hints(h, img.shape[:2], f"input {i} hints" if many else "hints")
+            for i, (img, h) in enumerate(zip(images, hints))
+        ]
+
+    def _with_hints(self, net_in: np.ndarray, hints: HintSet | None, window: tuple[int, int, int, int]) -> np.ndarray:
+        """Append the hint planes of image region ``window`` at the network input's size (zeros
+        without hints); bundles without hint inputs get the sketch alone."""
+        if self.spec.hints is None:
+            return net_in
+        if hints is None:
+            planes = np.zeros((*net_in.shape[:2], self.spec.hints.channels), np.float32)
+        else:
+            planes = hints.render(net_in.shape[:2], window, self.spec.hints.point_radius)
+        return np.concatenate([net_in, planes], axis=2)
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -208,14 +268,17 @@ class Colorizer:
             )
         return tile
 
-    def _fit(self, img: np.ndarray) -> np.ndarray:
-        """uint8 (H, W, 3) → network-sized float32 (h, w, C) in the input range."""
+    def _fit(self, img: np.ndarray, hints: HintSet | None = None, origin: tuple[int, int] = (0, 0)) -> np.ndarray:
+        """uint8 (H, W, 3) → network-sized float32 (h, w, C) in the input range, then the hint
+        planes of the region of that size at ``origin`` of the image ``hints`` belong to. The
+        sketch is reflect-padded, the hints are not (padding holds no hint)."""
+        h, w = img.shape[:2]
         if self.fully_convolutional:
-            ph, pw = self._padded_size(*img.shape[:2])
-            return self._to_net(_reflect_pad(img, ph, pw))
+            ph, pw = self._padded_size(h, w)
+            return self._with_hints(self._to_net(_reflect_pad(img, ph, pw)), hints, (*origin, ph, pw))
         assert self.spec.fixed_size is not None  # not fully convolutional
         fh, fw = self.spec.fixed_size
-        return self._to_net(_resize(img, fh, fw))
+        return self._with_hints(self._to_net(_resize(img, fh, fw)), hints, (*origin, h, w))
 
     def _restore(self, out: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
         """Network output (h, w, C) in [0, 255] float → (H, W, C): crop padding or resize back."""
@@ -285,13 +348,15 @@ class Colorizer:
             return tile_grid(ph, pw, tile, self.tile_overlap, self.spec.size_multiple, fit=True)
         return tile_grid(h, w, tile, self.tile_overlap)
 
-    def _run_tiled(self, img: np.ndarray, tiles: list[Tile]) -> np.ndarray:
+    def _run_tiled(self, img: np.ndarray, tiles: list[Tile], hints: HintSet | None = None) -> np.ndarray:
         h, w = img.shape[:2]
         src = _reflect_pad(img, *self._padded_size(h, w)) if self.fully_convolutional else img
         blender = TileBlender(src.shape[0], src.shape[1], 3, self.tile_overlap)
         for chunk in iter_chunks(tiles, self._batch_limit()):
-            crops = [src[t.slices] for t in chunk]
-            for t, out in zip(chunk, self._run_net([self._fit(c) for c in crops])):
+            # each tile's hint planes are its window of the whole image's (rendered per tile, so
+            # memory stays bounded; at the same scale that is exactly the cut of the full array)
+            net_in = [self._fit(src[t.slices], hints, (t.y, t.x)) for t in chunk]
+            for t, out in zip(chunk, self._run_net(net_in)):
                 blender.add(t, self._restore(out, (t.h, t.w)))
         return self._to_uint8(blender.result()[:h, :w])
 
@@ -355,22 +420,28 @@ class Pipeline:
     def __repr__(self) -> str:
         return f"Pipeline(sketcher={self.sketcher!r}, colorizer={self.colorizer!r})"
 
-    def run(self, x: Any, bgr: bool = False) -> PipelineResult | list[PipelineResult]:
-        """Sketch and colour one photo (or a list): :class:`PipelineResult` (sketch, color)."""
+    def run(self, x: Any, bgr: bool = False, hints: Any = None) -> PipelineResult | list[PipelineResult]:
+        """Sketch and colour one photo (or a list): :class:`PipelineResult` (sketch, color).
+
+        ``hints`` as for :meth:`Colorizer.colorize`, in the photo's pixels; they are mapped to the
+        working scale the pipeline colours at."""
         single = not isinstance(x, (list, tuple))
         items = [x] if single else list(x)
         photos = [Colorizer._load(item, bgr, None if single else f"input {i}") for i, item in enumerate(items)]
+        per_photo = ([hints] if hints is not None else None) if single else Colorizer._per_image(hints, len(items))
+        hint_sets = self.colorizer.hint_sets(photos, per_photo)
         work = [self._to_work_scale(p) for p in photos]
         sketches = [self._sketch(p) for p in work]
-        colours = self.colorizer.colorize_arrays([self._as_rgb(s) for s in sketches])
+        scaled = [None if hs is None else hs.scaled(wk.shape[:2]) for hs, wk in zip(hint_sets, work)]
+        colours = self.colorizer.colorize_arrays([self._as_rgb(s) for s in sketches], scaled)
         results = [self._to_photo_scale(s, c, p.shape[:2]) for s, c, p in zip(sketches, colours, photos)]
         return results[0] if single else results
 
     __call__ = run
 
-    def colorize(self, x: Any, bgr: bool = False) -> np.ndarray | list[np.ndarray]:
+    def colorize(self, x: Any, bgr: bool = False, hints: Any = None) -> np.ndarray | list[np.ndarray]:
         """Only the colour images of :meth:`run`."""
-        r = self.run(x, bgr=bgr)
+        r = self.run(x, bgr=bgr, hints=hints)
         return [p.color for p in r] if isinstance(r, list) else r.color
 
     def work_size(self, hw: tuple[int, int]) -> tuple[int, int]:

@@ -69,10 +69,10 @@ def _options(
 ) -> tuple[ColorizeOptions, RayOptions]:
     """Both option sets, with keyword overrides sorted to the one that has the field."""
     ray_names = set(RayOptions.__dataclass_fields__)
-    return (
-        with_overrides(ColorizeOptions, options, {k: v for k, v in overrides.items() if k not in ray_names}),
-        with_overrides(RayOptions, ray_options, {k: v for k, v in overrides.items() if k in ray_names}),
-    )
+    colorize = with_overrides(ColorizeOptions, options, {k: v for k, v in overrides.items() if k not in ray_names})
+    if colorize.hints is not None:
+        raise ValueError("colour hints belong to one image: colour it in one process (colorize_files), not on Ray")
+    return colorize, with_overrides(RayOptions, ray_options, {k: v for k, v in overrides.items() if k in ray_names})
 
 
 def _ray() -> Any:

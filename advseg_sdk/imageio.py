@@ -4,14 +4,19 @@
   truncated data instead of returning a half-grey image, applies the EXIF orientation, and converts
   any mode (grayscale, 16-bit, palette, alpha, CMYK, ...) to RGB; transparency is composited on white.
 - :func:`to_rgb_uint8` does the same for a path, a ``PIL.Image`` or a numpy array.
+- :func:`decode_image` does it for encoded bytes held in memory (an upload), with the same checks;
+  :func:`open_image_bytes` returns the checked, decoded ``PIL.Image`` in its own mode.
 - :func:`write_image` writes atomically (temporary file + rename); the format follows the suffix.
 
 All read failures raise :class:`ImageReadError` (a ``ValueError``) whose message names the file
-and the reason.
+and the reason; :class:`UnsupportedImageError` (not an image Pillow reads) and
+:class:`ImageTooLargeError` (over the pixel limit) are its subclasses for callers that answer
+them differently (an HTTP service: 415 and 413).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 import warnings
@@ -27,7 +32,11 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "MAX_PIXELS_ENV",
     "ImageReadError",
+    "UnsupportedImageError",
+    "ImageTooLargeError",
     "max_pixels_limit",
+    "decode_image",
+    "open_image_bytes",
     "read_image",
     "to_rgb_uint8",
     "write_image",
@@ -44,6 +53,14 @@ _PIL_GLOBALS = threading.Lock()
 
 class ImageReadError(ValueError):
     """An image could not be read; the message names the file (or object) and the reason."""
+
+
+class UnsupportedImageError(ImageReadError):
+    """The data is not an image in a format Pillow can read."""
+
+
+class ImageTooLargeError(ImageReadError):
+    """The image's header declares more pixels than the limit in force (nothing was decoded)."""
 
 
 def max_pixels_limit(max_pixels: int | None = None) -> int:
@@ -82,26 +99,30 @@ def _open_checked(path: Path, limit: int) -> Image.Image:
         raise ImageReadError(f"{path}: is a directory, not an image file")
     if size == 0:
         raise ImageReadError(f"{path}: file is empty (0 bytes)")
+    return _decode_checked(path, str(path), limit)
 
+
+def _decode_checked(src: Path | io.BytesIO, label: str, limit: int) -> Image.Image:
+    """Open ``src`` (a file or bytes) lazily, check its pixel count from the header, then decode."""
     # Our own limit replaces Pillow's decompression-bomb check (which warns or refuses at its own,
     # global threshold). Opening reads the header only: nothing is decoded or allocated yet.
     pil_limit = Image.MAX_IMAGE_PIXELS
     try:
-        im = _pil_open(path, no_bomb_check=pil_limit is not None and limit > 2 * pil_limit)
+        im = _pil_open(src, label, no_bomb_check=pil_limit is not None and limit > 2 * pil_limit)
     except Image.DecompressionBombError:
         # Over Pillow's hard limit, hence over ours: open the header again to report the size.
-        im = _pil_open(path, no_bomb_check=True)
+        im = _pil_open(src, label, no_bomb_check=True)
 
     w, h = im.size
     if w * h > limit:
         im.close()
-        raise ImageReadError(
-            f"{path}: image is {w}x{h} = {_mp(w * h)}, over the limit of {_mp(limit)} ({limit} pixels); "
+        raise ImageTooLargeError(
+            f"{label}: image is {w}x{h} = {_mp(w * h)}, over the limit of {_mp(limit)} ({limit} pixels); "
             f"raise it with max_pixels=N, `--max-pixels N` or ${MAX_PIXELS_ENV}=N"
         )
     if w == 0 or h == 0:
         im.close()
-        raise ImageReadError(f"{path}: image has zero size ({w}x{h})")
+        raise ImageReadError(f"{label}: image has zero size ({w}x{h})")
 
     try:
         if ImageFile.LOAD_TRUNCATED_IMAGES:  # someone enabled it: decode strictly anyway
@@ -115,44 +136,49 @@ def _open_checked(path: Path, limit: int) -> Image.Image:
             im.load()
     except (OSError, SyntaxError, ValueError) as exc:
         im.close()
-        raise ImageReadError(f"{path}: image data is truncated or corrupt ({exc})") from None
+        raise ImageReadError(f"{label}: image data is truncated or corrupt ({exc})") from None
     except MemoryError:
         im.close()
         raise ImageReadError(
-            f"{path}: not enough memory to decode a {w}x{h} image; lower the pixel limit "
+            f"{label}: not enough memory to decode a {w}x{h} image; lower the pixel limit "
             f"(max_pixels / --max-pixels / ${MAX_PIXELS_ENV}) to refuse such files up front"
         ) from None
     return im
 
 
-def _pil_open(path: Path, no_bomb_check: bool) -> Image.Image:
+def _pil_open(src: Path | io.BytesIO, label: str, no_bomb_check: bool) -> Image.Image:
     """``Image.open`` (lazy) with clear errors; optionally without Pillow's pixel-count check."""
+    if isinstance(src, io.BytesIO):
+        src.seek(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             if not no_bomb_check:
-                return Image.open(path)
+                return Image.open(src)
             with _PIL_GLOBALS:
                 saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
                 try:
-                    return Image.open(path)
+                    return Image.open(src)
                 finally:
                     Image.MAX_IMAGE_PIXELS = saved
         except UnidentifiedImageError:
-            raise ImageReadError(f"{path}: not an image in a format Pillow can read ({_sniff(path)})") from None
+            raise UnsupportedImageError(f"{label}: not an image in a format Pillow can read ({_sniff(src)})") from None
         except Image.DecompressionBombError:
             raise
         except (OSError, SyntaxError, ValueError) as exc:
-            raise ImageReadError(f"{path}: cannot open image ({exc})") from None
+            raise ImageReadError(f"{label}: cannot open image ({exc})") from None
 
 
-def _sniff(path: Path) -> str:
+def _sniff(src: Path | io.BytesIO) -> str:
     """A short hint of what the file is, for 'not an image' errors."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(64)
-    except OSError:
-        return "unreadable"
+    if isinstance(src, io.BytesIO):
+        head = src.getvalue()[:64]
+    else:
+        try:
+            with open(src, "rb") as f:
+                head = f.read(64)
+        except OSError:
+            return "unreadable"
     if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head):
         return f"it looks like text: {head[:32].decode('ascii')!r}"
     return f"first bytes {head[:8].hex(' ')}"
@@ -176,14 +202,34 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.nda
     """
     p = Path(path)
     limit = max_pixels_limit(max_pixels)
-    raw = _open_checked(p, limit)
+    return _upright_rgb(_open_checked(p, limit), str(p))
+
+
+def open_image_bytes(data: bytes, name: str = "image data", max_pixels: int | None = None) -> Image.Image:
+    """Encoded image ``data`` (e.g. an upload) as a decoded ``PIL.Image`` in its own mode, with
+    :func:`read_image`'s checks: the pixel count from the header before decoding
+    (:class:`ImageTooLargeError`), not an image (:class:`UnsupportedImageError`), truncated or
+    corrupt data (:class:`ImageReadError`). ``name`` labels the messages. The caller closes it."""
+    if not data:
+        raise ImageReadError(f"{name}: no data (0 bytes)")
+    return _decode_checked(io.BytesIO(bytes(data)), name, max_pixels_limit(max_pixels))
+
+
+def decode_image(data: bytes, name: str = "image data", max_pixels: int | None = None) -> np.ndarray:
+    """Encoded image ``data`` as upright uint8 RGB (H, W, 3), exactly as :func:`read_image` reads
+    the same bytes from a file (same checks and errors, see :func:`open_image_bytes`)."""
+    return _upright_rgb(open_image_bytes(data, name, max_pixels), name)
+
+
+def _upright_rgb(raw: Image.Image, name: str) -> np.ndarray:
+    """A decoded image, EXIF orientation applied, as uint8 RGB; closes ``raw``."""
     try:
         try:
             upright = ImageOps.exif_transpose(raw) or raw
         except Exception as exc:  # malformed EXIF: keep the pixels, they are fine
-            warnings.warn(f"{p}: ignoring unreadable EXIF orientation ({exc})", stacklevel=2)
+            warnings.warn(f"{name}: ignoring unreadable EXIF orientation ({exc})", stacklevel=3)
             upright = raw
-        return _pil_to_rgb(upright, name=str(p))
+        return _pil_to_rgb(upright, name=name)
     finally:
         raw.close()
 

@@ -572,9 +572,10 @@ def check_graph_io(runner: OnnxRunner, bundle: Bundle, file: str) -> None:
         raise BundleError(f"{where} graph input is named {runner.input_name!r}, the manifest says {spec.name!r}")
     if len(shape) != 4:
         raise BundleError(f"{where} graph input {runner.input_name!r} has rank {len(shape)}, expected NCHW (rank 4)")
-    if isinstance(shape[1], int) and shape[1] != spec.channels:
+    if isinstance(shape[1], int) and shape[1] != spec.graph_channels:
+        says = f"{spec.channels}" + (f" + {spec.hints.channels} hint channels" if spec.hints else "")
         raise BundleError(
-            f"{where} graph input {runner.input_name!r} has {shape[1]} channels, the manifest says {spec.channels}"
+            f"{where} graph input {runner.input_name!r} has {shape[1]} channels, the manifest says {says}"
         )
     if spec.fixed_size and runner.static_hw and tuple(runner.static_hw) != tuple(spec.fixed_size):
         raise BundleError(
