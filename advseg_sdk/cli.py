@@ -93,6 +93,9 @@ from .cli_colorize import colorize, info  # noqa: E402
 
 main.add_command(colorize)
 main.add_command(info)
+from .cli_serve import serve  # noqa: E402
+
+main.add_command(serve)
 
 if __name__ == "__main__":
     main()
