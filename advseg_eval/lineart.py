@@ -44,7 +44,7 @@ def _lab(rgb: np.ndarray) -> np.ndarray:
 
 def _regions(drawing: np.ndarray) -> list[np.ndarray]:
     """Boolean masks of the enclosed white regions of a (H, W) uint8 drawing."""
-    white = (drawing > 200).astype(np.uint8)
+    white: np.ndarray = (drawing > 200).astype(np.uint8)
     white = cv2.erode(white, np.ones((3, 3), np.uint8))  # regions touching through a 1-px gap stay apart
     n, labels, stats, _ = cv2.connectedComponentsWithStats(white, connectivity=4)
     min_area = _MIN_REGION_SHARE * drawing.size

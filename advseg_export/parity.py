@@ -72,9 +72,11 @@ class Threshold:
         return cls(max_abs=value.get("max_abs"), min_psnr=value.get("min_psnr"))
 
 
-#: The parity targets of an export: fp32 max|err| <= 1e-4, fp16 >= 40 dB, int8 >= 30 dB.
+#: The parity targets of an export: fp32 max|err| <= 1e-3 (an eighth of one 8-bit level on the
+#: [-1, 1] output; deep BatchNorm encoders such as EfficientNet land near 3e-4 after onnxruntime's
+#: fusions), fp16 >= 40 dB, int8 >= 30 dB.
 DEFAULT_THRESHOLDS: dict[str, Threshold] = {
-    "fp32": Threshold(max_abs=1e-4),
+    "fp32": Threshold(max_abs=1e-3),
     "fp16": Threshold(min_psnr=40.0),
     "bf16": Threshold(min_psnr=35.0),
     "int8": Threshold(min_psnr=30.0),

@@ -9,7 +9,7 @@
 #   bash scripts/train_colour_model.sh export [OUT]    # fp32/fp16/int8 bundle of the long run
 #
 # The recipe: Pix2Pix, effnet_unet (ImageNet EfficientNet-Lite0 encoder, resize-conv decoder,
-# ngf 32, no decoder norm), colour hints (hint_nc 4; half the items without any), sketches in five
+# ngf 32, BatchNorm in the decoder), colour hints (hint_nc 4; half the items without any), sketches in five
 # styles from the photos' HED lines, L1 10 + LSGAN + perceptual 1 + chroma 1, batch 8, 224 px
 # crops of photos scaled to a 256 px short side, Adam 2e-4, bf16 autocast on CPUs with bf16 units.
 set -euo pipefail
@@ -33,7 +33,7 @@ BASE=(--preset demo --set "data.dataset=$DATASETS"
   --set optim.niter=30 --set optim.niter_decay=10
   --set run.progress=false --set run.checkpoint_every=100 --set run.sample_every=100 --set run.log_every=20
   --set run.save_epoch_freq=0 --resume)
-EFFNET=(--set model.netG=effnet_unet --set model.norm=none --set loss.lambda_L1=10)
+EFFNET=(--set model.netG=effnet_unet --set model.norm=batch --set loss.lambda_L1=10)
 LOSSES=(--set loss.lambda_perceptual=1 --set loss.lambda_chroma=1)
 STYLES=(--set data.sketch_styles=hed,hed_thick,hed_outline,hed_gaps,xdog)
 HINTS=(--set model.hint_nc=4)
