@@ -10,7 +10,7 @@
 #
 # The recipe: Pix2Pix, effnet_unet (ImageNet EfficientNet-Lite0 encoder, resize-conv decoder,
 # ngf 32, BatchNorm in the decoder), colour hints (hint_nc 4; half the items without any), sketches in five
-# styles from the photos' HED lines, L1 10 + LSGAN + perceptual 1 + chroma 1, batch 8, 224 px
+# styles from the photos' HED lines, L1 10 + LSGAN + perceptual 1 + chroma 1 (the long run: 50/1/5/5), batch 8, 224 px
 # crops of photos scaled to a 256 px short side, Adam 2e-4, bf16 autocast on CPUs with bf16 units.
 set -euo pipefail
 source "$(dirname "$0")/_env.sh"
@@ -37,6 +37,10 @@ EFFNET=(--set model.netG=effnet_unet --set model.norm=batch --set loss.lambda_L1
 LOSSES=(--set loss.lambda_perceptual=1 --set loss.lambda_chroma=1)
 STYLES=(--set data.sketch_styles=hed,hed_thick,hed_outline,hed_gaps,xdog)
 HINTS=(--set model.hint_nc=4)
+# The long run weighs the reconstruction terms 5x the arms' (L1 50, perceptual 5, chroma 5; the
+# GAN term stays at 1): at the arms' weights every arm drew multicoloured speckle along the lines
+# (the PatchGAN's texture, cheap under L1 10). Adam is scale-free, so this is the GAN at 1/5.
+FINAL=(--set loss.lambda_L1=50 --set loss.lambda_perceptual=5 --set loss.lambda_chroma=5)
 
 arm() {  # arm NAME ARGS...
   local name="$1"; shift
@@ -53,7 +57,8 @@ case "${1:-arms}" in
     ;;
   long)
     # the chosen arm, continued on the same schedule (resumes exactly)
-    advseg-train "${BASE[@]}" "${EFFNET[@]}" "${LOSSES[@]}" "${STYLES[@]}" "${HINTS[@]}" \
+    # continued from the hints arm's checkpoint (step 700 when the weights changed)
+    advseg-train "${BASE[@]}" "${EFFNET[@]}" "${LOSSES[@]}" "${STYLES[@]}" "${HINTS[@]}" "${FINAL[@]}" \
       --set "run.max_seconds=${2:-3600}" --out "$RUNS/effnet-losses-styles-hints"
     ;;
   compare)
