@@ -40,7 +40,10 @@ HINTS=(--set model.hint_nc=4)
 # The long run weighs the reconstruction terms 5x the arms' (L1 50, perceptual 5, chroma 5; the
 # GAN term stays at 1): at the arms' weights every arm drew multicoloured speckle along the lines
 # (the PatchGAN's texture, cheap under L1 10). Adam is scale-free, so this is the GAN at 1/5.
-FINAL=(--set loss.lambda_L1=50 --set loss.lambda_perceptual=5 --set loss.lambda_chroma=5)
+# From step 1200 it also draws the "regions" style (colour-region borders: colouring-book pages,
+# whose large empty regions the arms' models left white).
+FINAL=(--set loss.lambda_L1=50 --set loss.lambda_perceptual=5 --set loss.lambda_chroma=5
+  --set data.sketch_styles=hed,hed_thick,hed_outline,hed_gaps,xdog,regions)
 
 arm() {  # arm NAME ARGS...
   local name="$1"; shift

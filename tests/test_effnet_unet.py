@@ -127,6 +127,7 @@ def test_sketch_styles_draw_lines_differently(photo_paths):
     assert ink["hed"] == float((lines < 128).mean())
     assert ink["hed_thick"] > ink["hed"]  # dilated
     assert ink["hed_gaps"] < ink["hed"]  # erased stretches
+    assert 0.01 < ink["regions"] < 0.5  # region borders: some ink, mostly empty regions
     assert parse_styles("hed, xdog") == ("hed", "xdog")
     with pytest.raises(ValueError, match="unknown sketch style"):
         parse_styles("hed,crayon")
