@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
 # Set up (venv + offline assets) and run the main job on the embedded default model:
 # held-out real photos -> HED sketches -> colour images, plus a contact sheet, an HTML page and
-# the colour-quality figures, all under ./out/demo (or the folder given as $1).
+# the colour-quality figures, and real hand-made line drawings (the lineart set) coloured with
+# their fill figures, all under ./out/demo (or the folder given as $1).
 set -euo pipefail
 source "$(dirname "$0")/_env.sh"
 cd "$REPO"
 OUT="${1:-$REPO/out/demo}"
 HOME_DIR="$("$PY" -c 'from advseg_sdk.assets import advseg_home; print(advseg_home())')"
 HED_BUNDLE="$HOME_DIR/bundles/hed.advseg"
-if [ -e "$OUT/colour" ] || [ -e "$OUT/eval" ]; then
+if [ -e "$OUT/colour" ] || [ -e "$OUT/eval" ] || [ -e "$OUT/lineart" ]; then
   echo "[advseg] $OUT already holds results; pass another folder: bash scripts/demo.sh OUT" >&2
   exit 2
 fi
 
 echo "[advseg] fetching offline assets: HED weights, FID's Inception, the scene datasets"
 advseg assets fetch hed-bsds500 fid-inception
-advseg data fetch landscapes animals interiors
+advseg data fetch landscapes animals interiors lineart
 
 if [ ! -f "$HED_BUNDLE/manifest.json" ]; then
   echo "[advseg] exporting the real HED network to an ONNX bundle: $HED_BUNDLE"
@@ -45,6 +46,15 @@ advseg colorize "$OUT/photos" -o "$OUT/colour" --from-photo --sketch-method hed 
 echo "[advseg] colour quality against the photos, beside the bare lines and a flat colour"
 advseg-eval colour --photos "$OUT/photos" --hed-bundle "$HED_BUNDLE" --out "$OUT/eval" --threads 2
 
+echo "[advseg] real line drawings (colouring-book pages, public domain / GPL) -> colour"
+LINEART="$("$PY" -c 'from advseg_sdk.datasets import dataset_root; print(dataset_root("lineart"))')"
+mkdir -p "$OUT/lineart/drawings"
+for f in "$LINEART"/test/*.png "$LINEART"/train/tuxpaint-{frog,chicken,rocket,shipwreck}.png; do
+  [ -f "$f" ] && cp "$f" "$OUT/lineart/drawings/"
+done
+advseg colorize "$OUT/lineart/drawings" -o "$OUT/lineart/colour"
+advseg-eval lineart "$OUT/lineart/drawings" --out "$OUT/lineart/eval"
+
 echo
 echo "[advseg] done. Results:"
 echo "  photos         $OUT/photos   (test splits: never trained on)"
@@ -52,3 +62,4 @@ echo "  colour         $OUT/colour   (<name>.png, sketches as <name>.sketch.png)
 echo "  contact sheet  $OUT/eval/contact_sheet.png"
 echo "  HTML page      $OUT/eval/index.html"
 echo "  figures        $OUT/eval/report.md"
+echo "  line drawings  $OUT/lineart/colour   (sheet: $OUT/lineart/eval/contact_sheet.png)"

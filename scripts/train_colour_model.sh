@@ -6,7 +6,7 @@
 #   bash scripts/train_colour_model.sh arms            # the comparison arms (equal steps each)
 #   bash scripts/train_colour_model.sh long [SECONDS]  # continue the chosen recipe (default 3600 s more)
 #   bash scripts/train_colour_model.sh compare         # fp32 bundles of the arms, scored side by side
-#   bash scripts/train_colour_model.sh export [OUT]    # fp32/fp16/int8 bundle of the long run
+#   bash scripts/train_colour_model.sh export [OUT]    # fp32/int8 bundle of the long run
 #
 # The recipe: Pix2Pix, effnet_unet (ImageNet EfficientNet-Lite0 encoder, resize-conv decoder,
 # ngf 32, BatchNorm in the decoder), colour hints (hint_nc 4; half the items without any), sketches in five
@@ -80,8 +80,36 @@ case "${1:-arms}" in
       --out "$RUNS/compare/photos-$(date +%Y%m%d-%H%M%S)" --threads "$THREADS"
     ;;
   export)
+    # fp32 + int8 (fp16 is for GPUs: advseg-export --fp16 adds it), int8 calibrated on training
+    # photos' sketches in four of the training styles at the training scale
     OUT="${2:-$RUNS/sketch2color.advseg}"
-    advseg-export "$RUNS/effnet-losses-styles-hints/generator.safetensors" -o "$OUT" --fp16 --int8 \
+    CALIB="$RUNS/calibration"
+    if [ ! -d "$CALIB" ]; then
+      "$PY" - "$CALIB" <<'PYEOF'
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from advseg_sdk.assets import advseg_home
+from advseg_sdk.datasets import dataset_paths
+from advseg_sdk.imageio import write_image
+from advseg_train.data import Augment, SketchCache
+from advseg_train.sketch_styles import stylise
+
+out = Path(sys.argv[1])
+out.mkdir(parents=True)
+cache, aug = SketchCache(advseg_home() / "sketch_cache", "hed"), Augment(256, 224, "scale_shortside_and_crop")
+styles, rng, i = ("hed", "regions", "hed_thick", "xdog"), np.random.default_rng(0), 0
+for name in ("landscapes", "animals", "interiors", "illustrations"):
+    for path in dataset_paths(name, "train")[::48]:
+        rgb, lines = cache.load(path, aug)
+        style = styles[i % len(styles)]
+        write_image(out / f"{name}-{path.stem}-{style}.png", stylise(style, lines, rgb, rng))
+        i += 1
+PYEOF
+    fi
+    advseg-export "$RUNS/effnet-losses-styles-hints/generator.safetensors" -o "$OUT" --int8 --calib "$CALIB" \
       --sketch-method hed --name sketch2color-default
     echo "bundle: $OUT"
     ;;
