@@ -159,7 +159,7 @@ def tensorrt_int8(bundle: str | Path, log: Log = print) -> Path:
     bench's bundles: the bundle's own int8 artefact has uint8 activations with non-zero
     zero-points, which TensorRT's parser rejects. Quantised from the bundle's fp32 artefact,
     calibrated on the same kind of real inputs as the bundle's int8."""
-    from advseg_export.calibration import ArrayCalibrationReader, calibration_inputs
+    from advseg_export.calibration import ArrayCalibrationReader, calibration_inputs, with_hint_channels
     from advseg_export.precision import TENSORRT_INT8, asymmetric_zero_points, quantize_int8
     from advseg_sdk.bundle import load_bundle
 
@@ -173,6 +173,8 @@ def tensorrt_int8(bundle: str | Path, log: Log = print) -> Path:
     h, w = spec.fixed_size or (256, 256)
     log(f"quantising {fp32.file} of {Path(bundle).name} to symmetric int8 for TensorRT -> {out}")
     cin = calibration_inputs(b.task, (h, w), spec.range, count=8)
+    if spec.hints is not None:  # as the export calibrated it: the graph reads the hint planes too
+        cin = with_hint_channels(cin, spec.hints.channels, seed=1)
     tmp = out.with_name(out.name + ".part.onnx")
     model = quantize_int8(fp32.path, tmp, ArrayCalibrationReader(cin.array), TENSORRT_INT8)
     bad = asymmetric_zero_points(model)

@@ -70,6 +70,17 @@ class ModelSpec:
         return fixed[0] if fixed else None
 
     @property
+    def hint_channels(self) -> int:
+        """A generator's colour-hint channels after the sketch's (``hint_nc``; 0 without)."""
+        return int((self.config or {}).get("hint_nc") or 0) if self.kind == "generator" else 0
+
+    @property
+    def input_channels(self) -> int:
+        """Channels of the network's input tensor: RGB (HED, pipelines; generators get the sketch
+        repeated), then a generator's colour-hint channels, which the benchmark feeds as zeros."""
+        return 3 + self.hint_channels
+
+    @property
     def out_range(self) -> tuple[float, float]:
         return (0.0, 1.0) if self.kind == "hed" else (-1.0, 1.0)
 
@@ -120,13 +131,17 @@ def example_photos(count: int, size: int, photos: Sequence[Path] | None = None) 
     return out
 
 
-def generator_input(batch: int, size: int, photos: Sequence[Path] | None = None) -> np.ndarray:
-    """(batch, 3, size, size) float32 in [-1, 1]: XDoG sketches of real photos (3-channel)."""
+def generator_input(batch: int, size: int, photos: Sequence[Path] | None = None, hint_channels: int = 0) -> np.ndarray:
+    """(batch, 3 + hint_channels, size, size) float32 in [-1, 1]: XDoG sketches of real photos
+    (3-channel), then ``hint_channels`` zero planes (no colour hints: automatic colouring)."""
     from advseg_sdk.sketch import xdog
 
     sketches = [xdog(p) for p in example_photos(batch, size, photos)]
     x = np.stack([np.repeat(s[None], 3, axis=0) for s in sketches]).astype(np.float32)
-    return x * np.float32(2.0 / 255.0) - np.float32(1.0)
+    x = x * np.float32(2.0 / 255.0) - np.float32(1.0)
+    if hint_channels:
+        x = np.concatenate([x, np.zeros((batch, hint_channels, size, size), np.float32)], axis=1)
+    return x
 
 
 def hed_input(batch: int, size: int, photos: Sequence[Path] | None = None) -> np.ndarray:
@@ -170,6 +185,8 @@ def _bundle_spec(path: str) -> ModelSpec:
     if b.task != "sketch2color":
         raise ValueError(f"bundle {path} is a {b.task!r} bundle; use 'hed' for the HED detector")
     cfg = dict(b.architecture.get("args") or {})
+    if cfg and b.input_spec.hints is not None:  # the manifest says what the graph reads
+        cfg["hint_nc"] = b.input_spec.hints.channels
     ckpt = None
     src = b.provenance.get("source")
     if src:

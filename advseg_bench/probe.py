@@ -49,7 +49,7 @@ def _meta_module(spec: ModelSpec, which: str):
         return build_generator(GeneratorConfig.from_dict(spec.config), init_type=None).eval()
 
 
-def _count(module, size: int) -> dict[str, float]:
+def _count(module, size: int, channels: int = 3) -> dict[str, float]:
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils._pytree import tree_flatten
@@ -75,7 +75,7 @@ def _count(module, size: int) -> dict[str, float]:
                     weakref.finalize(o, self._free, n)
             return out
 
-    x = torch.empty(1, 3, size, size, device="meta")
+    x = torch.empty(1, channels, size, size, device="meta")
     live = LiveBytes()
     with torch.no_grad(), FlopCounterMode(display=False) as fc, live:
         module(x)
@@ -100,7 +100,7 @@ def model_cost(spec: ModelSpec, sizes: list[int]) -> dict[int, dict[str, Any]]:
             s = pipeline_hed_size(size) if (spec.kind == "pipeline" and p == "hed") else size
             if p == "generator" and spec.fixed_size and s % spec.fixed_size:
                 continue
-            c = _count(modules[p], s)
+            c = _count(modules[p], s, spec.input_channels if p == "generator" else 3)
             total["gflops"] += c["gflops"]
             total["params_m"] += c["params_m"]
             total["weights_mb"] += c["weights_mb"]

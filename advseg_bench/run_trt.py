@@ -101,7 +101,7 @@ class TensorRTSession:
             src = tensorrt_int8(bundle.path)
             sha = sha256_file(src)
         spec = bundle.input_spec
-        profile = engine_profile(spec.channels, batch, sizes, spec.name or "input")
+        profile = engine_profile(spec.graph_channels, batch, sizes, spec.name or "input")
         lo, hi = min(sizes), max(sizes)
         tag = f"{sha[:16]}-{(dev.gpu_name or 'gpu').replace(' ', '_')}-trt{dev.tensorrt_version}-opt{batch}-{lo}-{hi}"
         out = cache / "engines" / f"{tag}.engine"

@@ -159,12 +159,12 @@ def _open_session(job: dict[str, Any]) -> BenchSession:
     return _OPENERS[BACKENDS[backend].family](job, spec)
 
 
-def _inputs(kind: str, batch: int, size: int):
+def _inputs(spec: Any, batch: int, size: int):
     from .models import example_photos, generator_input, hed_input
 
-    if kind == "pipeline":
+    if spec.kind == "pipeline":
         return example_photos(batch, size)
-    return hed_input(batch, size) if kind == "hed" else generator_input(batch, size)
+    return hed_input(batch, size) if spec.kind == "hed" else generator_input(batch, size, None, spec.hint_channels)
 
 
 def _measure_one(session, job: dict[str, Any], combo: dict[str, Any], accuracy_done: set[int]) -> dict[str, Any]:
@@ -177,7 +177,7 @@ def _measure_one(session, job: dict[str, Any], combo: dict[str, Any], accuracy_d
     batch, size = combo["batch"], combo["size"]
     res = empty_result(spec.name, spec.kind, job["backend"], job["precision"], batch, size, status="ok")
     pol = TimingPolicy(**job["policy"])
-    x = _inputs(spec.kind, batch, size)
+    x = _inputs(spec, batch, size)
     with PeakRSS() as mem:
         bound = session.bind(x)
         # peak GPU memory of the timed calls: reset after warm-up (cuDNN autotuning, compilation
