@@ -20,24 +20,17 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import onnx
-import torch
-from torch import nn
-
-from advseg_sdk.files import utc_timestamp
 from advseg_sdk.options import with_overrides
 
-from .calibration import ArrayCalibrationReader, InputSet, calibration_inputs, parity_inputs, with_hint_channels
-from .onnx_export import MIN_OPSET, ExportError, export_onnx
-from .parity import DEFAULT_THRESHOLDS, PARITY_CONVENTION, ParityResult, Threshold, compare
-from .precision import Int8Options, convert_fp16, norm_nodes, op_block_summary, quantize_int8
-from .subpixel import subpixel_conv_transposes
-from .tensorrt_build import ShapeProfile, build_engine, engine_file_name, require_tensorrt
+from .build import ARTEFACT_FILES, EXPORT_PRECISIONS, DegradedExportError, ExportTarget, build
+from .onnx_export import MIN_OPSET, ExportError
+from .parity import DEFAULT_THRESHOLDS, Threshold
+from .precision import Int8Options
+from .tensorrt_build import ShapeProfile, require_tensorrt
 
 __all__ = [
     "EXPORT_PRECISIONS",
@@ -55,9 +48,6 @@ __all__ = [
     "HED_INPUT_SPEC",
     "HED_OUTPUT_SPEC",
 ]
-
-EXPORT_PRECISIONS = ("fp32", "fp16", "int8")
-ARTEFACT_FILES = {p: f"model.{p}.onnx" for p in EXPORT_PRECISIONS}
 
 Log = Callable[[str], None]
 
@@ -83,54 +73,6 @@ HED_OUTPUT_SPEC: Mapping[str, Any] = {
     "range": [0, 1],
     "kind": "edge_probability",
 }
-
-
-class DegradedExportError(ExportError):
-    """An artefact misses its parity threshold; ``failures`` maps artefact file -> reasons."""
-
-    def __init__(self, message: str, failures: Mapping[str, list[str]]):
-        super().__init__(message)
-        self.failures = dict(failures)
-
-
-@dataclass
-class ExportTarget:
-    """What to export: the torch module and everything the manifest says about it."""
-
-    module: nn.Module
-    task: str  # "sketch2color" | "photo2sketch"
-    architecture: dict[str, Any]
-    input_spec: dict[str, Any]
-    output_spec: dict[str, Any]
-    size: tuple[int, int]  # export/parity/calibration size (H, W)
-    dynamic_hw: bool
-    name: str
-    provenance: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def channels(self) -> int:
-        """The image's channels (the sketch's, or the photo's)."""
-        return int(self.input_spec.get("channels", 3))
-
-    @property
-    def hint_channels(self) -> int:
-        """Colour-hint channels after the image's (``input.hints``; 0 without)."""
-        return int((self.input_spec.get("hints") or {}).get("channels", 0))
-
-    @property
-    def graph_channels(self) -> int:
-        """Channels of the graph's input tensor."""
-        return self.channels + self.hint_channels
-
-    @property
-    def in_range(self) -> tuple[float, float]:
-        lo, hi = self.input_spec["range"]
-        return float(lo), float(hi)
-
-    @property
-    def out_range(self) -> tuple[float, float]:
-        lo, hi = self.output_spec["range"]
-        return float(lo), float(hi)
 
 
 @dataclass
@@ -316,7 +258,7 @@ def export_module(
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the bundle gets normal permissions
     try:
         opts = dataclasses.replace(opts, precisions=precs, int8_options=opts.int8_options or Int8Options(), log=say)
-        manifest = _build(target, tmp, opts, limits, profile)
+        manifest = build(target, tmp, opts, limits, profile)
         from advseg_sdk.bundle import write_manifest
 
         write_manifest(tmp, manifest)
@@ -329,183 +271,6 @@ def export_module(
         own.__exit__()
     say(f"bundle written: {out}")
     return out
-
-
-# --------------------------------------------------------------------------- the build
-
-
-def _build(
-    target: ExportTarget, tmp: Path, opts: ExportOptions, limits: dict[str, Threshold], profile: ShapeProfile | None
-) -> dict[str, Any]:
-    """Write the artefacts of ``target`` into ``tmp`` and return the manifest; ``opts`` has its
-    precisions normalised and its int8 options and log set."""
-    from advseg_sdk.bundle import describe_artefact
-
-    precs, opset, calib, say = opts.precisions, opts.opset, opts.calib, opts.log or (lambda _msg: None)
-    int8_options = opts.int8_options or Int8Options()
-    h, w = target.size
-    say(
-        f"exporting {target.architecture['name']} to ONNX fp32 (opset {opset}, "
-        f"{'dynamic' if target.dynamic_hw else f'fixed {h}x{w}'} H/W, dynamic batch)"
-    )
-    fp32_path = tmp / ARTEFACT_FILES["fp32"]
-
-    def to_onnx(module: nn.Module, path: Path) -> onnx.ModelProto:
-        return export_onnx(
-            module,
-            path,
-            (1, target.graph_channels, h, w),
-            opset=opset,
-            dynamic_hw=target.dynamic_hw,
-            instance_norm=opts.instance_norm,
-        )
-
-    fp32_model = to_onnx(target.module, fp32_path)
-
-    say(f"preparing parity inputs ({target.task}, {h}x{w})")
-    pin = parity_inputs(target.task, (h, w), target.in_range, sketch_method=opts.sketch_method)
-    if target.hint_channels:
-        pin = with_hint_channels(pin, target.hint_channels, seed=0)
-    reference = _torch_forward(target.module, pin.array)
-
-    artefacts: list[dict[str, Any]] = []
-    parity: dict[str, dict[str, Any]] = {}
-    failures: dict[str, list[str]] = {}
-
-    def judge(name: str, precision: str, result: ParityResult) -> list[str]:
-        """Record ``result`` in the manifest's parity against the precision's threshold; the failures."""
-        lim = limits.get(precision, Threshold())
-        bad = lim.failures(result)
-        parity[name] = {
-            "reference": "torch-fp32",
-            **result.to_dict(),
-            "threshold": lim.to_dict(),
-            "passed": not bad,
-            "inputs": pin.names,
-            "input_shape": list(pin.array.shape),
-            **({"hints": pin.describe_hints()} if pin.hinted is not None else {}),
-        }
-        if bad:
-            failures[name] = bad
-        return bad
-
-    def record(path: Path, precision: str, result: ParityResult, **extra: Any) -> None:
-        entry = describe_artefact(path, precision, "onnx", opset=_opset_of(path), io_dtype="float32", **extra)
-        artefacts.append(entry)
-        bad = judge(path.name, precision, result)
-        say(f"  {path.name}: {result.describe()}" + (f"  BELOW THRESHOLD ({'; '.join(bad)})" if bad else ""))
-
-    record(fp32_path, "fp32", compare(reference, _ort_forward(fp32_path, pin.array), target.out_range))
-
-    if "fp16" in precs:
-        say("converting to fp16 (normalisation kept in fp32)")
-        kept = norm_nodes(fp32_model)
-        fp16_model = convert_fp16(fp32_model, keep_norm_fp32=True)
-        path = tmp / ARTEFACT_FILES["fp16"]
-        onnx.save(fp16_model, str(path))
-        record(
-            path,
-            "fp16",
-            compare(reference, _ort_forward(path, pin.array), target.out_range),
-            fp32_nodes=op_block_summary(fp32_model, kept),
-        )
-
-    if "int8" in precs:
-        say(f"calibrating int8 on {'images in ' + str(calib) if calib else 'the cached real photos'}")
-        cin = calibration_inputs(
-            target.task,
-            (h, w),
-            target.in_range,
-            calib_dir=calib,
-            count=opts.calib_count,
-            sketch_method=opts.sketch_method,
-        )
-        if target.hint_channels:
-            cin = with_hint_channels(cin, target.hint_channels, seed=1)
-        path = tmp / ARTEFACT_FILES["int8"]
-        source = fp32_path
-        if int8_options.subpixel_conv_transpose:
-            rewritten, count = subpixel_conv_transposes(target.module)
-            if count:
-                say(f"  quantising from a sub-pixel graph ({count} ConvTranspose -> Conv + DepthToSpace)")
-                source = tmp / ".int8-source.fp32.onnx"
-                to_onnx(rewritten, source)
-        quantize_int8(source, path, ArrayCalibrationReader(cin.array), int8_options)
-        if source != fp32_path:
-            source.unlink()
-        record(
-            path,
-            "int8",
-            compare(reference, _ort_forward(path, pin.array), target.out_range),
-            quantization={
-                **int8_options.to_dict(),
-                "calibration": _calib_info(cin, calib, target.task, opts.sketch_method),
-            },
-        )
-
-    if failures and not opts.allow_degraded:
-        raise DegradedExportError(_failure_message(failures, parity), failures)
-
-    if profile is not None:
-        src = tmp / ARTEFACT_FILES["fp16" if "fp16" in precs else "fp32"]
-        say(f"building TensorRT engine from {src.name} (profile {profile.to_dict()})")
-        engine_meta = _engine_build(src, tmp, profile, opts.timing_cache, opts.trt_hardware_compatible)
-        epath = tmp / engine_meta.pop("_file")
-        entry = describe_artefact(epath, "fp16" if "fp16" in precs else "fp32", "engine", engine=engine_meta)
-        artefacts.append(entry)
-        result, why = _engine_parity(epath, pin.array, reference, target.out_range)
-        if result is None:
-            say(f"  {epath.name}: parity not measured ({why})")
-        else:
-            say(f"  {epath.name}: {result.describe()}")
-            if judge(epath.name, entry["precision"], result) and not opts.allow_degraded:
-                raise DegradedExportError(_failure_message(failures, parity), failures)
-
-    manifest: dict[str, Any] = {
-        "name": target.name,
-        "task": target.task,
-        "architecture": target.architecture,
-        "input": target.input_spec,
-        "output": target.output_spec,
-        "artefacts": artefacts,
-        "parity": parity,
-        "parity_convention": PARITY_CONVENTION,
-        "export_options": {
-            "opset": int(opset),
-            "instance_norm": opts.instance_norm if _has_instance_norm(target.module) else None,
-            "onnx_exporter": "torch.onnx.export(dynamo=False) + onnxslim",
-            "dynamic_axes": ["batch", "height", "width"] if target.dynamic_hw else ["batch"],
-        },
-        "provenance": {**target.provenance, **_tool_provenance(opset)},
-    }
-    if failures:
-        manifest["degraded"] = True
-        manifest["degraded_reasons"] = {k: v for k, v in failures.items()}
-    return manifest
-
-
-def _engine_build(src: Path, tmp: Path, profile: ShapeProfile, timing_cache, hw_compat: bool) -> dict[str, Any]:
-    trt, dev = require_tensorrt()
-    fname = engine_file_name(dev.gpu_name or "gpu", trt.__version__)
-    meta = build_engine(src, tmp / fname, profile, timing_cache=timing_cache, hardware_compatible=hw_compat)
-    meta["_file"] = fname
-    return meta
-
-
-def _engine_parity(engine: Path, x: np.ndarray, reference: np.ndarray, out_range) -> tuple[ParityResult | None, str]:
-    """Run the fresh engine on the parity inputs through the SDK's TensorRT runner (which needs
-    cuda-python); ``(None, reason)`` when it cannot run here."""
-    try:
-        from advseg_sdk.runtime import TensorRTRunner
-
-        runner = TensorRTRunner(engine)
-        try:
-            y = runner.run(x)
-        finally:
-            runner.close()
-    except Exception as exc:  # missing cuda-python, profile too small for the parity batch, ...
-        return None, f"{type(exc).__name__}: {exc}"
-    return compare(reference, y, out_range), ""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -661,57 +426,6 @@ def _replace_dir(new: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _has_instance_norm(module: nn.Module) -> bool:
-    return any(isinstance(m, nn.InstanceNorm2d) for m in module.modules())
-
-
-def _torch_forward(module: nn.Module, x: np.ndarray) -> np.ndarray:
-    module.eval()
-    with torch.no_grad():
-        y = module(torch.from_numpy(np.ascontiguousarray(x)))
-    if isinstance(y, (tuple, list)):
-        y = y[0]
-    return y.float().numpy()
-
-
-def _ort_forward(path: Path, x: np.ndarray) -> np.ndarray:
-    from advseg_sdk.runtime import OnnxRunner
-
-    return OnnxRunner(path, providers=["CPUExecutionProvider"]).run(x)
-
-
-def _opset_of(path: Path) -> int | None:
-    m = onnx.load(str(path), load_external_data=False)
-    for imp in m.opset_import:
-        if imp.domain in ("", "ai.onnx"):
-            return int(imp.version)
-    return None
-
-
-def _failure_message(failures: Mapping[str, list[str]], parity: Mapping[str, Any]) -> str:
-    lines = ["export refused: artefact(s) below the parity threshold vs PyTorch fp32:"]
-    for f, reasons in failures.items():
-        p = parity.get(f, {})
-        lines.append(f"  {f}: {'; '.join(reasons)} (max_abs={p.get('max_abs')}, psnr={p.get('psnr')} dB)")
-    lines.append(
-        'no bundle was written; pass --allow-degraded (allow_degraded=True) to write it anyway, marked "degraded": true'
-    )
-    return "\n".join(lines)
-
-
-def _calib_info(cin: InputSet, calib, task: str, sketch_method: str) -> dict[str, Any]:
-    if calib is not None:
-        src = f"folder {Path(calib).name} (used as given)"
-    elif task == "sketch2color":
-        src = f"cached real photos (asset 'photos') turned into {sketch_method} sketches"
-    else:
-        src = "cached real photos (asset 'photos')"
-    info: dict[str, Any] = {"source": src, "count": len(cin), "images": cin.names, "size": list(cin.array.shape[2:])}
-    if cin.hinted is not None:
-        info["hints"] = cin.describe_hints()
-    return info
-
-
 def _source_provenance(source: Any, layout: str | None) -> dict[str, Any]:
     from advseg_sdk.files import sha256_file
 
@@ -758,26 +472,3 @@ def _training_config(path: Path) -> Any:
         return json.loads(raw)
     except (TypeError, ValueError):
         return raw
-
-
-def _tool_provenance(opset: int) -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    def v(pkg: str) -> str | None:
-        try:
-            return version(pkg)
-        except PackageNotFoundError:
-            return None
-
-    return {
-        "package_version": v("advseg"),
-        "created": utc_timestamp(),
-        "exporter": "advseg-export",
-        "opset": int(opset),
-        "versions": {
-            "torch": torch.__version__,
-            "onnx": onnx.__version__,
-            "onnxruntime": v("onnxruntime"),
-            "onnxslim": v("onnxslim"),
-        },
-    }
