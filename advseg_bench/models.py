@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from advseg_sdk import quality
+from advseg_sdk.pixels import to_network_range
 from advseg_train.archs import GENERATOR_ARCHS, GENERATORS
 
 __all__ = [
@@ -137,8 +138,7 @@ def generator_input(batch: int, size: int, photos: Sequence[Path] | None = None,
     from advseg_sdk.sketch import xdog
 
     sketches = [xdog(p) for p in example_photos(batch, size, photos)]
-    x = np.stack([np.repeat(s[None], 3, axis=0) for s in sketches]).astype(np.float32)
-    x = x * np.float32(2.0 / 255.0) - np.float32(1.0)
+    x = to_network_range(np.stack([np.repeat(s[None], 3, axis=0) for s in sketches]), (-1.0, 1.0))
     if hint_channels:
         x = np.concatenate([x, np.zeros((batch, hint_channels, size, size), np.float32)], axis=1)
     return x

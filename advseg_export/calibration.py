@@ -24,6 +24,7 @@ import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
 from advseg_sdk import files
+from advseg_sdk.pixels import to_network_range
 
 #: The fixed parity photos (from the ``photos`` asset): a portrait, food, an animal.
 PARITY_PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png")
@@ -118,9 +119,7 @@ def _hed_probability(rgb: np.ndarray) -> np.ndarray:
 
 def to_network_input(rgb: np.ndarray, value_range: Sequence[float]) -> np.ndarray:
     """uint8 RGB (H, W, 3) -> float32 (3, H, W) mapped linearly from 0..255 to ``value_range``."""
-    lo, hi = float(value_range[0]), float(value_range[1])
-    x = rgb.astype(np.float32) * np.float32((hi - lo) / 255.0) + np.float32(lo)
-    return np.ascontiguousarray(x.transpose(2, 0, 1))
+    return np.ascontiguousarray(to_network_range(rgb, value_range).transpose(2, 0, 1))
 
 
 def _read(path: Path) -> np.ndarray:

@@ -34,6 +34,7 @@ import numpy as np
 from .bundle import Bundle, BundleError, default_bundle_path, load_bundle
 from .hints import HintError, HintSet, parse_hints
 from .imageio import ImageReadError, to_rgb_uint8
+from .pixels import from_network_range, to_network_range
 from .runtime import ProviderSpec, Runner, open_runner
 from .tiling import Tile, TileBlender, iter_chunks, tile_grid
 
@@ -295,13 +296,11 @@ class Colorizer:
             raise BundleError(f"bundle input spec has {self.spec.channels} channels; only 1 or 3 are supported")
         elif self.spec.color.upper() == "BGR":
             img = img[..., ::-1]
-        lo, hi = self.spec.range
-        return img.astype(np.float32) * np.float32((hi - lo) / 255.0) + np.float32(lo)
+        return to_network_range(img, self.spec.range)
 
     def _from_net(self, y: np.ndarray) -> np.ndarray:
         """Network output (C, H, W) → float32 (H, W, 3) in [0, 255]."""
-        lo, hi = self.out_range
-        y = (np.transpose(y, (1, 2, 0)) - lo) * np.float32(255.0 / (hi - lo))
+        y = from_network_range(np.transpose(y, (1, 2, 0)), self.out_range)
         if y.shape[2] == 1:
             y = np.repeat(y, 3, axis=2)
         elif self.out_bgr:

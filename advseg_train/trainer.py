@@ -31,6 +31,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from advseg_sdk.files import atomic_path, atomic_write_bytes
+from advseg_sdk.pixels import to_uint8
 
 from .checkpointing import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig, dump_yaml, to_dict
@@ -187,15 +188,11 @@ def _palette(n: int) -> np.ndarray:
     return pal[: max(n, 1)]
 
 
-def _to_uint8(img: torch.Tensor) -> np.ndarray:
-    return ((img.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
-
-
 def write_sample_grid(path: str | os.PathLike, images: dict[str, torch.Tensor]) -> Path:
     """PNG grid, one row per sample: sketch | fake | real [| seg(real) | seg(fake)]."""
     cols = []
     for key in ("sketch", "fake", "real"):
-        cols.append([_to_uint8(x) for x in images[key]])
+        cols.append([to_uint8(x.detach().float().permute(1, 2, 0).cpu().numpy()) for x in images[key]])
     for key in ("seg_real", "seg_fake"):
         if key in images:
             maps = images[key]
