@@ -27,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from advseg_sdk.vocab import PRECISIONS
+
 __all__ = [
     "BACKENDS",
     "FAMILIES",
@@ -37,8 +39,6 @@ __all__ = [
     "precision_problem",
     "device_of",
 ]
-
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from advseg_sdk.vocab import ONNX_PRECISIONS
+
 from .models import ModelSpec
 
 __all__ = ["cache_dir", "prepare_generator", "prepare_hed", "bundle_precisions", "bundle_parity", "tensorrt_int8"]
@@ -123,7 +125,7 @@ def prepare_generator(
         missing = _need(bundle, want)
         if missing:
             have = bundle_precisions(bundle)
-            allp = sorted(set(want) | set(have), key=["fp32", "fp16", "int8"].index)
+            allp = sorted(set(want) | set(have), key=ONNX_PRECISIONS.index)
             log(f"exporting {spec.name} to {bundle} ({', '.join(allp)})")
             export_generator, _ = _exporters()
             export_generator(
@@ -147,7 +149,7 @@ def prepare_hed(precisions: Sequence[str], log: Log = print) -> str:
     bundle = cache_dir() / f"hed-{sha256_file(weights)[:16]}-x{exporter_tag()}.advseg"
     want = _export_precisions(precisions)
     if _need(bundle, want):
-        allp = sorted(set(want) | set(bundle_precisions(bundle)), key=["fp32", "fp16", "int8"].index)
+        allp = sorted(set(want) | set(bundle_precisions(bundle)), key=ONNX_PRECISIONS.index)
         log(f"exporting HED to {bundle} ({', '.join(allp)})")
         _, export_hed = _exporters()
         export_hed(bundle, precisions=allp, allow_degraded=True, log=lambda m: log("  " + m))

@@ -18,6 +18,8 @@ from typing import Any, NoReturn
 
 import click
 
+from advseg_sdk.vocab import ONNX_PRECISIONS
+
 from . import schema
 from .backends import BACKENDS, PRECISIONS
 from .environment import machine_slug
@@ -246,7 +248,7 @@ def report_cmd(results: str, out_dir: str | None) -> None:
 )
 @click.option("--ngf", default=64, type=click.IntRange(1))
 @click.option("--backend", default="ort-cpu", type=click.Choice(["ort-cpu", "ort-cuda", "ort-trt"]))
-@click.option("--precision", default="fp32", type=click.Choice(["fp32", "fp16", "int8"]))
+@click.option("--precision", default="fp32", type=click.Choice(ONNX_PRECISIONS))
 @click.option("--sizes", default="256,512,1024,1536,2048", callback=_ints)
 @click.option("--tile-limit", default=1024, type=click.IntRange(8), help="Sizes above this run tiled.")
 @click.option("--tile", default=512, type=click.IntRange(8))

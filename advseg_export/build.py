@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from advseg_sdk.files import utc_timestamp
+from advseg_sdk.vocab import ONNX_PRECISIONS
 
 from .calibration import ArrayCalibrationReader, InputSet, calibration_inputs, parity_inputs, with_hint_channels
 from .onnx_export import ExportError, export_onnx
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = ["EXPORT_PRECISIONS", "ARTEFACT_FILES", "DegradedExportError", "ExportTarget", "build"]
 
-EXPORT_PRECISIONS = ("fp32", "fp16", "int8")
+EXPORT_PRECISIONS = ONNX_PRECISIONS
 ARTEFACT_FILES = {p: f"model.{p}.onnx" for p in EXPORT_PRECISIONS}
 
 

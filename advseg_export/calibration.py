@@ -25,10 +25,11 @@ from onnxruntime.quantization import CalibrationDataReader
 
 from advseg_sdk import files
 from advseg_sdk.pixels import to_network_range
+from advseg_sdk.vocab import EXPORT_SKETCH_METHODS
 
 #: The fixed parity photos (from the ``photos`` asset): a portrait, food, an animal.
 PARITY_PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png")
-SKETCH_METHODS = ("xdog", "hed")
+SKETCH_METHODS = EXPORT_SKETCH_METHODS
 
 __all__ = [
     "PARITY_PHOTOS",

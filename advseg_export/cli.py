@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from advseg_sdk import cli_options as opt
+from advseg_sdk.vocab import EXPORT_SKETCH_METHODS
 from advseg_train.archs import GENERATOR_ARCHS, NORMS
 
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     type=click.Choice(["percentile", "minmax", "entropy"]),
     help="How int8 activation ranges are chosen (default: percentile for generators, minmax for hed).",
 )
-@opt.choice("--sketch-method", ["xdog", "hed"], "xdog", _SKETCH_HELP)
+@opt.choice("--sketch-method", EXPORT_SKETCH_METHODS, "xdog", _SKETCH_HELP)
 @opt.choice("--instance-norm", ["decomposed", "fused"], "decomposed", _NORM_HELP)
 @click.option("--min-shape", callback=_shape, metavar="NxCxHxW", help="TensorRT profile minimum shape.")
 @click.option("--opt-shape", callback=_shape, metavar="NxCxHxW", help="TensorRT profile optimal shape.")

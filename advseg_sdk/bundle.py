@@ -72,6 +72,7 @@ from typing import Any
 
 from .assets import advseg_home
 from .files import atomic_write_bytes, sha256_file
+from .vocab import PRECISIONS
 
 __all__ = [
     "FORMAT_VERSION",
@@ -101,7 +102,6 @@ FORMAT_VERSION = "advseg-bundle/1"
 SUPPORTED_FORMAT_VERSIONS = (FORMAT_VERSION,)
 MANIFEST_NAME = "manifest.json"
 TASKS = ("sketch2color", "photo2sketch")
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 FORMATS = ("onnx", "engine")
 ENGINE_SELECTOR = "trt"
 

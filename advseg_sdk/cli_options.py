@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from .vocab import SKETCH_METHODS
+
 __all__ = [
     "SKETCH_METHODS",
     "HintPoint",
@@ -25,9 +27,6 @@ __all__ = [
     "repeated",
     "text",
 ]
-
-#: How a photo becomes a sketch: the HED network, or the weight-free XDoG and Canny.
-SKETCH_METHODS = ("hed", "xdog", "canny")
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from . import sketch as _sketch
 from .imageio import to_rgb_uint8
+from .vocab import SKETCH_METHODS
 
 if TYPE_CHECKING:  # pragma: no cover
     from .bundle import Bundle
@@ -29,7 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["METHODS", "SketchExtractor", "HEDBundleMissingError", "DEFAULT_HED_MAX_PIXELS"]
 
-METHODS = ("hed", "xdog", "canny")
+METHODS = SKETCH_METHODS
 
 
 class HEDBundleMissingError(FileNotFoundError):

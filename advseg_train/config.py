@@ -23,6 +23,8 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from advseg_sdk.vocab import SKETCH_METHODS
+
 from .archs import DISCRIMINATOR_ARCHS, GENERATOR_ARCHS, GENERATORS, HINT_CHANNEL_CHOICES, INIT_TYPES, NORMS
 
 __all__ = [
@@ -206,7 +208,7 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
     "seg.grad": ("soft", "hard"),
     "data.mode": ("unaligned", "aligned", "photos"),
     "data.preprocess": ("resize_and_crop", "resize", "crop", "none", "scale_shortside_and_crop"),
-    "data.sketch_method": ("hed", "xdog", "canny"),
+    "data.sketch_method": SKETCH_METHODS,
     "optim.lr_policy": ("linear", "constant"),
     "run.amp": ("off", "bf16", "fp16"),
 }

@@ -32,6 +32,7 @@ from torch.utils.data import Dataset, DistributedSampler
 
 from advseg_sdk import files
 from advseg_sdk.imageio import read_image, write_image
+from advseg_sdk.vocab import SKETCH_METHODS
 
 from .config import DataConfig
 from .hints import HintSampler
@@ -272,7 +273,7 @@ class SketchCache:
     HED_BORDER = 32  # reflect padding (px) around the photo before HED, trimmed afterwards
 
     def __init__(self, root: str | Path, method: str = "hed") -> None:
-        if method not in ("hed", "xdog", "canny"):
+        if method not in SKETCH_METHODS:
             raise DataError(f"unknown sketch method {method!r}; choose hed, xdog or canny")
         self.root = Path(root)
         self.method = method

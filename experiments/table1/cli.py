@@ -10,6 +10,8 @@ from typing import Any
 
 import click
 
+from advseg_sdk.vocab import SKETCH_METHODS
+
 from .grid import ARMS, SCALES, SCHEMES, Grid, Settings
 from .runner import run_table
 
@@ -53,7 +55,7 @@ def _split(value: str, known: Iterable[str] | None, what: str) -> list[str]:
     default="deeplab-voc",
     help="seg.segmenter of every segmentation arm (multi / both need a multi-class one).",
 )
-@click.option("--sketch", type=click.Choice(["hed", "xdog", "canny"]), default="hed")
+@click.option("--sketch", type=click.Choice(SKETCH_METHODS), default="hed")
 @click.option("--lambda-seg", type=float, help="seg.lambda_seg (default: the preset's).")
 @click.option("--set", "extra", multiple=True, metavar="KEY=VALUE", help="Extra advseg-train override (repeatable).")
 @click.option("--threads", type=click.IntRange(1), help="torch CPU threads in every step.")
