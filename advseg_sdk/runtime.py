@@ -168,7 +168,10 @@ class OnnxRunner:
         inter_op_threads: int | None = None,
         io_binding: bool | None = None,
         label: str | None = None,
+        artefact: Artefact | None = None,
     ):
+        """``label`` names the runner (default ``onnx:<file>``; the first provider is appended in
+        brackets); ``artefact`` is the bundle artefact it runs, if it runs one."""
         import onnxruntime as ort
 
         path = Path(onnx_path)
@@ -226,8 +229,8 @@ class OnnxRunner:
         for name, opts in resolved:
             if name == "CUDAExecutionProvider" and "device_id" in opts:
                 self._device_id = int(opts["device_id"])
-        self.label = label or f"onnx:{path.name} [{self.providers[0]}]"
-        self.artefact: Artefact | None = None  # set by open_runner: the bundle artefact it runs
+        self.label = f"{label or 'onnx:' + path.name} [{self.providers[0]}]"
+        self.artefact = artefact  # the bundle artefact it runs (open_runner), if any
 
     def __repr__(self) -> str:
         return f"OnnxRunner({str(self.path)!r}, providers={self.providers}, input_dtype={self.input_dtype})"
@@ -297,7 +300,13 @@ class TensorRTRunner:
     """A serialized TensorRT engine (TensorRT 10 API) with one input and one or more outputs;
     needs an NVIDIA GPU, TensorRT 10 and cuda-python."""
 
-    def __init__(self, engine_path: str | os.PathLike, device_id: int = 0, label: str | None = None):
+    def __init__(
+        self,
+        engine_path: str | os.PathLike,
+        device_id: int = 0,
+        label: str | None = None,
+        artefact: Artefact | None = None,
+    ):
         trt = _import_tensorrt()
         cudart = _import_cudart()
         self._trt, self._cudart = trt, cudart
@@ -329,7 +338,7 @@ class TensorRTRunner:
         self.providers = ["TensorRT"]
         self.path = path
         self.label = label or f"tensorrt:{path.name}"
-        self.artefact: Artefact | None = None  # set by open_runner: the bundle artefact it runs
+        self.artefact = artefact  # the bundle artefact it runs (open_runner), if any
         self._stream = _check(cudart.cudaStreamCreate(), "cudaStreamCreate")
         self._buffers: dict[str, tuple[int, int]] = {}  # name -> (device ptr, capacity in bytes)
 
@@ -527,9 +536,7 @@ def open_runner(
                 why = engine_mismatch(a.engine, dev) if a.engine is not None else "no engine record in the manifest"
                 if why is None:
                     try:
-                        trt_runner = TensorRTRunner(a.path, label=f"tensorrt-{a.precision}:{b.name}")
-                        trt_runner.artefact = a
-                        return trt_runner
+                        return TensorRTRunner(a.path, label=f"tensorrt-{a.precision}:{b.name}", artefact=a)
                     except (RuntimeUnavailableError, ValueError, RuntimeError) as exc:
                         why = f"{a.file}: {exc}"
                 else:
@@ -555,9 +562,9 @@ def open_runner(
         art = next(a for p in order for a in onnx_arts if a.precision == p)
     else:
         art = b.artefact(onnx_prec)  # BundleError listing the available precisions
-    runner = OnnxRunner(art.path, providers=resolved, **session_options)
-    runner.label = f"onnx-{art.precision}:{b.name} [{runner.providers[0]}]"
-    runner.artefact = art
+    runner = OnnxRunner(
+        art.path, providers=resolved, label=f"onnx-{art.precision}:{b.name}", artefact=art, **session_options
+    )
     check_graph_io(runner, b, art.file)
     return runner
 
