@@ -178,6 +178,33 @@ def test_product_packages_import_no_experiment_or_tool():
     assert bad == []
 
 
+def _vocabularies() -> dict[tuple[str, ...], str]:
+    from advseg_sdk import vocab
+
+    return {tuple(getattr(vocab, n)): n for n in vocab.__all__}
+
+
+def test_vocabularies_are_not_restated():
+    """Precisions and sketch methods come from ``advseg_sdk.vocab``: no other product module (nor
+    the experiments or the GPU driver) spells one of its tuples out again as a literal."""
+    vocab = _vocabularies()
+    files = [
+        *_modules().values(),
+        *sorted((ROOT / "experiments").rglob("*.py")),
+        *sorted((ROOT / "scripts").rglob("*.py")),
+    ]
+    copies = sorted(
+        f"{_rel(path)}:{node.lineno}: {vocab[values]}"
+        for path in files
+        if path.name != "vocab.py"
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, (ast.Tuple, ast.List))
+        and all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts)
+        and (values := tuple(e.value for e in node.elts)) in vocab
+    )
+    assert copies == []
+
+
 MAX_MODULE_LINES = 600
 MAX_FUNCTION_LINES = 80
 
