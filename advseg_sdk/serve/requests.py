@@ -146,7 +146,7 @@ def parse_hints_field(text: str) -> list[tuple[Any, Any, Any]]:
     try:
         data = json.loads(text)
     except (ValueError, RecursionError) as exc:
-        raise ApiError(400, f"form field 'hints' is not JSON ({exc})", "bad_hints") from None
+        raise ApiError(422, f"form field 'hints' is not JSON ({exc})", "bad_hints") from None
     if not isinstance(data, list):
         raise ApiError(422, 'hints must be a JSON list of {"x": X, "y": Y, "color": "#rrggbb"}', "bad_hints")
     if len(data) > _MAX_HINT_POINTS:
