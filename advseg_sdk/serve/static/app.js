@@ -33,7 +33,7 @@
       const s = Math.min(1, MAX_SIDE / Math.max(img.naturalWidth, img.naturalHeight));
       resize(Math.max(8, Math.round(img.naturalWidth * s)), Math.max(8, Math.round(img.naturalHeight * s)));
       source = img; points = []; paintSource(); hctx.clearRect(0, 0, hints.width, hints.height);
-      status(s < 1 ? "Scaled to " + base.width + " × " + base.height + " for drawing." : "");
+      status("Loaded " + file.name + (s < 1 ? ", scaled to " + base.width + " × " + base.height + " for drawing." : "."));
     };
     img.onerror = function () { status("That file is not an image this browser can show.", true); };
     img.src = url;
