@@ -12,10 +12,9 @@ import pytest
 pytest.importorskip("fastapi", reason="needs the serve extra (pip install -e '.[serve]')")
 pytest.importorskip("selenium", reason="needs selenium (the dev extra)")
 
-from scripts.serve_screenshot import colour_on_page, find_browser, open_browser  # noqa: E402
-
 from advseg_sdk.serve import create_app  # noqa: E402
 from advseg_sdk.serve.app import serve_in_thread  # noqa: E402
+from scripts.serve_screenshot import colour_on_page, find_browser, open_browser  # noqa: E402
 
 FOUND = find_browser()
 pytestmark = pytest.mark.skipif(isinstance(FOUND, str), reason=f"browser test: {FOUND}")
