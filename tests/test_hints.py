@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_bundle import make_bundle, sketch_from_photo
+from test_bundle import export_onnx, make_bundle, sketch_from_photo, tiny_resnet
 
 from advseg_sdk.bundle import HintSpec, load_bundle, validate_manifest
 from advseg_sdk.colorizer import Colorizer, Pipeline
@@ -137,31 +137,59 @@ def test_export_declares_hints_and_the_graph_takes_seven_channels(hint_bundle: P
     assert col.colorize(np.full((24, 28), 255, np.uint8), hints=[(3, 4, "#ff0000")]).shape == (24, 28, 3)
 
 
-def test_old_bundles_load_and_refuse_hints_by_name(sketch):
-    from advseg_sdk.bundle import default_bundle_path, packaged_bundle_dir
+@pytest.fixture(scope="module")
+def plain_bundle(tmp_path_factory) -> Path:
+    """A bundle from before hints: a 3-channel graph and no ``hints`` in its manifest."""
+    root = tmp_path_factory.mktemp("plain")
+    onnx_path = export_onnx(tiny_resnet(seed=2), root / "g.onnx")
+    return make_bundle(root / "plain-sketch2color.advseg", {"fp32": onnx_path})
 
-    embedded = packaged_bundle_dir() / "demo-sketch2color.advseg"
-    b = load_bundle(embedded)
+
+def test_old_bundles_load_and_refuse_hints_by_name(plain_bundle: Path, sketch):
+    from advseg_sdk.bundle import default_bundle_path
+
+    b = load_bundle(plain_bundle)
     assert b.input_spec.hints is None and b.input_spec.graph_channels == 3
-    col = Colorizer(embedded)
+    col = Colorizer(plain_bundle)
     assert not col.accepts_hints
     assert col.colorize(sketch).shape == (*sketch.shape, 3)
-    named = r"bundle 'sketch2color-default' \(.*demo-sketch2color.advseg\) takes no colour hints"
+    named = r"bundle 'plain-sketch2color' \(.*plain-sketch2color.advseg\) takes no colour hints"
     with pytest.raises(HintError, match=named):
         col.colorize(sketch, hints=[(3, 4, "#ff0000")])
     with pytest.raises(HintError, match="takes no colour hints"):
         col.colorize([sketch, sketch], hints=[None, [(1, 1, "#00ff00")]])
     assert len(col.colorize([sketch, sketch], hints=[None, None])) == 2
     with pytest.raises(HintError, match="takes no colour hints"):
-        Pipeline(embedded, sketch="xdog").run(np.zeros((40, 50, 3), np.uint8), hints=[(1, 1, "#00ff00")])
+        Pipeline(plain_bundle, sketch="xdog").run(np.zeros((40, 50, 3), np.uint8), hints=[(1, 1, "#00ff00")])
     # the schema: an explicit null is no hint input; a bad hint object is refused
-    good = json.loads((embedded / "manifest.json").read_text())
+    good = json.loads((plain_bundle / "manifest.json").read_text())
     validate_manifest({**good, "input": {**good["input"], "hints": None}})
     from advseg_sdk.bundle import BundleError
 
     with pytest.raises(BundleError, match="hints"):
         validate_manifest({**good, "input": {**good["input"], "hints": {"channels": 2, "encoding": "rgb-mask"}}})
     assert default_bundle_path("demo-sketch2color").name == "demo-sketch2color.advseg"
+
+
+def test_the_embedded_default_puts_hinted_colours_where_they_are():
+    """Red and blue dots inside a drawn square turn up red and blue there; the area far from them
+    barely changes. (The shipped model places hint colours locally; it does not yet spread them
+    over the whole region: docs/default_model.md.)"""
+    from advseg_sdk.bundle import packaged_bundle_dir
+
+    col = Colorizer(packaged_bundle_dir() / "demo-sketch2color.advseg")
+    assert col.accepts_hints
+    sketch = np.full((256, 256), 255, np.uint8)
+    sketch[64:68, 64:192] = sketch[188:192, 64:192] = 0
+    sketch[64:192, 64:68] = sketch[64:192, 188:192] = 0
+    plain = col.colorize(sketch).astype(np.float32)
+    spots = [(x, y) for x in (96, 128, 160) for y in (96, 128, 160)]
+    for colour, channel in (("#e02020", 0), ("#2040e0", 2)):
+        hinted = col.colorize(sketch, hints=[(x, y, colour) for x, y in spots]).astype(np.float32)
+        at = np.stack([hinted[y - 1 : y + 2, x - 1 : x + 2].reshape(-1, 3).mean(0) for x, y in spots]).mean(0)
+        others = [c for c in range(3) if c != channel]
+        assert at[channel] - at[others].max() > 40, (colour, at)
+        assert abs(hinted[:40] - plain[:40]).mean() < 10
 
 
 def test_zero_hints_are_no_hints(hint_bundle: Path, sketch):
@@ -332,7 +360,7 @@ def _advseg(*args) -> subprocess.CompletedProcess:
     return subprocess.run([str(BIN / "advseg"), *map(str, args)], capture_output=True, text=True, timeout=180)
 
 
-def test_colorize_cli_hint_options(hint_bundle: Path, sketch, tmp_path: Path):
+def test_colorize_cli_hint_options(hint_bundle: Path, plain_bundle: Path, sketch, tmp_path: Path):
     src = tmp_path / "in" / "sketch.png"
     src.parent.mkdir()
     Image.fromarray(sketch).save(src)
@@ -376,7 +404,7 @@ def test_colorize_cli_hint_options(hint_bundle: Path, sketch, tmp_path: Path):
     usage(src, "-o", tmp_path / "x", "--hints", tmp_path / "nope.png", match="'--hints'")
     usage(src, "-o", tmp_path / "x", "--hints", tmp_path / "s.png", "--hint", "1,1,#ffffff", match="not both")
     old = subprocess.run(
-        [str(BIN / "advseg"), "colorize", src, "-o", tmp_path / "old", "--hint", "3,4,#ff0000", "-q"],
+        [str(BIN / "advseg"), "colorize", src, "-o", tmp_path / "old", "--bundle", plain_bundle, "--hint", "3,4,#ff0000", "-q"],
         capture_output=True,
         text=True,
         timeout=180,
@@ -402,7 +430,9 @@ def test_sample_hints_are_seeded_by_name_and_take_the_working_scale_colour():
 
 
 @pytest.mark.real_assets
-def test_eval_colour_with_hints_scores_old_and_new_models_side_by_side(hint_bundle: Path, photo_paths, tmp_path):
+def test_eval_colour_with_hints_scores_old_and_new_models_side_by_side(
+    hint_bundle: Path, plain_bundle: Path, photo_paths, tmp_path
+):
     photos = tmp_path / "photos"
     photos.mkdir()
     for p in photo_paths[:2]:
@@ -415,7 +445,7 @@ def test_eval_colour_with_hints_scores_old_and_new_models_side_by_side(hint_bund
         cmd += ["--threads", "1", "--eval-size", "96", *extra]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ})
 
-    hinted = run(tmp_path / "h", "--bundle", f"hinted={hint_bundle}", "--bundle", "embedded=default", "--hints", "3")
+    hinted = run(tmp_path / "h", "--bundle", f"hinted={hint_bundle}", "--bundle", f"embedded={plain_bundle}", "--hints", "3")
     assert hinted.returncode == 0, hinted.stderr[-2000:]
     summary = json.loads((tmp_path / "h" / "summary.json").read_text())
     assert summary["hints"] == {"per_photo": 3, "hinted": ["hinted"], "unhinted": ["embedded"]}
@@ -424,7 +454,7 @@ def test_eval_colour_with_hints_scores_old_and_new_models_side_by_side(hint_bund
     sheet = np.asarray(Image.open(tmp_path / "h" / "hints_sheet.png"))
     assert sheet.shape[1] == 256 * 5  # sketch | hints | hinted | embedded | photo
     # the model without hints is scored exactly as without --hints
-    plain = run(tmp_path / "p", "--bundle", "embedded=default")
+    plain = run(tmp_path / "p", "--bundle", f"embedded={plain_bundle}")
     assert plain.returncode == 0, plain.stderr[-2000:]
     before = json.loads((tmp_path / "p" / "summary.json").read_text())
     assert before["methods"]["embedded"] == summary["methods"]["embedded"]
