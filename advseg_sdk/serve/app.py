@@ -144,6 +144,7 @@ class Service:
             max_queue=options.max_queue,
             max_wait=options.batch_wait_ms / 1000.0,
             on_batch=self.metrics.observe_batch,
+            arriving=lambda: self.in_flight,
         )
         self.in_flight = 0  # colour requests between admission and answer (event loop only)
         self.summary = model_summary(self.front, options)

@@ -103,7 +103,10 @@ class Batcher:
 
     ``models`` are the workers' pipelines (one thread each). ``on_batch(size, seconds)`` is told
     of every network call; ``before_run(jobs)``, if set, is called by the worker before it runs a
-    batch (tests hold a lock there to keep a worker busy).
+    batch (tests hold a lock there to keep a worker busy). ``arriving()``, if given, counts the
+    requests inside the service (admitted, not yet answered): a worker waits for a fuller batch
+    only while some of them are not queued or running yet (being read or decoded), so a lone
+    request never waits ``max_wait`` for company that is not coming.
     """
 
     def __init__(
@@ -113,6 +116,7 @@ class Batcher:
         max_queue: int = 64,
         max_wait: float = 0.005,
         on_batch: Callable[[int, float], None] | None = None,
+        arriving: Callable[[], int] | None = None,
     ):
         if not models:
             raise ValueError("a Batcher needs at least one worker model")
@@ -121,6 +125,7 @@ class Batcher:
         self.max_queue = max(1, int(max_queue))
         self.max_wait = max(0.0, float(max_wait))
         self.on_batch = on_batch
+        self.arriving = arriving
         self.before_run: Callable[[list[Job]], None] | None = None
         self._pending: deque[Job] = deque()
         self._cond = threading.Condition()
@@ -201,13 +206,19 @@ class Batcher:
                         self._pending.remove(job)
                         batch.append(job)
                     left = deadline - time.monotonic()
-                    if len(batch) >= self.max_batch or left <= 0 or self._closed:
+                    if len(batch) >= self.max_batch or left <= 0 or self._closed or not self._coming(len(batch)):
                         break
                     self._cond.wait(left)
             batch = [j for j in batch if j.future.set_running_or_notify_cancel()]
             self._running += len(batch)
             self._cond.notify_all()  # queue depth changed
             return batch
+
+    def _coming(self, taken: int) -> bool:
+        """Whether more jobs may arrive soon (always, without an ``arriving`` count)."""
+        if self.arriving is None:
+            return True
+        return self.arriving() - taken - len(self._pending) - self._running > 0
 
     def _work(self, model: Pipeline) -> None:
         while True:
