@@ -6,7 +6,7 @@
 #   bash scripts/train_colour_model.sh arms            # the comparison arms (equal steps each)
 #   bash scripts/train_colour_model.sh long [SECONDS]  # continue the chosen recipe (default 3600 s more)
 #   bash scripts/train_colour_model.sh compare         # fp32 bundles of the arms, scored side by side
-#   bash scripts/train_colour_model.sh export [OUT]    # fp32/int8 bundle of the long run
+#   bash scripts/train_colour_model.sh export [OUT]    # fp32 bundle of the long run
 #
 # The recipe: Pix2Pix, effnet_unet (ImageNet EfficientNet-Lite0 encoder, resize-conv decoder,
 # ngf 32, BatchNorm in the decoder), colour hints (hint_nc 4; half the items without any), sketches in five
