@@ -217,9 +217,12 @@ def test_metrics_count_requests_latency_queue_and_errors(tiny_bundle: Path, sket
 # --------------------------------------------------------------------------- hints
 
 
-def test_hints_change_the_colour_of_a_hint_bundle(hint_client: TestClient, sketch: np.ndarray):
+def test_hints_change_the_colour_as_the_sdk_does(hint_client: TestClient, hint_bundle: Path, sketch: np.ndarray):
+    from advseg_sdk.colorizer import Colorizer
+
     m = hint_client.get("/v1/model").json()
     assert m["accepts_hints"] is True and m["hints"]["channels"] == 4
+    sdk = Colorizer(hint_bundle, precision="fp32")
     data = png_bytes(sketch)
     plain = decode_png(post_image(hint_client, data).content)
     h, w = sketch.shape
@@ -227,18 +230,18 @@ def test_hints_change_the_colour_of_a_hint_bundle(hint_client: TestClient, sketc
     assert r.status_code == 200, r.text
     hinted = decode_png(r.content)
     assert np.abs(hinted[25:36, 15:26].astype(int) - plain[25:36, 15:26]).max() > 0
+    assert np.abs(hinted.astype(int) - sdk.colorize(sketch, hints=[(20, 30, "#ff0000")])).max() <= 1
     scribble = np.zeros((h, w, 4), np.uint8)
-    scribble[28:33, 18:23] = (255, 0, 0, 255)  # the same hint as a 5x5 square
+    scribble[28:33, 18:23] = (255, 0, 0, 255)
     r2 = post_image(hint_client, data, scribble=png_bytes(scribble, "RGBA"))
-    assert r2.status_code == 200 and np.array_equal(decode_png(r2.content), hinted)
-    r3 = post_image(
-        hint_client,
-        data,
-        hints='[{"x": 60, "y": 10, "color": "#00ff00"}]',
-        scribble=png_bytes(scribble, "RGBA"),
-    )
-    assert r3.status_code == 200 and not np.array_equal(decode_png(r3.content), hinted)
-    assert post_image(hint_client, data, hints="[]").status_code == 200  # an empty list is no hints
+    assert r2.status_code == 200, r2.text
+    scribbled = decode_png(r2.content)
+    assert np.abs(scribbled.astype(int) - sdk.colorize(sketch, hints=scribble)).max() <= 1
+    assert not np.array_equal(scribbled, plain)
+    both = '[{"x": 60, "y": 10, "color": "#00ff00"}]'
+    r3 = post_image(hint_client, data, hints=both, scribble=png_bytes(scribble, "RGBA"))
+    assert r3.status_code == 200 and not np.array_equal(decode_png(r3.content), scribbled)
+    assert np.array_equal(decode_png(post_image(hint_client, data, hints="[]").content), plain)  # no hints
 
 
 def test_bad_hints_are_422_with_a_reason(hint_client: TestClient, sketch: np.ndarray):
@@ -469,3 +472,26 @@ def test_serve_flags_are_checked_before_anything_loads():
         timeout=60,
     )
     assert r.returncode != 0 and "nonexistent" in r.stderr
+
+
+def test_the_sdk_and_the_serve_package_import_no_web_stack():
+    code = (
+        "import sys, advseg_sdk, advseg_sdk.serve, advseg_sdk.serve.options, advseg_sdk.cli; "
+        "web = ('fastapi', 'uvicorn', 'starlette', 'prometheus_client', 'torch'); "
+        "print(sorted(m for m in web if m in sys.modules))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+def test_the_page_files_are_package_data(repo_dir: Path):
+    """A wheel (not only an editable install) carries static/: pyproject's package-data names it."""
+    import fnmatch
+
+    tomllib = pytest.importorskip("tomllib", reason="tomllib: Python 3.11+")
+    patterns = tomllib.loads((repo_dir / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    static = repo_dir / "advseg_sdk" / "serve" / "static"
+    files = [p.relative_to(repo_dir / "advseg_sdk").as_posix() for p in static.iterdir()]
+    assert {"serve/static/index.html", "serve/static/app.js", "serve/static/style.css"} <= set(files)
+    for f in files:
+        assert any(fnmatch.fnmatch(f, pat) for pat in patterns["advseg_sdk"]), f
