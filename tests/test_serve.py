@@ -65,7 +65,7 @@ def hint_bundle(tmp_path_factory) -> Path:
         warnings.simplefilter("ignore")
         torch.onnx.export(
             _local_hint_net(seed=5),
-            torch.zeros(1, 7, 32, 32),
+            (torch.zeros(1, 7, 32, 32),),
             str(path),
             dynamo=False,
             opset_version=17,
