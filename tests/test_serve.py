@@ -388,17 +388,24 @@ def test_a_client_that_disconnects_is_dropped_and_the_service_goes_on(tiny_bundl
             )
             gate.wait(lambda b: b.depth() == 1)
         gate.wait(lambda b: b.depth() == 0)  # its job left the queue when the client went
+        with socket.create_connection((host, int(port)), timeout=10) as s:  # and one gone halfway through its body
+            s.sendall(
+                f"POST /v1/colorize HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                f"Content-Length: {len(data)}\r\n\r\n".encode()
+                + data[: len(data) // 2]
+            )
         gate.open()
         assert busy.result(30).status_code == 200
         assert post_image(c, data).status_code == 200
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             t = c.get("/metrics").text
-            if metric(t, "advseg_errors_total", endpoint="/v1/colorize", reason="client_disconnected"):
+            if metric(t, "advseg_errors_total", endpoint="/v1/colorize", reason="client_disconnected") >= 2:
                 break
             time.sleep(0.05)
         assert c.get("/healthz").json()["in_flight"] == 0
-    assert metric(t, "advseg_errors_total", endpoint="/v1/colorize", reason="client_disconnected") == 1
+    assert metric(t, "advseg_errors_total", endpoint="/v1/colorize", reason="client_disconnected") == 2
+    assert metric(t, "advseg_errors_total", endpoint="/v1/colorize", reason="internal") == 0
     assert metric(t, "advseg_batch_size_count") == 2  # the dropped job never ran
 
 

@@ -53,12 +53,17 @@ async def read_body(request: Any, limit: int) -> bytes:
             raise ApiError(400, f"Content-Length {declared!r} is not a number", "bad_request") from None
         if n > limit:
             raise ApiError(413, f"request body of {n} bytes is over the limit of {limit} bytes", "body_too_large")
+    from starlette.requests import ClientDisconnect
+
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"request body is over the limit of {limit} bytes", "body_too_large")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, f"request body is over the limit of {limit} bytes", "body_too_large")
+            chunks.append(chunk)
+    except ClientDisconnect:  # gone while sending: nobody to answer, and not the service's error
+        raise ApiError(499, "the client disconnected while sending the request", "client_disconnected") from None
     return b"".join(chunks)
 
 
