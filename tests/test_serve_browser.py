@@ -49,3 +49,31 @@ def test_the_page_colours_an_uploaded_photo_with_a_drawn_stroke(browser: Any, ph
     assert seen["sketch"] and seen["sketch"]["width"] == result["width"]  # the photo's sketch is shown
     assert seen["download"].startswith("blob:")
     assert logs == []
+
+
+def test_a_drawing_on_a_blank_canvas_with_a_model_without_hints(browser: Any, tmp_path_factory):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    from test_bundle import export_onnx, local_convnet, make_bundle
+
+    from scripts.serve_screenshot import _PIXEL_STATS_JS, draw
+
+    root = tmp_path_factory.mktemp("browser_tiny")
+    spec = {"name": "input", "layout": "NCHW", "channels": 3, "color": "RGB", "range": [-1, 1], "size_multiple": 2}
+    bundle = make_bundle(root / "tiny.advseg", {"fp32": export_onnx(local_convnet(seed=2), root / "t.onnx")}, spec)
+    with serve_in_thread(create_app(bundle=bundle, workers=1)) as url:
+        browser.get(url + "/")
+        wait = WebDriverWait(browser, 60)
+        wait.until(lambda b: "no hints" in b.find_element(By.ID, "model-info").text)
+        assert not browser.find_element(By.CSS_SELECTOR, "input[name=tool][value=hint]").is_displayed()
+        assert not browser.find_element(By.ID, "hint-color").is_displayed()
+        browser.find_element(By.ID, "blank").click()
+        assert browser.find_element(By.CSS_SELECTOR, "input[name=kind][value=sketch]").is_selected()
+        draw(browser, "pen", [(-100, -100), (100, -80), (60, 90), (-90, 60), (-100, -100)])
+        browser.find_element(By.ID, "colour").click()
+        wait.until(lambda b: b.execute_script(_PIXEL_STATS_JS, "colour-img"))
+        result = browser.execute_script(_PIXEL_STATS_JS, "colour-img")
+        status = browser.find_element(By.ID, "status").text
+    assert status.startswith("Done") and "512 × 512" in status, status
+    assert (result["width"], result["height"]) == (512, 512) and result["colours"] > 1
+    assert not browser.find_element(By.ID, "sketch-fig").is_displayed()  # a sketch has no sketch to show
