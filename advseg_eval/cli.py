@@ -21,6 +21,7 @@ import click
 import numpy as np
 
 from advseg_sdk import cli_options as opt
+from advseg_sdk.vocab import HINT_SPREAD_MODES
 
 from .inception import FID_WEIGHTS_FILENAME, InceptionWeightsError, StateDictLayoutError
 from .report import EvalReport, comparison_columns, image_grid, load_report, write_comparison
@@ -203,6 +204,7 @@ _HED_HELP = "HED bundle (default: $ADVSEG_HOME/bundles/hed.advseg, exported from
 @opt.number("--limit", click.IntRange(1), None, "At most this many photos per source.")
 @opt.number("--rows", click.IntRange(1), 12, "Contact sheet rows.")
 @opt.number("--hints", click.IntRange(0), 0, _HINTS_HELP)
+@opt.choice("--hint-spread", HINT_SPREAD_MODES, "region", "With --hints: how the SDK hands them to the model.")
 @opt.number("--threads", click.IntRange(1), None, "torch CPU threads.")
 def colour_cmd(**cli: Any) -> None:
     """How well photo -> sketch -> colour restores the photos' colours, beside two baselines
@@ -246,6 +248,7 @@ def colour_cmd(**cli: Any) -> None:
                 None if path == "default" else path,
                 sketch=sketch_method,
                 sketch_bundle=hed_bundle if sketch_method == "hed" else None,
+                hint_spread=cli["hint_spread"],
             )
             label = label or (
                 pipe.colorizer.bundle.name if path == "default" else Path(path).name.removesuffix(".advseg")

@@ -202,6 +202,16 @@ class HintedPipeline:
         return sketch, colour
 
 
+def _hints_summary(hinted: dict[str, HintedPipeline], names: Sequence[str]) -> dict[str, Any]:
+    """What the report says about hints: how many per photo, who took them and how they were spread."""
+    return {
+        "per_photo": max(p.count for p in hinted.values()),
+        "hinted": [n for n, p in hinted.items() if p.takes_hints],
+        "unhinted": [n for n in names if n not in hinted or not hinted[n].takes_hints],
+        "spread": {n: getattr(p.pipeline.colorizer, "hint_spread", "none") for n, p in hinted.items() if p.takes_hints},
+    }
+
+
 def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
 
@@ -329,11 +339,7 @@ def evaluate_colour(
         out_dir=out,
     )
     if hinted and any(p.count for p in hinted.values()):
-        result.hints = {
-            "per_photo": max(p.count for p in hinted.values()),
-            "hinted": [n for n, p in hinted.items() if p.takes_hints],
-            "unhinted": [n for n in names if n not in hinted or not hinted[n].takes_hints],
-        }
+        result.hints = _hints_summary(hinted, names)
     result.files["per_image"] = _write_csv(out / "per_image.csv", rows)
     result.files["summary"] = _write_text(
         out / "summary.json",
@@ -408,6 +414,10 @@ def _markdown(r: ColourEvalResult, title: str, n: int, eval_size: int) -> str:
             "name; colour the photo's mean over the 5x5 patch at the working scale)"
             + (f", given to {', '.join(h['hinted'])}" if h["hinted"] else "")
             + "."
+            + "".join(
+                f" {n}: hints spread over their sketch regions." if how == "region" else f" {n}: hints as given."
+                for n, how in h.get("spread", {}).items()
+            )
             + (
                 f" {', '.join(h['unhinted'])}: takes no hints (its bundle has no hint input), scored unhinted."
                 if h["unhinted"]

@@ -16,6 +16,7 @@ import click
 from . import cli_options as opt
 from .batch import BatchReport, cli_finish, cli_inputs
 from .colorize_batch import PRECISION_CHOICES, ColorizeOptions, colorize_files
+from .vocab import HINT_SPREAD_MODES
 
 __all__ = ["colorize_files", "bundle_summary", "colorize", "info"]
 
@@ -30,6 +31,7 @@ _RAY_HELP = "Colour on Ray Data with a pool of actors, locally or on a cluster (
 _GPUS_HELP = "With --ray: GPUs per actor; a fraction lets actors share a GPU."
 _ACTORS_HELP = "With --ray: actors, each holding one model (default: one per CPU, or per GPU share)."
 _HINTS_HELP = "Colour hints for a single input: an RGBA PNG of its size (alpha > 127 = hinted pixel, RGB its colour)."
+_SPREAD_HELP = "region: each hint fills the enclosed region of the sketch it falls in; none: hints as given."
 _HINT_HELP = "A colour hint at pixel X,Y of a single input, e.g. 120,40,#3366ff (repeatable)."
 
 
@@ -43,6 +45,7 @@ _HINT_HELP = "A colour hint at pixel X,Y of a single input, e.g. 120,40,#3366ff 
 @opt.flag("--save-sketch", "With --from-photo: also write <stem>.sketch.png.")
 @opt.optional_path("--hints", _HINTS_HELP, exists=True, dir_okay=False)
 @opt.repeated("--hint", _HINT_HELP, opt.HintPoint())
+@opt.choice("--hint-spread", HINT_SPREAD_MODES, "region", _SPREAD_HELP)
 @opt.number("--tile", click.IntRange(min=8), None, _TILE_HELP)
 @opt.number("--tile-overlap", click.IntRange(min=0), 32, "Minimum overlap of neighbouring tiles, in pixels.")
 @opt.choice("--precision", PRECISION_CHOICES, "auto", _PRECISION_HELP)

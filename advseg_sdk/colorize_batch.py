@@ -54,6 +54,7 @@ class ColorizeOptions:
     max_pixels: int | None = None
     progress: bool = True
     hints: str | os.PathLike | Sequence[Any] | None = None
+    hint_spread: str = "region"  # or "none" (see advseg_sdk.hint_spread)
 
     def model_kwargs(self, absolute_paths: bool = False) -> dict[str, Any]:
         """Keyword arguments of the model (:class:`Colorizer` or :class:`Pipeline`); bundle paths
@@ -69,6 +70,7 @@ class ColorizeOptions:
             tile=self.tile,
             tile_overlap=self.tile_overlap,
             strict=self.strict,
+            hint_spread=self.hint_spread,
         )
         if self.from_photo:
             kw.update(sketch_method=self.sketch_method, sketch_bundle=absolute(self.sketch_bundle))

@@ -32,11 +32,13 @@ import cv2
 import numpy as np
 
 from .bundle import Bundle, BundleError, default_bundle_path, load_bundle
+from .hint_spread import spread_hints
 from .hints import HintError, HintSet, parse_hints
 from .imageio import ImageReadError, to_rgb_uint8
 from .pixels import from_network_range, to_network_range
 from .runtime import ProviderSpec, Runner, open_runner
 from .tiling import Tile, TileBlender, iter_chunks, tile_grid
+from .vocab import HINT_SPREAD_MODES
 
 __all__ = [
     "Colorizer",
@@ -112,6 +114,8 @@ class Colorizer:
         precision: ``auto``, ``fp32``, ``fp16``, ``bf16``, ``int8`` or ``trt`` (see
             :func:`advseg_sdk.runtime.open_runner`).
         strict: refuse (instead of warn and fall back) a TensorRT engine built for another GPU.
+        hint_spread: ``"region"`` (default): each colour hint fills the enclosed region of the
+            sketch it falls in (:mod:`advseg_sdk.hint_spread`); ``"none"``: hints as given.
         tiling: a :class:`Tiling` (fixed tiles, the pixel budget, the batch); its fields may also
             be given as keywords (``tile=512, tile_overlap=32``). Fixed-size networks see each
             tile resized to the network size.
@@ -127,8 +131,12 @@ class Colorizer:
         precision: str = "auto",
         strict: bool = False,
         tiling: Tiling | None = None,
+        hint_spread: str = "region",
         **options: Any,
     ):
+        if hint_spread not in HINT_SPREAD_MODES:
+            raise ValueError(f"hint_spread must be one of {', '.join(HINT_SPREAD_MODES)}, got {hint_spread!r}")
+        self.hint_spread = hint_spread
         if bundle is None:
             bundle = default_bundle_path(DEFAULT_BUNDLE_NAME)
             zipped = bundle.with_name(bundle.name + ".zip")
@@ -177,7 +185,7 @@ class Colorizer:
     def colorize_arrays(self, images: Sequence[np.ndarray], hints: Sequence[Any] | None = None) -> list[np.ndarray]:
         """Colour uint8 RGB (H, W, 3) arrays (``hints``: None or one entry per image, as for
         :meth:`colorize`); same-shape work is batched."""
-        sets = self.hint_sets(images, hints)
+        sets = [self.spread_hints(img, hs) for img, hs in zip(images, self.hint_sets(images, hints))]
         results: list[np.ndarray | None] = [None] * len(images)
         groups: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}
         for i, img in enumerate(images):
@@ -224,6 +232,13 @@ class Colorizer:
             parse_hints(h, img.shape[:2], f"input {i} hints" if many else "hints")
             for i, (img, h) in enumerate(zip(images, hints))
         ]
+
+    def spread_hints(self, sketch: np.ndarray, hints: HintSet | None) -> HintSet | None:
+        """``hints`` (checked, for ``sketch``'s size) as the network gets them: spread over their
+        regions of the sketch unless ``hint_spread`` is ``"none"``."""
+        if hints is None or self.hint_spread == "none":
+            return hints
+        return spread_hints(sketch, hints)
 
     def _with_hints(self, net_in: np.ndarray, hints: HintSet | None, window: tuple[int, int, int, int]) -> np.ndarray:
         """Append the hint planes of image region ``window`` at the network input's size (zeros

@@ -122,6 +122,7 @@ class DataConfig:
     # e.g. "hed,hed_thick,hed_outline,hed_gaps,xdog"; None: the HED lines only
     sketch_styles: str | None = None
     hint_p_none: float = 0.5  # with model.hint_nc: share of items trained without any hint
+    hint_p_region: float = 0.0  # share of hints that fill a whole enclosed region of the sketch
     sketch_cache: str | None = None  # photos mode: None = <advseg_home>/sketch_cache
     max_items: int | None = None
     num_workers: int | None = None  # loader processes; None: 0 on CPU, up to 8 on CUDA
@@ -297,6 +298,8 @@ def _validate_colour_options(cfg: TrainConfig) -> None:
         raise ConfigError("model.hint_nc needs model.kind=pix2pix (hints are drawn from the paired photo)")
     if not 0.0 <= d.hint_p_none <= 1.0:
         raise ConfigError(f"data.hint_p_none must be in [0, 1], got {d.hint_p_none}")
+    if not 0.0 <= d.hint_p_region <= 1.0:
+        raise ConfigError(f"data.hint_p_region must be in [0, 1], got {d.hint_p_region}")
     if (loss.lambda_perceptual or loss.lambda_chroma) and m.kind != "pix2pix":
         raise ConfigError("loss.lambda_perceptual and loss.lambda_chroma are Pix2Pix terms: set model.kind=pix2pix")
     if d.sketch_styles:

@@ -154,7 +154,7 @@ class _Base(Dataset):
 
     def _with_hints(self, item: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
         if self.hint_sampler is not None:
-            item["H"] = self.hint_sampler(item["B"], rng)
+            item["H"] = self.hint_sampler(item["B"], rng, item["A"])
         return item
 
     def _pair(self, a: Image.Image, b: Image.Image, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
@@ -456,7 +456,7 @@ def build_dataset(
     """The dataset for ``cfg``; ``paired`` is True for Pix2Pix; ``hints``: items carry ``"H"``,
     colour hints drawn from the photo (:class:`~advseg_train.hints.HintSampler`)."""
     augment = Augment.from_config(cfg)
-    hints_sampler = HintSampler(p_none=cfg.hint_p_none) if hints else None
+    hints_sampler = HintSampler(p_none=cfg.hint_p_none, p_region=cfg.hint_p_region) if hints else None
     if cfg.mode == "unaligned":
         if cfg.root is None:
             raise DataError("data.root is required for data.mode=unaligned (folders trainA/ and trainB/)")

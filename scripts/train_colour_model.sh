@@ -6,7 +6,8 @@
 #   bash scripts/train_colour_model.sh arms            # the comparison arms (equal steps each)
 #   bash scripts/train_colour_model.sh long [SECONDS]  # continue the chosen recipe (default 3600 s more)
 #   bash scripts/train_colour_model.sh compare         # fp32 bundles of the arms, scored side by side
-#   bash scripts/train_colour_model.sh export [OUT]    # fp32 bundle of the long run
+#   bash scripts/train_colour_model.sh regions         # fine-tune the long run with region hints
+#   bash scripts/train_colour_model.sh export [OUT] [RUN]  # fp32 bundle of the long run (or RUN)
 #
 # The recipe: Pix2Pix, effnet_unet (ImageNet EfficientNet-Lite0 encoder, resize-conv decoder,
 # ngf 32, BatchNorm in the decoder), colour hints (hint_nc 4; half the items without any), sketches in five
@@ -64,6 +65,15 @@ case "${1:-arms}" in
     advseg-train "${BASE[@]}" "${EFFNET[@]}" "${LOSSES[@]}" "${STYLES[@]}" "${HINTS[@]}" "${FINAL[@]}" \
       --set "run.max_seconds=${2:-3600}" --out "$RUNS/effnet-losses-styles-hints"
     ;;
+  regions)
+    # from the long run's last checkpoint: 30 % of hints fill a whole enclosed region of the sketch
+    # (what the SDK sends when it spreads a user's dot), 70 % of items hinted, lr 5e-5, 5 epochs
+    advseg-train "${BASE[@]}" "${EFFNET[@]}" "${LOSSES[@]}" "${STYLES[@]}" "${HINTS[@]}" "${FINAL[@]}" \
+      --set run.init_from="$RUNS/effnet-losses-styles-hints/checkpoints/latest.pt" \
+      --set data.hint_p_region=0.3 --set data.hint_p_none=0.3 --set optim.lr=5e-5 \
+      --set optim.niter=3 --set optim.niter_decay=2 --set "run.max_seconds=${2:-4000}" \
+      --out "$RUNS/region-hints"
+    ;;
   compare)
     # the embedded default (resnet_6blocks from scratch, 70 min) beside each arm, on the scene
     # test splits and on the photos asset (in no dataset)
@@ -85,7 +95,8 @@ case "${1:-arms}" in
     # `advseg-export --int8 --calib DIR` on 16 styled training sketches), and fp32 + fp16 (23 MB)
     # is over the 20 MB embedded budget: GPU users add --fp16.
     OUT="${2:-$RUNS/sketch2color.advseg}"
-    advseg-export "$RUNS/effnet-losses-styles-hints/generator.safetensors" -o "$OUT" \
+    RUN="${3:-effnet-losses-styles-hints}"
+    advseg-export "$RUNS/$RUN/generator.safetensors" -o "$OUT" \
       --sketch-method hed --name sketch2color-default
     echo "bundle: $OUT"
     ;;

@@ -171,25 +171,32 @@ def test_old_bundles_load_and_refuse_hints_by_name(plain_bundle: Path, sketch):
     assert default_bundle_path("demo-sketch2color").name == "demo-sketch2color.advseg"
 
 
-def test_the_embedded_default_puts_hinted_colours_where_they_are():
-    """Red and blue dots inside a drawn square turn up red and blue there; the area far from them
-    barely changes. (The shipped model places hint colours locally; it does not yet spread them
-    over the whole region: docs/default_model.md.)"""
+def test_the_embedded_default_colours_a_hinted_region_and_leaves_the_rest():
+    """One red (or blue) dot inside a drawn square turns the square red (blue) once the SDK spreads
+    it over the square; as given (hint_spread none) the colour lands only at the dot. The area far
+    outside changes little either way."""
     from advseg_sdk.bundle import packaged_bundle_dir
 
-    col = Colorizer(packaged_bundle_dir() / "demo-sketch2color.advseg")
-    assert col.accepts_hints
+    bundle = packaged_bundle_dir() / "demo-sketch2color.advseg"
+    spread, local = Colorizer(bundle), Colorizer(bundle, hint_spread="none")
+    assert spread.accepts_hints and spread.hint_spread == "region"
     sketch = np.full((256, 256), 255, np.uint8)
     sketch[64:68, 64:192] = sketch[188:192, 64:192] = 0
     sketch[64:192, 64:68] = sketch[64:192, 188:192] = 0
-    plain = col.colorize(sketch).astype(np.float32)
-    spots = [(x, y) for x in (96, 128, 160) for y in (96, 128, 160)]
+    plain = spread.colorize(sketch).astype(np.float32)
+    square, dot, far = (slice(80, 176), slice(80, 176)), (slice(126, 131), slice(126, 131)), slice(0, 24)
     for colour, channel in (("#e02020", 0), ("#2040e0", 2)):
-        hinted = col.colorize(sketch, hints=[(x, y, colour) for x, y in spots]).astype(np.float32)
-        at = np.stack([hinted[y - 1 : y + 2, x - 1 : x + 2].reshape(-1, 3).mean(0) for x, y in spots]).mean(0)
         others = [c for c in range(3) if c != channel]
+        filled = spread.colorize(sketch, hints=[(128, 128, colour)]).astype(np.float32)
+        mean = filled[square].reshape(-1, 3).mean(0)
+        assert mean[channel] - mean[others].max() > 25, (colour, mean)
+        dotted = local.colorize(sketch, hints=[(128, 128, colour)]).astype(np.float32)
+        at = dotted[dot].reshape(-1, 3).mean(0)
         assert at[channel] - at[others].max() > 40, (colour, at)
-        assert abs(hinted[:40] - plain[:40]).mean() < 10
+        corner = dotted[(slice(84, 92), slice(84, 92))].reshape(-1, 3).mean(0)
+        assert corner[channel] - corner[others].max() < 25, (colour, corner)  # not spread
+        for out in (filled, dotted):
+            assert abs(out[far, far] - plain[far, far]).mean() < 25
 
 
 def test_zero_hints_are_no_hints(hint_bundle: Path, sketch):
@@ -205,7 +212,7 @@ def test_zero_hints_are_no_hints(hint_bundle: Path, sketch):
 
 
 def test_points_are_squares_at_the_network_resolution_and_padding_has_no_hints(hint_bundle: Path, sketch):
-    col = Colorizer(hint_bundle, precision="fp32")
+    col = Colorizer(hint_bundle, precision="fp32", hint_spread="none")
     rec = col.runner = InputRecorder(col.runner)
     h, w = sketch.shape  # padded to a multiple of 4 by reflection
     y, x = h - 1, w - 2  # at the bottom-right corner: reflection would mirror it into the padding
@@ -278,7 +285,7 @@ def test_a_hint_changes_the_exported_generator_output_tiled_and_untiled(hint_bun
 
 
 def test_scribble_png_array_and_points_forms(hint_bundle: Path, sketch, tmp_path: Path):
-    col = Colorizer(hint_bundle, precision="fp32")
+    col = Colorizer(hint_bundle, precision="fp32", hint_spread="none")
     h, w = sketch.shape
     scribble = np.zeros((h, w, 4), np.uint8)
     scribble[28:33, 18:23] = (255, 0, 0, 255)
@@ -334,7 +341,7 @@ def test_pipeline_maps_photo_hints_to_the_working_scale(hint_bundle: Path, photo
     from advseg_sdk.imageio import read_image
 
     photo = read_image(photo_paths[1])
-    pipe = Pipeline(hint_bundle, sketch="xdog", work_short_side=48)
+    pipe = Pipeline(hint_bundle, sketch="xdog", work_short_side=48, hint_spread="none")
     ph, pw = photo.shape[:2]
     wh, ww = pipe.work_size((ph, pw))
     assert min(wh, ww) == 48
@@ -404,7 +411,18 @@ def test_colorize_cli_hint_options(hint_bundle: Path, plain_bundle: Path, sketch
     usage(src, "-o", tmp_path / "x", "--hints", tmp_path / "nope.png", match="'--hints'")
     usage(src, "-o", tmp_path / "x", "--hints", tmp_path / "s.png", "--hint", "1,1,#ffffff", match="not both")
     old = subprocess.run(
-        [str(BIN / "advseg"), "colorize", src, "-o", tmp_path / "old", "--bundle", plain_bundle, "--hint", "3,4,#ff0000", "-q"],
+        [
+            str(BIN / "advseg"),
+            "colorize",
+            src,
+            "-o",
+            tmp_path / "old",
+            "--bundle",
+            plain_bundle,
+            "--hint",
+            "3,4,#ff0000",
+            "-q",
+        ],
         capture_output=True,
         text=True,
         timeout=180,
@@ -445,12 +463,20 @@ def test_eval_colour_with_hints_scores_old_and_new_models_side_by_side(
         cmd += ["--threads", "1", "--eval-size", "96", *extra]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ})
 
-    hinted = run(tmp_path / "h", "--bundle", f"hinted={hint_bundle}", "--bundle", f"embedded={plain_bundle}", "--hints", "3")
+    hinted = run(
+        tmp_path / "h", "--bundle", f"hinted={hint_bundle}", "--bundle", f"embedded={plain_bundle}", "--hints", "3"
+    )
     assert hinted.returncode == 0, hinted.stderr[-2000:]
     summary = json.loads((tmp_path / "h" / "summary.json").read_text())
-    assert summary["hints"] == {"per_photo": 3, "hinted": ["hinted"], "unhinted": ["embedded"]}
+    assert summary["hints"] == {
+        "per_photo": 3,
+        "hinted": ["hinted"],
+        "unhinted": ["embedded"],
+        "spread": {"hinted": "region"},
+    }
     report = (tmp_path / "h" / "report.md").read_text()
     assert "Colour hints: 3 points per photo" in report and "embedded: takes no hints" in report
+    assert "hinted: hints spread over their sketch regions." in report
     sheet = np.asarray(Image.open(tmp_path / "h" / "hints_sheet.png"))
     assert sheet.shape[1] == 256 * 5  # sketch | hints | hinted | embedded | photo
     # the model without hints is scored exactly as without --hints

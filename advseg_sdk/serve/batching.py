@@ -275,7 +275,7 @@ def run_jobs(model: Pipeline, jobs: list[Job]) -> list[tuple[np.ndarray, np.ndar
             sources.append(job.image)
             hint_sets.append(job.hints)
             sketches.append(None)
-    outs = col._run_net([col._fit(src, hs) for src, hs in zip(sources, hint_sets)])
+    outs = col._run_net([col._fit(src, col.spread_hints(src, hs)) for src, hs in zip(sources, hint_sets)])
     results: list[tuple[np.ndarray, np.ndarray | None]] = []
     for job, src, job_sketch, out in zip(jobs, sources, sketches, outs):
         color = col._to_uint8(col._restore(out, src.shape[:2]))
