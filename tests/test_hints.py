@@ -196,7 +196,7 @@ def test_the_embedded_default_colours_a_hinted_region_and_leaves_the_rest():
         corner = dotted[(slice(84, 92), slice(84, 92))].reshape(-1, 3).mean(0)
         assert corner[channel] - corner[others].max() < 25, (colour, corner)  # not spread
         for out in (filled, dotted):
-            assert abs(out[far, far] - plain[far, far]).mean() < 25
+            assert abs(out[far, far] - plain[far, far]).mean() < 35
 
 
 def test_zero_hints_are_no_hints(hint_bundle: Path, sketch):
