@@ -18,6 +18,8 @@ from pathlib import Path
 
 import click
 
+from advseg_sdk.vocab import HINT_SPREAD_MODES
+
 
 def _evaluate(bundle: Path, count: int, datasets: tuple[str, ...], spread: str, run_dir: Path, threads: int) -> dict:
     summary = run_dir / "summary.json"
@@ -59,7 +61,7 @@ def _plot(rows: list[dict], path: Path, title: str) -> None:
 @click.option("--bundle", type=click.Path(exists=True, path_type=Path), required=True, help="Bundle that takes hints.")
 @click.option("--counts", default="0,1,3,10,30", show_default=True, help="Hints per photo, comma-separated.")
 @click.option("--dataset", "datasets", multiple=True, default=("landscapes", "animals", "interiors"), show_default=True)
-@click.option("--hint-spread", type=click.Choice(["region", "none"]), default="region", show_default=True)
+@click.option("--hint-spread", type=click.Choice(list(HINT_SPREAD_MODES)), default="region", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Writes OUT.png, OUT.json and OUT.md.")
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True)
 def main(bundle: Path, counts: str, datasets: tuple[str, ...], hint_spread: str, out: Path, threads: int) -> None:
