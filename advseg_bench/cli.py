@@ -191,9 +191,9 @@ def main() -> None:
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def run_cmd(**options: Any) -> None:
     """Measure the matrix and write JSON, markdown and PNG plots."""
-    from .runner import RunConfig, run_matrix
+    from .runner import BenchRunConfig, run_matrix
 
-    doc, paths = _measure(RunConfig.from_cli, run_matrix, options, "matrix")
+    doc, paths = _measure(BenchRunConfig.from_cli, run_matrix, options, "matrix")
     counts = {s: sum(r["status"] == s for r in doc["results"]) for s in schema.STATUSES}
     click.echo(f"{counts['ok']} measured, {counts['skipped']} skipped, {counts['error']} errors")
     for t in doc.get("targets") or []:

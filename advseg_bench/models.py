@@ -135,7 +135,7 @@ def example_photos(count: int, size: int, photos: Sequence[Path] | None = None) 
 def generator_input(batch: int, size: int, photos: Sequence[Path] | None = None, hint_channels: int = 0) -> np.ndarray:
     """(batch, 3 + hint_channels, size, size) float32 in [-1, 1]: XDoG sketches of real photos
     (3-channel), then ``hint_channels`` zero planes (no colour hints: automatic colouring)."""
-    from advseg_sdk.sketch import xdog
+    from advseg_sdk.line_drawing import xdog
 
     sketches = [xdog(p) for p in example_photos(batch, size, photos)]
     x = to_network_range(np.stack([np.repeat(s[None], 3, axis=0) for s in sketches]), (-1.0, 1.0))

@@ -29,13 +29,13 @@ from .process import WorkerProcess, collect_probe, run_worker
 from .schema import empty_result
 from .timing import TimingPolicy
 
-__all__ = ["RunConfig", "run_matrix", "WorkerProcess"]
+__all__ = ["BenchRunConfig", "run_matrix", "WorkerProcess"]
 
 Log = Callable[[str], None]
 
 
 @dataclass
-class RunConfig:
+class BenchRunConfig:
     models: list[ModelSpec]
     backends: list[str]
     precisions: list[str]
@@ -54,7 +54,7 @@ class RunConfig:
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 
     @classmethod
-    def from_cli(cls, options: dict[str, Any], command: list[str]) -> RunConfig:
+    def from_cli(cls, options: dict[str, Any], command: list[str]) -> BenchRunConfig:
         """From the options of ``advseg-bench run`` (ValueError for a bad model list or timing)."""
         from .models import parse_models
 
@@ -102,7 +102,7 @@ class RunConfig:
 # --------------------------------------------------------------------------- probe
 
 
-def _probe(cfg: RunConfig, log: Log) -> dict[str, Any]:
+def _probe(cfg: BenchRunConfig, log: Log) -> dict[str, Any]:
     need_bundles = any(getattr(BACKENDS.get(b), "family", None) != "torch" for b in cfg.backends)
     export_precisions = ["fp32"] + [p for p in ("fp16", "int8") if p in cfg.precisions]
     job = {
@@ -124,7 +124,7 @@ def _probe(cfg: RunConfig, log: Log) -> dict[str, Any]:
 # --------------------------------------------------------------------------- jobs
 
 
-def _job_dict(job: Job, cfg: RunConfig, combos: list[dict]) -> dict[str, Any]:
+def _job_dict(job: Job, cfg: BenchRunConfig, combos: list[dict]) -> dict[str, Any]:
     return {
         "model": job.model.to_dict(),
         "backend": job.backend,
@@ -151,7 +151,7 @@ def _label(job: Job, combo: dict) -> str:
     return f"{job.model.name} {job.backend} {job.precision} b{combo['batch']} {combo['size']}px"
 
 
-def _run_job(job: Job, cfg: RunConfig, bar: tqdm, say: Log) -> list[dict]:
+def _run_job(job: Job, cfg: BenchRunConfig, bar: tqdm, say: Log) -> list[dict]:
     results: list[dict] = []
     pending = list(job.combos)
     restarts = 0
@@ -216,7 +216,7 @@ def _run_job(job: Job, cfg: RunConfig, bar: tqdm, say: Log) -> list[dict]:
 # --------------------------------------------------------------------------- the run
 
 
-def run_matrix(cfg: RunConfig, log: Log | None = None) -> dict[str, Any]:
+def run_matrix(cfg: BenchRunConfig, log: Log | None = None) -> dict[str, Any]:
     """Probe, plan and measure; returns the ``advseg-bench/1`` document (not yet written)."""
     say = log or (lambda m: tqdm.write(m, file=sys.stderr))
     created = utc_timestamp()

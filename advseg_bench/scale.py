@@ -66,7 +66,7 @@ class ScaleConfig:
 def _sketch_at(size: int):
     import numpy as np
 
-    from advseg_sdk.sketch import xdog
+    from advseg_sdk.line_drawing import xdog
 
     from .models import example_photos
 

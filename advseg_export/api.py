@@ -460,7 +460,7 @@ def _training_config(path: Path) -> Any:
     import json
 
     try:
-        from advseg_train.checkpoints import read_metadata
+        from advseg_train.checkpoint_formats import read_metadata
 
         meta = read_metadata(path)
     except Exception:

@@ -2,7 +2,7 @@
 
 * Parity: a fixed, deterministic list of cached real photos (:data:`PARITY_PHOTOS`), centre-cropped
   and resized to the network size; for ``sketch2color`` they are turned into sketches with
-  :mod:`advseg_sdk.sketch` first (the generator's real input), for ``photo2sketch`` (HED) they are
+  :mod:`advseg_sdk.line_drawing` first (the generator's real input), for ``photo2sketch`` (HED) they are
   used as they are.
 * Calibration: the cached photos (or a folder the user gives) prepared the same way, fed to
   ONNX Runtime's quantiser through :class:`ArrayCalibrationReader`.
@@ -89,9 +89,9 @@ def photo_to_sketch_rgb(rgb: np.ndarray, method: str = "xdog") -> np.ndarray:
     """A 3-channel uint8 sketch (black lines on white) of a uint8 RGB photo.
 
     ``xdog`` is weight-free; ``hed`` runs the real HED network (PyTorch, ``hed-bsds500`` weights)
-    and the official post-processing (:func:`advseg_sdk.sketch.hed_postprocess`).
+    and the official post-processing (:func:`advseg_sdk.line_drawing.hed_postprocess`).
     """
-    from advseg_sdk import sketch as _sketch
+    from advseg_sdk import line_drawing as _sketch
 
     if method == "xdog":
         gray = _sketch.xdog(rgb)

@@ -62,7 +62,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
         ValueError,
     ]
     try:
-        from advseg_train.checkpoints import CheckpointError
+        from advseg_train.checkpoint_formats import CheckpointError
 
         errors.append(CheckpointError)
     except ImportError:

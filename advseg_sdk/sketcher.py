@@ -7,7 +7,7 @@
 
 HED runs through :func:`advseg_sdk.runtime.open_runner` (ONNX Runtime or a matching TensorRT
 engine); its probability map is post-processed as in the official pipeline
-(:func:`advseg_sdk.sketch.hed_postprocess`). No torch is imported.
+(:func:`advseg_sdk.line_drawing.hed_postprocess`). No torch is imported.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from . import sketch as _sketch
+from . import line_drawing as _sketch
 from .imageio import to_rgb_uint8
 from .vocab import SKETCH_METHODS
 
@@ -83,8 +83,8 @@ class SketchExtractor:
         border: HED only: reflect-pad the image by this many px before inference and crop after,
             as the official pipeline did (it used 128 px), so the network does not see the image
             frame as an edge. ``None``: ``min(128, long side // 4)``; ``0`` is fastest.
-        **params: passed to the method's function (:func:`advseg_sdk.sketch.hed_postprocess`,
-            :func:`~advseg_sdk.sketch.xdog` or :func:`~advseg_sdk.sketch.canny`).
+        **params: passed to the method's function (:func:`advseg_sdk.line_drawing.hed_postprocess`,
+            :func:`~advseg_sdk.line_drawing.xdog` or :func:`~advseg_sdk.line_drawing.canny`).
     """
 
     def __init__(

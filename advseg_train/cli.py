@@ -79,8 +79,8 @@ def main(**flags: Any) -> None:
 
     from advseg_sdk.assets import AssetMissingError
 
-    from .checkpointing import CheckpointLoadError
     from .data import DataError
+    from .train_state import CheckpointLoadError
     from .trainer import TrainingDivergedError, train
 
     try:

@@ -362,7 +362,7 @@ class SketchCache:
 
     def make(self, rgb: np.ndarray) -> np.ndarray:
         """Sketch (H, W) uint8, black lines on white, of a uint8 RGB image."""
-        from advseg_sdk import sketch as sk
+        from advseg_sdk import line_drawing as sk
 
         if self.method == "xdog":
             return sk.xdog(rgb)

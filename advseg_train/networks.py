@@ -10,7 +10,7 @@ so under the same RNG state train-mode outputs equal the official ones.
 Norms: ``instance`` = ``InstanceNorm2d(affine=False, track_running_stats=False)``; ``batch`` =
 ``BatchNorm2d(affine=True)``; ``none`` = identity. Convolutions that feed a norm carry a bias
 unless the norm is ``batch`` (the official rule). Architectures are named in
-:mod:`advseg_train.archs`; :mod:`advseg_train.checkpoints` reads official ``.pth`` files and ours.
+:mod:`advseg_train.archs`; :mod:`advseg_train.checkpoint_formats` reads official ``.pth`` files and ours.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .archs import DISCRIMINATOR_ARCHS, GENERATOR_ARCHS, INIT_TYPES, NORMS, DiscriminatorConfig, GeneratorConfig
-from .checkpoints import (
+from .checkpoint_formats import (
     CheckpointError,
     discriminator_state_and_config,
     generator_state_and_config,
@@ -399,7 +399,7 @@ def set_dropout(net: nn.Module, active: bool) -> nn.Module:
 
 
 # --------------------------------------------------------------------------- loading
-# The formats live in advseg_train.checkpoints (which also writes our files: save_generator,
+# The formats live in advseg_train.checkpoint_formats (which also writes our files: save_generator,
 # save_discriminator, re-exported here); these build the module and load the weights into it.
 
 

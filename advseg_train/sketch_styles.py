@@ -10,7 +10,7 @@ item picks one style, so the generator learns to fill regions whatever the line 
 ``hed_outline``           only HED's long edges (no texture strokes), thickened: a
                           colouring-book outline
 ``hed_gaps``              HED lines with short stretches erased
-``xdog``                  XDoG lines of the photo (``advseg_sdk.sketch.xdog``)
+``xdog``                  XDoG lines of the photo (``advseg_sdk.line_drawing.xdog``)
 ``regions``               the borders of the photo's large colour regions (a graph
                           segmentation), half the time with HED's long edges: the
                           big, empty, enclosed areas of a colouring-book page, whose
@@ -23,7 +23,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from advseg_sdk import sketch as sk
+from advseg_sdk import line_drawing as sk
 
 __all__ = ["SKETCH_STYLES", "parse_styles", "stylise"]
 

@@ -33,10 +33,10 @@ from torch.utils.data import DataLoader
 from advseg_sdk.files import atomic_path, atomic_write_bytes
 from advseg_sdk.pixels import to_uint8
 
-from .checkpointing import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig, dump_yaml, to_dict
 from .data import ResumableSampler, build_dataset
 from .models import GANModel, NonFiniteLossError, build_model
+from .train_state import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter

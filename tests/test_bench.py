@@ -263,12 +263,12 @@ def test_targets_and_markdown():
 
 def test_worker_reports_a_load_failure_per_combination(tmp_path):
     """A real worker process that cannot open its model reports each combination as an error."""
-    from advseg_bench.runner import RunConfig, _run_job
+    from advseg_bench.runner import BenchRunConfig, _run_job
 
     spec = generator_spec("resnet_6blocks", ngf=4)
     spec.bundle = str(tmp_path / "missing.advseg")
     job = Job(spec, "ort-cpu", "fp32", "cpu", combos=[{"batch": 1, "size": 32}, {"batch": 2, "size": 32}])
-    cfg = RunConfig(
+    cfg = BenchRunConfig(
         models=[spec], backends=["ort-cpu"], precisions=["fp32"], batches=[1, 2], sizes=[32], threads=1, progress=False
     )
     from tqdm import tqdm

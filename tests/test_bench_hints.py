@@ -10,7 +10,7 @@ import pytest
 
 from advseg_bench.models import generator_input, parse_models
 from advseg_bench.plan import Job
-from advseg_bench.runner import RunConfig, _run_job
+from advseg_bench.runner import BenchRunConfig, _run_job
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def _measure(spec, backend: str) -> list[dict]:
     from tqdm import tqdm
 
     job = Job(spec, backend, "fp32", "cpu", combos=[{"batch": 1, "size": 32}, {"batch": 2, "size": 32}])
-    cfg = RunConfig(
+    cfg = BenchRunConfig(
         models=[spec], backends=[backend], precisions=["fp32"], batches=[1, 2], sizes=[32], threads=1, progress=False
     )
     with tqdm(total=2, disable=True) as bar:

@@ -14,7 +14,7 @@ import pytest
 import torch
 from fixture_sets import COMMITTED, FixtureSet
 
-from advseg_train import checkpoints
+from advseg_train import checkpoint_formats as checkpoints
 from advseg_train.networks import (
     count_parameters,
     load_discriminator,

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from test_imageio import make_zoo  # noqa: E402  (the same zoo of odd files)
-from test_sketch import build_hed_bundle, has_2x2_black  # noqa: E402
+from test_line_drawing import build_hed_bundle, has_2x2_black  # noqa: E402
 
 from advseg_sdk.batch import collect_inputs
 from advseg_sdk.cli_sketch import sketch_files

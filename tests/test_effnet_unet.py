@@ -119,7 +119,7 @@ def test_hint_sampler_colours_hints_with_the_photo_and_can_give_none():
 
 def test_sketch_styles_draw_lines_differently(photo_paths):
     from advseg_sdk.imageio import read_image
-    from advseg_sdk.sketch import xdog
+    from advseg_sdk.line_drawing import xdog
 
     rgb = read_image(photo_paths[0])[:256, :256]
     lines = xdog(rgb, binarize=True)  # stands in for HED lines here

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from advseg_train import checkpoints
+from advseg_train import checkpoint_formats as checkpoints
 from advseg_train.networks import (
     DISCRIMINATOR_ARCHS,
     GENERATOR_ARCHS,

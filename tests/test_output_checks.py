@@ -157,7 +157,7 @@ def test_hed_nan_output_fails_clearly(tmp_path: Path):
 @pytest.mark.slow
 @pytest.mark.real_assets
 def test_hed_sketch_of_a_4096_photo_stays_in_bounded_memory(tmp_path: Path, photo_paths):
-    from test_sketch import build_hed_bundle
+    from test_line_drawing import build_hed_bundle
 
     hed = build_hed_bundle(tmp_path / "hed")
     big = tmp_path / "big.png"

@@ -16,8 +16,8 @@ import torch
 import yaml
 from PIL import Image
 
-from advseg_train.checkpointing import load_checkpoint
 from advseg_train.config import resolve_config
+from advseg_train.train_state import load_checkpoint
 from advseg_train.trainer import train
 
 torch.set_num_threads(1)
@@ -27,7 +27,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 @pytest.fixture(scope="module")
 def aligned_root(tmp_path_factory, photo_paths) -> Path:
     """Real photos at 48x40 with xdog sketches, side by side (aligned, ``train/``)."""
-    from advseg_sdk.sketch import xdog
+    from advseg_sdk.line_drawing import xdog
 
     root = tmp_path_factory.mktemp("aligned")
     (root / "train").mkdir()
@@ -120,7 +120,7 @@ def test_cli_trains_from_yaml_with_overrides(tmp_path, aligned_root):
         assert torch.equal(gen(x), same(x))
     assert gen.config.arch == "resnet_6blocks" and gen.config.ngf == 4
     # The resolved training config travels with the weights (advseg-export records it as provenance).
-    from advseg_train.checkpoints import read_metadata
+    from advseg_train.checkpoint_formats import read_metadata
 
     stored = json.loads(read_metadata(run / "generator.safetensors")["training_config"])
     assert stored["model"]["ngf"] == 4 and stored["model"]["netG"] == "resnet_6blocks"

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from advseg_train.checkpointing import load_checkpoint
 from advseg_train.config import resolve_config
+from advseg_train.train_state import load_checkpoint
 from advseg_train.trainer import TrainingDivergedError, train
 
 torch.set_num_threads(1)
@@ -20,7 +20,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="module")
 def datasets(tmp_path_factory, photo_paths) -> dict[str, Path]:
     """Real photos at 48x40: unaligned (trainA = xdog sketches, trainB = photos), aligned AB."""
-    from advseg_sdk.sketch import xdog
+    from advseg_sdk.line_drawing import xdog
 
     root = tmp_path_factory.mktemp("train_data")
     for i, p in enumerate(photo_paths[:5]):

@@ -294,7 +294,7 @@ def test_resumable_sampler_skips_and_splits_ranks():
 def test_checkpoint_roundtrip_rng_and_refusals(tmp_path):
     import random
 
-    from advseg_train.checkpointing import (
+    from advseg_train.train_state import (
         CheckpointLoadError,
         load_checkpoint,
         rng_state,

@@ -80,7 +80,7 @@ class Clock:
         return self.t0 + fraction * self.budget
 
 
-class Session:
+class GpuSession:
     def __init__(
         self,
         pack: Path,
@@ -864,7 +864,7 @@ def run_session(
     unknown = sorted(set(steps or []) - set(names))
     if unknown:
         raise SystemExit(f"gpu-session: unknown step(s) {', '.join(unknown)}; choose from {', '.join(names)}")
-    session = Session(Path(pack), Path(out), budget_s, profile, dry_run, log, set(steps) if steps else None)
+    session = GpuSession(Path(pack), Path(out), budget_s, profile, dry_run, log, set(steps) if steps else None)
     try:
         return session.run()
     finally:

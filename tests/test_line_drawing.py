@@ -1,4 +1,4 @@
-"""Sketch post-processing (advseg_sdk.sketch) and SketchExtractor (advseg_sdk.sketcher).
+"""Sketch post-processing (advseg_sdk.line_drawing) and SketchExtractor (advseg_sdk.sketcher).
 
 HED inputs are real: probability maps of the original TF model (tests/fixtures/hed) and an HED
 ONNX bundle exported from the real BSDS500 weights.
@@ -17,7 +17,7 @@ import pytest
 from fixture_sets import FixtureSet
 from PIL import Image
 
-from advseg_sdk import sketch
+from advseg_sdk import line_drawing as sketch
 from advseg_sdk.sketcher import HEDBundleMissingError, SketchExtractor
 
 # --------------------------------------------------------------------------- helpers
@@ -346,7 +346,8 @@ def test_hed_extractor_on_real_photos(hed_bundle, photo_paths):
 def test_sdk_sketch_modules_do_not_import_torch():
     code = (
         "import sys\n"
-        "import advseg_sdk.imageio, advseg_sdk.sketch, advseg_sdk.sketcher, advseg_sdk.cli_sketch, advseg_sdk.cli\n"
+        "import advseg_sdk.imageio, advseg_sdk.line_drawing, advseg_sdk.sketcher\n"
+        "import advseg_sdk.cli_sketch, advseg_sdk.cli\n"
         "import numpy as np\n"
         "advseg_sdk.sketcher.SketchExtractor('canny').extract(np.zeros((8, 8, 3), np.uint8))\n"
         "print('torch' in sys.modules)\n"
