@@ -91,7 +91,7 @@ class OrtSession:
         self.gpu_baseline_mb = device_used_mb() if backend != "ort-cpu" else None
         self.artefact = self.bundle.artefact(_artefact_for(backend, precision))
         self.model_path = self.artefact.path
-        self.out_channels = int(self.bundle.output_spec.get("channels", 3))
+        self.out_channels = self.bundle.output_spec.channels or 3
         if backend == "ort-trt" and precision == "int8":
             from .bundles import tensorrt_int8
 

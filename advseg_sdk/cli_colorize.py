@@ -175,7 +175,7 @@ def bundle_summary(bundle: Any) -> str:
             f"hints      {spec.hints.channels}ch {spec.hints.encoding} after the sketch's, "
             f"point radius {spec.hints.point_radius}"
         )
-    out = b.output_spec
+    out = b.manifest.get("output") or {}  # as written, every field the manifest has
     if out:
         lines.append("output     " + ", ".join(f"{k}={_fmt(v)}" for k, v in out.items()))
     lines.append("artefacts")
@@ -213,7 +213,7 @@ def bundle_summary(bundle: Any) -> str:
             extra = {k: v for k, v in p.items() if k not in ("max_abs", "psnr", "reference", "inputs")}
             bits += [f"{k} {_fmt(v)}" for k, v in extra.items() if not isinstance(v, (dict, list))]
             lines.append(f"  {file:<28} " + "  ".join(bits) + (f"  ({ctx})" if ctx else ""))
-    if b.manifest.get("degraded"):
+    if b.degraded:
         reasons = b.manifest.get("degraded_reasons") or {}
         lines.append(
             "DEGRADED   written with --allow-degraded: "

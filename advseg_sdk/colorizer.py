@@ -147,9 +147,8 @@ class Colorizer:
         tiling = dataclasses.replace(tiling or Tiling(), **{k: options.pop(k) for k in tiling_names & set(options)})
         self.spec = self.bundle.input_spec
         out = self.bundle.output_spec
-        rng = out.get("range", (-1.0, 1.0))
-        self.out_range = (float(rng[0]), float(rng[1]))
-        self.out_bgr = str(out.get("color", "RGB")).upper() == "BGR"
+        self.out_range = out.range
+        self.out_bgr = out.color.upper() == "BGR"
         self.tile = tiling.tile
         self.tile_overlap = tiling.tile_overlap
         self.max_batch = tiling.max_batch
@@ -340,7 +339,7 @@ class Colorizer:
                 f"{self.runner.label}: output shape {tuple(y.shape)} does not match input shape "
                 f"{tuple(batch.shape)} (expected (N, C, H, W) with the input's N, H, W)"
             )
-        want = int(self.bundle.output_spec.get("channels", 3))
+        want = self.bundle.output_spec.channels or 3
         if y.shape[1] != want:  # e.g. RGBA from a graph whose channel count is only known when run
             raise BundleError(
                 f"{self.runner.label}: the graph returned {y.shape[1]} channels; the manifest's output has {want}"
@@ -424,7 +423,7 @@ class Pipeline:
         )
         self.colorizer = Colorizer(colorizer_bundle, providers=providers, precision=precision, **colorizer_options)
         if work_short_side == "auto":
-            work_short_side = (self.colorizer.bundle.manifest.get("input") or {}).get("photo_short_side")
+            work_short_side = self.colorizer.bundle.input_spec.photo_short_side
         if work_short_side is not None and (
             isinstance(work_short_side, bool) or not isinstance(work_short_side, int) or work_short_side < 8
         ):

@@ -590,11 +590,11 @@ def check_graph_io(runner: OnnxRunner, bundle: Bundle, file: str) -> None:
             f"fixed_size is {spec.fixed_size[0]}x{spec.fixed_size[1]}"
         )
     out = runner.session.get_outputs()[0]
-    if out_spec.get("name") and out.name != out_spec["name"]:
-        raise BundleError(f"{where} graph output is named {out.name!r}, the manifest says {out_spec['name']!r}")
+    if out_spec.name and out.name != out_spec.name:
+        raise BundleError(f"{where} graph output is named {out.name!r}, the manifest says {out_spec.name!r}")
     oshape = list(out.shape)
     if len(oshape) != 4:
         raise BundleError(f"{where} graph output {out.name!r} has rank {len(oshape)}, expected NCHW (rank 4)")
-    want = out_spec.get("channels")
+    want = out_spec.channels
     if want is not None and isinstance(oshape[1], int) and oshape[1] != want:
         raise BundleError(f"{where} graph output {out.name!r} has {oshape[1]} channels, the manifest says {want}")

@@ -212,7 +212,7 @@ MAX_FUNCTION_LINES = 80
 #: only shrink: a listed module may not grow past its length here, and one that fits the limit
 #: again must leave the list.
 LONG_MODULES = {
-    "advseg_sdk/bundle.py": 866,  # manifest schema checks + reading + writing (another engineer's file)
+    "advseg_sdk/bundle.py": 773,  # manifest schema checks + reading + writing (another engineer's file)
     "advseg_train/models.py": 606,  # GANModel with both schemes (another engineer's file)
 }
 

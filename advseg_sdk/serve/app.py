@@ -114,7 +114,7 @@ def model_summary(pipeline: Any, options: ServeOptions) -> dict[str, Any]:
             "size_multiple": spec.size_multiple,
             "min_size": spec.min_size,
             "fixed_size": list(spec.fixed_size) if spec.fixed_size else None,
-            "photo_short_side": (b.manifest.get("input") or {}).get("photo_short_side"),
+            "photo_short_side": spec.photo_short_side,
         },
         "accepts_hints": bool(hints),
         "hints": spec.hints.to_dict() if hints and spec.hints is not None else None,
