@@ -69,16 +69,15 @@ def _local_hint_net(seed: int = 3):
     return net
 
 
-@pytest.fixture(scope="module")
-def local_bundle(tmp_path_factory) -> Path:
+def local_hint_bundle(root: Path, seed: int = 3, name: str = "local") -> Path:
+    """:func:`_local_hint_net` exported (3 + 4 input channels, dynamic N/H/W) as a hint bundle."""
     import torch
 
-    root = tmp_path_factory.mktemp("local_hints")
-    path = root / "l.onnx"
+    path = root / f"{name}.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            _local_hint_net(),
+            _local_hint_net(seed),
             torch.zeros(1, 7, 32, 32),
             str(path),
             dynamo=False,
@@ -89,7 +88,13 @@ def local_bundle(tmp_path_factory) -> Path:
         )
     spec = {"name": "input", "layout": "NCHW", "channels": 3, "color": "RGB", "range": [-1, 1]}
     spec.update(size_multiple=2, min_size=2, hints=HINT_INPUT)
-    return make_bundle(root / "local.advseg", {"fp32": path}, input_spec=spec, arch={"name": "test_local", "args": {}})
+    arch = {"name": "test_local", "args": {}}
+    return make_bundle(root / f"{name}.advseg", {"fp32": path}, input_spec=spec, arch=arch)
+
+
+@pytest.fixture(scope="module")
+def local_bundle(tmp_path_factory) -> Path:
+    return local_hint_bundle(tmp_path_factory.mktemp("local_hints"))
 
 
 @pytest.fixture(scope="module")

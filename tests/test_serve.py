@@ -37,7 +37,6 @@ from advseg_sdk.serve.app import serve_in_thread  # noqa: E402
 
 BIN = Path(sys.executable).parent
 SPEC = {"name": "input", "layout": "NCHW", "channels": 3, "color": "RGB", "range": [-1, 1]}
-HINT_INPUT = {"channels": 4, "encoding": "rgb-mask", "point_radius": 2}
 
 
 # --------------------------------------------------------------------------- bundles and helpers
@@ -54,27 +53,9 @@ def tiny_bundle(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def hint_bundle(tmp_path_factory) -> Path:
     """The same kind of net with 3 + 4 input channels: a bundle that takes colour hints."""
-    import warnings
+    from test_hints import local_hint_bundle
 
-    import torch
-    from test_hints import _local_hint_net
-
-    root = tmp_path_factory.mktemp("serve_hints")
-    path = root / "h.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            _local_hint_net(seed=5),
-            (torch.zeros(1, 7, 32, 32),),
-            str(path),
-            dynamo=False,
-            opset_version=17,
-            input_names=["input"],
-            output_names=["output"],
-            dynamic_axes={"input": {0: "n", 2: "h", 3: "w"}, "output": {0: "n", 2: "h", 3: "w"}},
-        )
-    spec = {**SPEC, "size_multiple": 2, "min_size": 2, "hints": HINT_INPUT}
-    return make_bundle(root / "serve-hints.advseg", {"fp32": path}, input_spec=spec, arch={"name": "t", "args": {}})
+    return local_hint_bundle(tmp_path_factory.mktemp("serve_hints"), seed=5, name="serve-hints")
 
 
 @pytest.fixture(scope="module")
